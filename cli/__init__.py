@@ -1,0 +1,1 @@
+"""The ``robnp`` command line (installed as the ``robnp_cli`` package)."""

@@ -1,0 +1,83 @@
+"""Entry point of the ``robnp`` command.
+
+Commands live in their own modules and are imported only when used, so that
+``robnp --help`` answers without compiling anything.  Every library error
+(:class:`robnp.errors.RobnpError`) and every usage error is reported here, at the
+boundary, as one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from robnp._version import __version__
+
+# command name -> "module:attribute"; the module is imported on first use.
+_COMMANDS = {
+    "sweep": "robnp_cli.sweep:sweep",
+    "report": "robnp_cli.sweep:report",
+    "validate": "robnp_cli.sweep:validate",
+    "gradcheck": "robnp_cli.gradcheck:gradcheck",
+    "scaling": "robnp_cli.scaling:scaling",
+}
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+class RobnpGroup(click.Group):
+    """A group that loads its commands lazily and reports errors in one line."""
+
+    def list_commands(self, ctx):
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx, name):
+        target = _COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def main(self, args=None, prog_name=None, complete_var=None,
+             standalone_mode=True, **extra):
+        from robnp.errors import RobnpError
+
+        try:
+            result = super().main(args=args, prog_name=prog_name,
+                                  complete_var=complete_var,
+                                  standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            # Usage errors and bad parameters: one line, exit 2.
+            click.echo(f"Error: {_one_line(exc.format_message())}", err=True)
+            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        except RobnpError as exc:
+            click.echo(f"Error: {_one_line(exc)}", err=True)
+            sys.exit(2)
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=RobnpGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="robnp")
+def cli():
+    """robnp: adversarial robustness of small neural networks.
+
+    A NumPy/Numba engine (MLPs with hand-written gradients, Adam, FGSM, PGD)
+    and the robustness-scaling study built on it.
+    """
+
+
+def main():
+    cli.main(prog_name="robnp")
+
+
+if __name__ == "__main__":
+    main()
