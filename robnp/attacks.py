@@ -1,0 +1,146 @@
+"""Adversarial attacks in the L-infinity ball, built on the analytic input gradient.
+
+* :func:`fgsm` (Goodfellow et al., 2015): one step of size ``eps`` along the sign
+  of the input gradient.
+* :func:`pgd` (Madry et al., 2018): ``steps`` signed-gradient steps of
+  ``step_size`` (default ``eps / 4``), each followed by projection onto the
+  ``eps``-ball around the clean input (and into ``bounds`` when given).
+
+Both ascend the loss named by ``loss`` (cross-entropy by default) through
+:func:`robnp.gradients.input_gradient` or the same compiled kernel; neither
+re-derives backpropagation. Inputs are not clipped to any data range unless
+``bounds=(lower, upper)`` is passed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+from .errors import ConfigError
+from .gradients import input_gradient
+from .losses import loss_code
+
+__all__ = ["fgsm", "pgd", "fgsm_from_gradient"]
+
+
+def check_eps(eps) -> float:
+    """``eps`` as a float; a clear error unless it is a finite number >= 0."""
+    try:
+        value = float(eps)
+    except (TypeError, ValueError):
+        raise ConfigError(f"eps must be a number >= 0, got {eps!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise ConfigError(f"eps must be a finite number >= 0, got {eps!r}")
+    return value
+
+
+def _check_bounds(bounds):
+    if bounds is None:
+        return 0.0, 0.0, False
+    try:
+        lower, upper = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ConfigError(f"bounds must be a pair (lower, upper), got {bounds!r}") from None
+    if not lower < upper:
+        raise ConfigError(f"bounds must satisfy lower < upper, got {bounds!r}")
+    return lower, upper, True
+
+
+def fgsm_from_gradient(X: np.ndarray, dL_dX: np.ndarray, eps: float, bounds=None) -> np.ndarray:
+    """``X + eps * sign(dL_dX)``, clipped to ``bounds`` when given.
+
+    The gradient at ``X`` does not depend on ``eps``, so a sweep over many radii
+    computes it once and calls this for each.
+    """
+    eps = check_eps(eps)
+    lower, upper, use_bounds = _check_bounds(bounds)
+    X_adv = X.copy()
+    if eps == 0:
+        return X_adv
+    kernels.sign_step(X_adv, dL_dX, X.dtype.type(eps))
+    if use_bounds:
+        np.clip(X_adv, lower, upper, out=X_adv)
+    return X_adv
+
+
+def fgsm(model, X, y, eps: float, *, loss: str = "cross_entropy", bounds=None) -> np.ndarray:
+    """Fast gradient sign method: ``X + eps * sign(dL/dX)``.
+
+    Parameters
+    ----------
+    model : MLP
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+    eps : float >= 0
+        L-infinity radius. ``eps = 0`` returns a copy of ``X``.
+    loss : {"cross_entropy", "cw_margin"}
+    bounds : (float, float), optional
+        Clip the result into this box.
+
+    Returns
+    -------
+    X_adv : ndarray of shape (n_samples, n_features), in the model's dtype
+    """
+    eps = check_eps(eps)
+    X = model.check_input(X)
+    y = model.check_labels(y, X.shape[0])
+    if eps == 0:
+        return X.copy()
+    return fgsm_from_gradient(X, input_gradient(model, X, y, loss=loss), eps, bounds)
+
+
+def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None, *,
+        random_start: bool = False, seed=None, loss: str = "cross_entropy",
+        bounds=None) -> np.ndarray:
+    """Projected gradient descent on the negative loss, in the L-infinity ball.
+
+    Parameters
+    ----------
+    model : MLP
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+    eps : float >= 0
+        L-infinity radius. ``eps = 0`` returns a copy of ``X``.
+    steps : int >= 0
+        Number of signed-gradient steps.
+    step_size : float, optional
+        Size of each step; default ``eps / 4`` (the study's choice).
+    random_start : bool
+        Start from a point drawn uniformly in the ball (Madry et al.) instead of ``X``.
+    seed : int, numpy.random.Generator or None
+        Source of the random start.
+    loss : {"cross_entropy", "cw_margin"}
+    bounds : (float, float), optional
+        Also keep every coordinate in ``[lower, upper]`` after each step.
+
+    Returns
+    -------
+    X_adv : ndarray of shape (n_samples, n_features), in the model's dtype;
+        ``max |X_adv - X| <= eps`` up to the dtype's rounding.
+    """
+    eps = check_eps(eps)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ConfigError(f"steps must be an integer >= 0, got {steps!r}")
+    step_size = eps / 4 if step_size is None else float(step_size)
+    if not np.isfinite(step_size) or step_size < 0:
+        raise ConfigError(f"step_size must be a finite number >= 0, got {step_size!r}")
+    lower, upper, use_bounds = _check_bounds(bounds)
+    code = loss_code(loss)
+    X = model.check_input(X)
+    y = model.check_labels(y, X.shape[0])
+    if eps == 0:
+        return X.copy()
+    X_adv = X.copy()
+    if random_start:
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        X_adv += rng.uniform(-eps, eps, size=X.shape).astype(X.dtype)
+        kernels.project_linf(X, X_adv, X.dtype.type(eps), X.dtype.type(lower),
+                             X.dtype.type(upper), use_bounds)
+    ws = model.workspace(X.shape[0])
+    dX = np.empty_like(X)
+    cast = X.dtype.type
+    kernels.pgd_linf(model.params, model._sizes, X, y, X_adv, cast(eps), cast(step_size),
+                     int(steps), code, cast(lower), cast(upper), use_bounds,
+                     dX, ws.acts, ws.dZ, ws.d0, ws.d1)
+    return X_adv

@@ -1,0 +1,459 @@
+"""Numba-compiled kernels: the whole numerical core of robnp.
+
+Everything here works on C-contiguous arrays of one floating dtype (float32 or
+float64; Numba compiles one specialisation per dtype) and never allocates inside a
+hot loop.  The public modules (:mod:`robnp.model`, :mod:`robnp.gradients`,
+:mod:`robnp.train`, :mod:`robnp.attacks`) coerce dtypes and shapes at the boundary,
+allocate the workspaces and call these functions; user code should not need to.
+
+Parameter layout
+----------------
+An MLP with layer sizes ``sizes = [n_features, h_1, ..., h_{L-1}, n_classes]`` keeps
+all its parameters in one flat vector ``params``: for each layer ``l`` in order, the
+weight matrix ``W_l`` of shape ``(sizes[l], sizes[l+1])`` in row-major order, then the
+bias ``b_l`` of shape ``(sizes[l+1],)``.  Every hidden layer is followed by a ReLU; the
+last layer produces logits.
+
+Workspaces
+----------
+Kernels that need the activations of a forward pass take one flat buffer ``acts``
+of length at least ``n_rows * sum(sizes[1:])``: the post-ReLU activations of each
+hidden layer, then the logits, each block ``(n_rows, sizes[l])`` row-major.  The
+backward pass uses two "delta" buffers ``d0``/``d1`` of at least
+``n_rows * max(sizes)`` elements, used in turn.
+
+Matrix products go to BLAS (``np.dot`` with an output array) once a layer is large
+enough for that to pay; below ``BLAS_MIN_WORK`` multiply-adds per row, plain loops
+whose inner loop runs over a contiguous output row, which LLVM vectorises.
+
+All kernels are valid Python: ``NUMBA_DISABLE_JIT=1`` runs them unchanged.
+"""
+
+import numpy as np
+from numba import njit
+
+# Reassociation lets LLVM vectorise reductions; 'nnan'/'ninf' are deliberately absent
+# so that NaN and inf still propagate and a diverging loss can be detected.
+FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+
+# Per-row multiply-adds (fan_in * fan_out) from which a layer uses BLAS.
+BLAS_MIN_WORK = 4096
+
+# Loss codes understood by :func:`loss_grad_logits`.
+LOSS_CROSS_ENTROPY = 0
+LOSS_CW_MARGIN = 1
+
+
+def _kernel(function):
+    return njit(cache=True, fastmath=FASTMATH, nogil=True)(function)
+
+
+# ---------------------------------------------------------------------------
+# layout helpers
+# ---------------------------------------------------------------------------
+
+@_kernel
+def param_offsets(sizes):
+    """Start of each layer's weight block and bias block in the flat vector."""
+    n_layers = sizes.shape[0] - 1
+    w_off = np.empty(n_layers, np.int64)
+    b_off = np.empty(n_layers, np.int64)
+    offset = 0
+    for layer in range(n_layers):
+        w_off[layer] = offset
+        offset += sizes[layer] * sizes[layer + 1]
+        b_off[layer] = offset
+        offset += sizes[layer + 1]
+    return w_off, b_off
+
+
+@_kernel
+def act_offsets(sizes):
+    """Start of each layer's activation block in ``acts``, per row of input."""
+    n_layers = sizes.shape[0] - 1
+    offsets = np.empty(n_layers, np.int64)
+    offset = 0
+    for layer in range(n_layers):
+        offsets[layer] = offset
+        offset += sizes[layer + 1]
+    return offsets
+
+
+@_kernel
+def _weights(params, sizes, w_off, layer):
+    fan_in = sizes[layer]
+    fan_out = sizes[layer + 1]
+    start = w_off[layer]
+    return params[start:start + fan_in * fan_out].reshape((fan_in, fan_out))
+
+
+@_kernel
+def _bias(params, sizes, b_off, layer):
+    start = b_off[layer]
+    return params[start:start + sizes[layer + 1]]
+
+
+@_kernel
+def _block(buffer, n_rows, offset_per_row, width):
+    start = n_rows * offset_per_row
+    return buffer[start:start + n_rows * width].reshape((n_rows, width))
+
+
+# ---------------------------------------------------------------------------
+# dense layers
+# ---------------------------------------------------------------------------
+
+@_kernel
+def dense_forward(A, W, b, out, relu):
+    """``out = A @ W + b``, followed by ReLU when ``relu``.
+
+    ``A`` is ``(n, fan_in)``, ``W`` ``(fan_in, fan_out)``, ``b`` ``(fan_out,)``,
+    ``out`` ``(n, fan_out)``; ``out`` must not alias ``A``.
+    """
+    n, fan_in = A.shape
+    fan_out = W.shape[1]
+    if fan_in * fan_out >= BLAS_MIN_WORK:
+        np.dot(A, W, out)
+        for i in range(n):
+            for j in range(fan_out):
+                out[i, j] += b[j]
+    else:
+        for i in range(n):
+            for j in range(fan_out):
+                out[i, j] = b[j]
+            for k in range(fan_in):
+                a = A[i, k]
+                for j in range(fan_out):
+                    out[i, j] += a * W[k, j]
+    if relu:
+        for i in range(n):
+            for j in range(fan_out):
+                # written as "< 0" so that NaN passes through unchanged
+                if out[i, j] < 0:
+                    out[i, j] = 0
+
+
+@_kernel
+def dense_backward_input(D, W, A_in, dA_in, relu_in):
+    """Carry a delta one layer down: ``dA_in = D @ W.T``, masked by ReLU.
+
+    ``D`` is dL/d(pre-activation) of this layer ``(n, fan_out)``. When ``relu_in``,
+    ``A_in`` holds the post-ReLU activations feeding this layer and the result is
+    multiplied by ``A_in > 0`` (the ReLU derivative, taken as 0 at the kink as
+    PyTorch does), giving dL/d(pre-activation) of the layer below.
+    """
+    n, fan_out = D.shape
+    fan_in = W.shape[0]
+    if fan_in * fan_out >= BLAS_MIN_WORK:
+        np.dot(D, W.T, dA_in)
+    else:
+        for i in range(n):
+            for k in range(fan_in):
+                acc = 0.0
+                for j in range(fan_out):
+                    acc += D[i, j] * W[k, j]
+                dA_in[i, k] = acc
+    if relu_in:
+        for i in range(n):
+            for k in range(fan_in):
+                if not A_in[i, k] > 0:
+                    dA_in[i, k] = 0
+
+
+@_kernel
+def dense_backward_params(A_in, D, dW, db):
+    """Weight and bias gradients of one layer: ``dW = A_in.T @ D``, ``db = D.sum(0)``."""
+    n, fan_in = A_in.shape
+    fan_out = D.shape[1]
+    if fan_in * fan_out >= BLAS_MIN_WORK:
+        np.dot(A_in.T, D, dW)
+    else:
+        for k in range(fan_in):
+            for j in range(fan_out):
+                dW[k, j] = 0
+        for i in range(n):
+            for k in range(fan_in):
+                a = A_in[i, k]
+                for j in range(fan_out):
+                    dW[k, j] += a * D[i, j]
+    for j in range(fan_out):
+        db[j] = 0
+    for i in range(n):
+        for j in range(fan_out):
+            db[j] += D[i, j]
+
+
+# ---------------------------------------------------------------------------
+# whole network
+# ---------------------------------------------------------------------------
+
+@_kernel
+def forward(params, sizes, X, acts):
+    """Forward pass of the whole MLP; returns the logits block of ``acts``.
+
+    Every layer's output is kept in ``acts`` for a backward pass.
+    """
+    n = X.shape[0]
+    n_layers = sizes.shape[0] - 1
+    w_off, b_off = param_offsets(sizes)
+    a_off = act_offsets(sizes)
+    A = X
+    for layer in range(n_layers):
+        out = _block(acts, n, a_off[layer], sizes[layer + 1])
+        dense_forward(A, _weights(params, sizes, w_off, layer),
+                      _bias(params, sizes, b_off, layer), out, layer < n_layers - 1)
+        A = out
+    return A
+
+
+@_kernel
+def loss_grad_logits(loss_kind, Z, y, dZ, scale):
+    """Sum over rows of the per-example loss, and its gradient w.r.t. the logits.
+
+    ``dZ`` receives ``scale`` times d(loss_i)/d(Z_i) for every row ``i`` (use
+    ``scale = 1/n`` for the gradient of the mean).
+
+    cross-entropy: ``loss_i = logsumexp(Z_i) - Z_i[y_i]``,
+    ``d loss_i / d Z_i = softmax(Z_i) - onehot(y_i)``.
+
+    CW margin (Carlini and Wagner, 2017, the untargeted margin they call f6 with
+    kappa = 0): ``loss_i = max_{j != y_i} Z_ij - Z_i[y_i]``; its gradient is +1 at
+    the strongest wrong class and -1 at the true class.
+    """
+    n, n_classes = Z.shape
+    total = 0.0
+    for i in range(n):
+        label = y[i]
+        if loss_kind == LOSS_CROSS_ENTROPY:
+            top = Z[i, 0]
+            for j in range(1, n_classes):
+                if Z[i, j] > top:
+                    top = Z[i, j]
+            denom = 0.0
+            for j in range(n_classes):
+                e = np.exp(Z[i, j] - top)
+                dZ[i, j] = e
+                denom += e
+            total += np.log(denom) + top - Z[i, label]
+            inv = scale / denom
+            for j in range(n_classes):
+                dZ[i, j] *= inv
+            dZ[i, label] -= scale
+        else:
+            other = -1
+            for j in range(n_classes):
+                if j != label and (other < 0 or Z[i, j] > Z[i, other]):
+                    other = j
+            total += Z[i, other] - Z[i, label]
+            for j in range(n_classes):
+                dZ[i, j] = 0
+            dZ[i, other] = scale
+            dZ[i, label] = -scale
+    return total
+
+
+@_kernel
+def backward_input(params, sizes, X, acts, dZ, dX, d0, d1):
+    """Backpropagate ``dZ`` (dL/dlogits) through every layer down to ``dX``.
+
+    This is the input gradient: the ordinary backward pass carried one step
+    further, through the first layer's weights to the input, without forming
+    any weight gradient.
+    """
+    n = X.shape[0]
+    n_layers = sizes.shape[0] - 1
+    w_off, _ = param_offsets(sizes)
+    a_off = act_offsets(sizes)
+    D = dZ
+    for layer in range(n_layers - 1, -1, -1):
+        W = _weights(params, sizes, w_off, layer)
+        if layer == 0:
+            dense_backward_input(D, W, X, dX, False)
+        else:
+            A_in = _block(acts, n, a_off[layer - 1], sizes[layer])
+            buffer = d0 if (n_layers - layer) % 2 == 1 else d1
+            D_in = _block(buffer, n, 0, sizes[layer])
+            dense_backward_input(D, W, A_in, D_in, True)
+            D = D_in
+
+
+@_kernel
+def backward_params(params, sizes, X, acts, dZ, grad, d0, d1):
+    """Gradients of every weight and bias, written into ``grad`` (same layout as
+    ``params``), from ``dZ`` = dL/dlogits. The input gradient is not formed."""
+    n = X.shape[0]
+    n_layers = sizes.shape[0] - 1
+    w_off, b_off = param_offsets(sizes)
+    a_off = act_offsets(sizes)
+    D = dZ
+    for layer in range(n_layers - 1, -1, -1):
+        if layer == 0:
+            A_in = X
+        else:
+            A_in = _block(acts, n, a_off[layer - 1], sizes[layer])
+        dense_backward_params(A_in, D, _weights(grad, sizes, w_off, layer),
+                              _bias(grad, sizes, b_off, layer))
+        if layer > 0:
+            buffer = d0 if (n_layers - layer) % 2 == 1 else d1
+            D_in = _block(buffer, n, 0, sizes[layer])
+            dense_backward_input(D, _weights(params, sizes, w_off, layer), A_in, D_in, True)
+            D = D_in
+
+
+@_kernel
+def loss_and_input_grad(params, sizes, X, y, loss_kind, dX, acts, dZ, d0, d1):
+    """Mean loss over the rows of ``X`` and its gradient w.r.t. ``X`` (into ``dX``)."""
+    n = X.shape[0]
+    Z = forward(params, sizes, X, acts)
+    total = loss_grad_logits(loss_kind, Z, y, dZ, 1.0 / n)
+    backward_input(params, sizes, X, acts, dZ, dX, d0, d1)
+    return total / n
+
+
+@_kernel
+def loss_and_param_grad(params, sizes, X, y, loss_kind, grad, acts, dZ, d0, d1):
+    """Mean loss over the rows of ``X`` and its gradient w.r.t. ``params``."""
+    n = X.shape[0]
+    Z = forward(params, sizes, X, acts)
+    total = loss_grad_logits(loss_kind, Z, y, dZ, 1.0 / n)
+    backward_params(params, sizes, X, acts, dZ, grad, d0, d1)
+    return total / n
+
+
+@_kernel
+def per_example_loss(params, sizes, X, y, loss_kind, acts, out):
+    """Loss of every row separately (no gradient), into ``out``."""
+    n = X.shape[0]
+    Z = forward(params, sizes, X, acts)
+    scratch = np.empty((1, Z.shape[1]), Z.dtype)
+    for i in range(n):
+        out[i] = loss_grad_logits(loss_kind, Z[i:i + 1], y[i:i + 1], scratch, 1.0)
+
+
+# ---------------------------------------------------------------------------
+# optimisation
+# ---------------------------------------------------------------------------
+
+@_kernel
+def adam_update(params, grad, m, v, step, lr, beta1, beta2, adam_eps):
+    """One Adam step in place (Kingma and Ba, 2015), in PyTorch's arrangement.
+
+    ``m = beta1 m + (1 - beta1) g``; ``v = beta2 v + (1 - beta2) g^2``;
+    ``p -= (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + adam_eps)``,
+    with ``t = step`` counted from 1.
+    """
+    step_size = lr / (1.0 - beta1 ** step)
+    inv_sqrt_bc2 = 1.0 / np.sqrt(1.0 - beta2 ** step)
+    one = params.dtype.type(1)
+    b1 = params.dtype.type(beta1)
+    b2 = params.dtype.type(beta2)
+    ss = params.dtype.type(step_size)
+    ibc = params.dtype.type(inv_sqrt_bc2)
+    ae = params.dtype.type(adam_eps)
+    for i in range(params.shape[0]):
+        g = grad[i]
+        mi = b1 * m[i] + (one - b1) * g
+        vi = b2 * v[i] + (one - b2) * g * g
+        m[i] = mi
+        v[i] = vi
+        params[i] -= ss * mi / (np.sqrt(vi) * ibc + ae)
+
+
+@_kernel
+def train_epoch(params, sizes, X, y, perm, batch_size, loss_kind, m, v, step,
+                lr, beta1, beta2, adam_eps,
+                grad, batch_X, batch_y, acts, dZ, d0, d1):
+    """One epoch of minibatch Adam over the rows of ``X`` in the order ``perm``.
+
+    Every minibatch (the last may be short) is the mean loss over its rows;
+    parameters are updated after each. Returns ``(sum of batch losses,
+    number of batches, Adam step counter after the epoch)``; workspaces must hold
+    ``batch_size`` rows.
+    """
+    n, n_features = X.shape
+    total = 0.0
+    n_batches = 0
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        rows = stop - start
+        bX = batch_X[:rows]
+        by = batch_y[:rows]
+        for r in range(rows):
+            src = perm[start + r]
+            by[r] = y[src]
+            for k in range(n_features):
+                bX[r, k] = X[src, k]
+        total += loss_and_param_grad(params, sizes, bX, by, loss_kind, grad,
+                                     acts, dZ, d0, d1)
+        step += 1
+        adam_update(params, grad, m, v, step, lr, beta1, beta2, adam_eps)
+        n_batches += 1
+    return total, n_batches, step
+
+
+# ---------------------------------------------------------------------------
+# attacks
+# ---------------------------------------------------------------------------
+
+@_kernel
+def project_linf(X, X_adv, eps, lower, upper, use_bounds):
+    """Project ``X_adv`` in place onto the L-infinity ball of radius ``eps`` around
+    ``X`` (as ``X + clip(X_adv - X, -eps, eps)``), then into ``[lower, upper]``
+    when ``use_bounds``."""
+    n, d = X.shape
+    for i in range(n):
+        for k in range(d):
+            delta = X_adv[i, k] - X[i, k]
+            if delta > eps:
+                delta = eps
+            elif delta < -eps:
+                delta = -eps
+            value = X[i, k] + delta
+            if use_bounds:
+                if value < lower:
+                    value = lower
+                elif value > upper:
+                    value = upper
+            X_adv[i, k] = value
+
+
+@_kernel
+def sign_step(X_adv, dX, step_size):
+    """``X_adv += step_size * sign(dX)`` in place (sign(0) = 0)."""
+    n, d = X_adv.shape
+    for i in range(n):
+        for k in range(d):
+            g = dX[i, k]
+            if g > 0:
+                X_adv[i, k] += step_size
+            elif g < 0:
+                X_adv[i, k] -= step_size
+
+
+@_kernel
+def pgd_linf(params, sizes, X, y, X_adv, eps, step_size, steps, loss_kind,
+             lower, upper, use_bounds, dX, acts, dZ, d0, d1):
+    """Projected gradient ascent on the loss in the L-infinity ball (Madry et al.,
+    2018): ``steps`` times, a signed-gradient step of ``step_size`` from the
+    current ``X_adv`` followed by the projection. ``X_adv`` holds the start point
+    on entry and the result on exit."""
+    for _ in range(steps):
+        loss_and_input_grad(params, sizes, X_adv, y, loss_kind, dX, acts, dZ, d0, d1)
+        sign_step(X_adv, dX, step_size)
+        project_linf(X, X_adv, eps, lower, upper, use_bounds)
+
+
+@_kernel
+def count_correct(params, sizes, X, y, acts):
+    """Number of rows whose arg-max logit equals the label (first index on ties)."""
+    Z = forward(params, sizes, X, acts)
+    n, n_classes = Z.shape
+    correct = 0
+    for i in range(n):
+        best = 0
+        for j in range(1, n_classes):
+            if Z[i, j] > Z[i, best]:
+                best = j
+        if best == y[i]:
+            correct += 1
+    return correct

@@ -1,0 +1,333 @@
+"""The multilayer perceptron: parameters, initialisation, prediction, save/load.
+
+An :class:`MLP` is a list of layer sizes and one flat parameter vector; every
+weight matrix and bias is a view into that vector (see :mod:`robnp.kernels` for
+the layout), so an optimizer, a gradient check and a checkpoint all see one array.
+Hidden layers use ReLU; the output layer gives logits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from . import kernels
+from ._version import __version__
+from .errors import ConfigError, DataError, ModelFileError
+
+__all__ = ["MLP", "param_count", "save_model", "load_model"]
+
+_ACTIVATIONS = ("relu",)
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_dtype(dtype) -> np.dtype:
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dtype not in _DTYPES:
+        raise ConfigError(f"dtype must be float32 or float64, got {dtype.name}")
+    return dtype
+
+
+def _check_sizes(layer_sizes) -> tuple[int, ...]:
+    sizes = tuple(layer_sizes)
+    if len(sizes) < 2:
+        raise ConfigError(f"an MLP needs at least an input and an output size, got {sizes}")
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ConfigError(f"layer sizes must be integers >= 1, got {sizes}")
+    if sizes[-1] < 2:
+        raise ConfigError(f"n_classes must be >= 2, got {sizes[-1]}")
+    return tuple(int(s) for s in sizes)
+
+
+def param_count(n_features: int, hidden: Sequence[int], n_classes: int) -> int:
+    """Number of weights and biases of an MLP; ``h*h + 6*h + 2`` for the study's
+    net (2 inputs, two hidden layers of width h, 2 classes)."""
+    sizes = (n_features, *hidden, n_classes)
+    return sum(sizes[i] * sizes[i + 1] + sizes[i + 1] for i in range(len(sizes) - 1))
+
+
+class Workspace(NamedTuple):
+    """Scratch buffers for the kernels, sized for ``n_rows`` rows (see kernels)."""
+
+    acts: np.ndarray
+    dZ: np.ndarray
+    d0: np.ndarray
+    d1: np.ndarray
+
+
+class MLP:
+    """A ReLU multilayer perceptron classifier with a flat parameter vector.
+
+    Parameters
+    ----------
+    n_features : int
+        Input dimension.
+    hidden : sequence of int, default (64, 64)
+        Width of each hidden layer; ``(64, 64)`` is the study's 2-hidden-layer net.
+        An empty sequence gives multinomial logistic regression.
+    n_classes : int, default 2
+    activation : {"relu"}
+    dtype : float32 or float64, default float32
+    seed : int, numpy.random.Generator or None
+        Source of the initial weights. Initialisation follows PyTorch's
+        ``nn.Linear`` default: every weight and bias uniform in
+        ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``, drawn layer by layer (weights, then
+        bias) in float64 and cast.
+
+    Attributes
+    ----------
+    layer_sizes : tuple of int
+        ``(n_features, *hidden, n_classes)``.
+    params : ndarray of shape (n_params,)
+        All parameters; ``coefs_`` and ``intercepts_`` are views into it.
+    """
+
+    def __init__(self, n_features: int, hidden: Sequence[int] = (64, 64), n_classes: int = 2,
+                 *, activation: str = "relu", dtype=np.float32, seed=None):
+        if activation not in _ACTIVATIONS:
+            raise ConfigError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+        self.layer_sizes = _check_sizes((n_features, *hidden, n_classes))
+        self.activation = activation
+        self.dtype = _check_dtype(dtype)
+        self._sizes = np.array(self.layer_sizes, dtype=np.int64)
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        blocks = []
+        for fan_in, fan_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]):
+            bound = 1.0 / np.sqrt(fan_in)
+            blocks.append(rng.uniform(-bound, bound, size=fan_in * fan_out))
+            blocks.append(rng.uniform(-bound, bound, size=fan_out))
+        self.params = np.concatenate(blocks).astype(self.dtype)
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def from_params(cls, layer_sizes: Sequence[int], params, *, activation: str = "relu",
+                    dtype=None) -> "MLP":
+        """An MLP with the given sizes whose parameters are a copy of ``params``."""
+        sizes = _check_sizes(layer_sizes)
+        params = np.asarray(params)
+        dtype = _check_dtype(params.dtype if dtype is None else dtype)
+        expected = param_count(sizes[0], sizes[1:-1], sizes[-1])
+        if params.shape != (expected,):
+            raise ConfigError(
+                f"params must have shape ({expected},) for layer sizes {sizes}, "
+                f"got {params.shape}")
+        model = cls.__new__(cls)
+        if activation not in _ACTIVATIONS:
+            raise ConfigError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+        model.layer_sizes = sizes
+        model.activation = activation
+        model.dtype = dtype
+        model._sizes = np.array(sizes, dtype=np.int64)
+        model.params = np.array(params, dtype=dtype, order="C", copy=True)
+        return model
+
+    def copy(self) -> "MLP":
+        return MLP.from_params(self.layer_sizes, self.params, activation=self.activation)
+
+    def astype(self, dtype) -> "MLP":
+        """A copy whose parameters are in ``dtype``."""
+        return MLP.from_params(self.layer_sizes, self.params, activation=self.activation,
+                               dtype=dtype)
+
+    # -- shape ------------------------------------------------------------------------
+    @property
+    def n_features(self) -> int:
+        return self.layer_sizes[0]
+
+    @property
+    def n_classes(self) -> int:
+        return self.layer_sizes[-1]
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return self.layer_sizes[1:-1]
+
+    @property
+    def n_params(self) -> int:
+        return int(self.params.shape[0])
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Layer sizes as the int64 array the kernels take (a copy)."""
+        return self._sizes.copy()
+
+    def _blocks(self, array):
+        w_off, b_off = kernels.param_offsets(self._sizes)
+        coefs, intercepts = [], []
+        for layer, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1],
+                                                      self.layer_sizes[1:])):
+            start = w_off[layer]
+            coefs.append(array[start:start + fan_in * fan_out].reshape(fan_in, fan_out))
+            intercepts.append(array[b_off[layer]:b_off[layer] + fan_out])
+        return coefs, intercepts
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """Weight matrices, each a view of shape (fan_in, fan_out) into ``params``."""
+        return self._blocks(self.params)[0]
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """Bias vectors, each a view of shape (fan_out,) into ``params``."""
+        return self._blocks(self.params)[1]
+
+    def split_params(self, flat) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Views of a flat vector laid out like ``params`` (e.g. a gradient) as
+        ``(weight blocks, bias blocks)``."""
+        flat = np.asarray(flat)
+        if flat.shape != self.params.shape:
+            raise DataError(f"expected a vector of shape {self.params.shape}, got {flat.shape}")
+        return self._blocks(flat)
+
+    # -- boundary coercion ------------------------------------------------------------
+    def check_input(self, X) -> np.ndarray:
+        """``X`` as a C-contiguous array of the model's dtype, shape (n, n_features)."""
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise DataError(
+                f"X must have shape (n_samples, {self.n_features}), got {X.shape}")
+        if X.shape[0] == 0:
+            raise DataError("X has no rows")
+        if not np.issubdtype(X.dtype, np.number):
+            raise DataError(f"X must be numeric, got dtype {X.dtype}")
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        return X
+
+    def check_labels(self, y, n_rows: int) -> np.ndarray:
+        """``y`` as a C-contiguous int64 vector of ``n_rows`` labels in range."""
+        y = np.asarray(y)
+        if y.shape != (n_rows,):
+            raise DataError(f"y must have shape ({n_rows},), got {y.shape}")
+        if y.dtype.kind not in "iub":
+            if not np.issubdtype(y.dtype, np.floating) or np.any(y != np.round(y)):
+                raise DataError(f"y must hold integer class labels, got dtype {y.dtype}")
+        y = np.ascontiguousarray(y, dtype=np.int64)
+        if n_rows and (y.min() < 0 or y.max() >= self.n_classes):
+            raise DataError(
+                f"labels must be in [0, {self.n_classes - 1}], got values in "
+                f"[{y.min()}, {y.max()}]")
+        return y
+
+    def workspace(self, n_rows: int) -> Workspace:
+        """Fresh scratch buffers for kernels on ``n_rows`` rows."""
+        sizes = self.layer_sizes
+        return Workspace(
+            acts=np.empty(n_rows * sum(sizes[1:]), self.dtype),
+            dZ=np.empty((n_rows, sizes[-1]), self.dtype),
+            d0=np.empty(n_rows * max(sizes), self.dtype),
+            d1=np.empty(n_rows * max(sizes), self.dtype),
+        )
+
+    # -- prediction -------------------------------------------------------------------
+    def logits(self, X) -> np.ndarray:
+        """Raw scores, ndarray of shape (n_samples, n_classes), in the model's dtype."""
+        X = self.check_input(X)
+        ws = self.workspace(X.shape[0])
+        return kernels.forward(self.params, self._sizes, X, ws.acts).copy()
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Softmax probabilities, ndarray of shape (n_samples, n_classes)."""
+        Z = self.logits(X)
+        Z -= Z.max(axis=1, keepdims=True)
+        np.exp(Z, out=Z)
+        Z /= Z.sum(axis=1, keepdims=True)
+        return Z
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted class (arg-max logit), ndarray of shape (n_samples,), int64."""
+        return self.logits(X).argmax(axis=1).astype(np.int64)
+
+    def input_gradient(self, X, y, loss: str = "cross_entropy") -> np.ndarray:
+        """See :func:`robnp.gradients.input_gradient`."""
+        from .gradients import input_gradient
+
+        return input_gradient(self, X, y, loss=loss)
+
+    def __repr__(self) -> str:
+        return (f"MLP(layer_sizes={self.layer_sizes}, activation={self.activation!r}, "
+                f"dtype={self.dtype.name}, n_params={self.n_params})")
+
+
+# ---------------------------------------------------------------------------
+# save / load
+# ---------------------------------------------------------------------------
+
+def save_model(model: MLP, path) -> None:
+    """Write ``model`` to ``path`` as ``.npz``: ``coef_l`` of shape (fan_in, fan_out),
+    ``intercept_l``, and ``meta``, a JSON string (robnp version, activation, layer
+    sizes, dtype). The file is written to a temporary name and renamed into place."""
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        path += ".npz"
+    coefs, intercepts = model.coefs_, model.intercepts_
+    arrays = {f"coef_{i}": c for i, c in enumerate(coefs)}
+    arrays.update({f"intercept_{i}": b for i, b in enumerate(intercepts)})
+    arrays["meta"] = np.array(json.dumps({
+        "format": "robnp.MLP",
+        "robnp_version": __version__,
+        "activation": model.activation,
+        "layer_sizes": list(model.layer_sizes),
+        "dtype": model.dtype.name,
+    }))
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp.npz")
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise ModelFileError(f"cannot write model file {path}: {exc.strerror or exc}") from None
+
+
+def load_model(path) -> MLP:
+    """Read a model written by :func:`save_model`. Never unpickles; a missing,
+    truncated or inconsistent file raises :class:`~robnp.errors.ModelFileError`."""
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            files = dict(archive.items())
+    except FileNotFoundError:
+        raise ModelFileError(f"model file not found: {path}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"cannot read model file {path}: {exc}") from None
+    if "meta" not in files:
+        raise ModelFileError(f"{path} is not a robnp model: no 'meta' entry")
+    try:
+        meta = json.loads(str(files["meta"]))
+        sizes = _check_sizes(meta["layer_sizes"])
+        activation = meta["activation"]
+        dtype = _check_dtype(meta["dtype"])
+    except (ValueError, KeyError, TypeError, ConfigError) as exc:
+        raise ModelFileError(f"{path}: unreadable or invalid meta data ({exc})") from None
+    blocks = []
+    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for name, shape in ((f"coef_{layer}", (fan_in, fan_out)),
+                            (f"intercept_{layer}", (fan_out,))):
+            if name not in files:
+                raise ModelFileError(f"{path}: missing array {name!r}")
+            if files[name].shape != shape:
+                raise ModelFileError(
+                    f"{path}: array {name!r} has shape {files[name].shape}, "
+                    f"expected {shape} for layer sizes {sizes}")
+            blocks.append(files[name].ravel())
+    extra = set(files) - {"meta"} - {f"{kind}_{i}" for i in range(len(sizes) - 1)
+                                      for kind in ("coef", "intercept")}
+    if extra:
+        raise ModelFileError(f"{path}: unexpected arrays {sorted(extra)}")
+    try:
+        return MLP.from_params(sizes, np.concatenate(blocks), activation=activation,
+                               dtype=dtype)
+    except ConfigError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None

@@ -1,0 +1,187 @@
+"""The training loop: minibatch Adam with the study's early stopping.
+
+One epoch is one compiled call (:func:`robnp.kernels.train_epoch`): gathering each
+minibatch, the forward and backward passes and the Adam update all happen inside
+it, so a small network pays no Python overhead per minibatch. Python sees the
+model once per epoch, to draw the next shuffle and apply the stopping rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernels
+from .errors import ConfigError, TrainingDivergedError
+from .losses import loss_code
+from .optim import check_adam_hyperparameters
+
+__all__ = ["TrainConfig", "History", "fit"]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How :func:`fit` trains; the defaults are the study's.
+
+    Attributes
+    ----------
+    lr, beta1, beta2, adam_eps : float
+        Adam's step size, moment decays and denominator constant (PyTorch defaults).
+    batch_size : int
+        Minibatch size; rows are reshuffled every epoch and the last batch may be short.
+    max_epochs : int
+        Hard limit on epochs.
+    patience : int
+        Stop after this many consecutive epochs without improvement.
+    min_delta : float
+        An epoch improves when its loss is below the best so far minus ``min_delta``.
+    seed : int or None
+        Seed of the generator that draws each epoch's shuffle.
+    loss : str
+        Training loss (see :mod:`robnp.losses`).
+    """
+
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    adam_eps: float = 1e-8
+    batch_size: int = 256
+    max_epochs: int = 2000
+    patience: int = 50
+    min_delta: float = 1e-5
+    seed: int | None = 0
+    loss: str = "cross_entropy"
+
+    def __post_init__(self):
+        check_adam_hyperparameters(self.lr, self.beta1, self.beta2, self.adam_eps)
+        for name in ("batch_size", "max_epochs", "patience"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if not (np.isfinite(self.min_delta) and self.min_delta >= 0):
+            raise ConfigError(f"min_delta must be a finite number >= 0, got {self.min_delta!r}")
+        if self.seed is not None and not _is_int(self.seed):
+            raise ConfigError(f"seed must be an integer or None, got {self.seed!r}")
+        loss_code(self.loss)
+
+
+@dataclass(frozen=True)
+class History:
+    """What :func:`fit` did.
+
+    Attributes
+    ----------
+    epochs : int
+        Epochs run (the study's ``final_epoch``).
+    final_loss : float
+        Loss of the last epoch (mean of its minibatch losses).
+    best_loss : float
+        Lowest epoch loss seen.
+    loss : ndarray of shape (epochs,), float64
+        Loss of every epoch.
+    stopped_early : bool
+        True when the patience rule stopped training before ``max_epochs``.
+    seconds : float
+        Wall time of the loop.
+    """
+
+    epochs: int
+    final_loss: float
+    best_loss: float
+    loss: np.ndarray
+    stopped_early: bool
+    seconds: float
+
+
+def fit(model, X, y, config: TrainConfig | None = None, **overrides) -> History:
+    """Train ``model`` in place on ``(X, y)`` with minibatch Adam.
+
+    Each epoch visits the rows in a fresh permutation drawn from
+    ``numpy.random.default_rng(config.seed)``, in minibatches of ``batch_size``
+    (the mean loss of each minibatch is minimised); the epoch loss is the mean of
+    its minibatch losses. Training stops after ``patience`` epochs in a row
+    without improvement, or at ``max_epochs``.
+
+    Parameters
+    ----------
+    model : MLP
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+    config : TrainConfig, optional
+    **overrides
+        Fields of :class:`TrainConfig` to replace, e.g. ``max_epochs=100``.
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    TrainingDivergedError
+        When an epoch's loss is not finite (the model's parameters are then
+        whatever the last update left).
+    """
+    config = config or TrainConfig()
+    if overrides:
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)}
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        config = dataclasses.replace(config, **overrides)
+    X = model.check_input(X)
+    y = model.check_labels(y, X.shape[0])
+    n_samples = X.shape[0]
+    batch_rows = min(config.batch_size, n_samples)
+
+    dtype = model.dtype
+    params = model.params
+    grad = np.empty_like(params)
+    m = np.zeros_like(params)
+    v = np.zeros_like(params)
+    batch_X = np.empty((batch_rows, model.n_features), dtype)
+    batch_y = np.empty(batch_rows, np.int64)
+    ws = model.workspace(batch_rows)
+    code = loss_code(config.loss)
+    rng = np.random.default_rng(config.seed)
+
+    losses = np.empty(config.max_epochs, np.float64)
+    best = np.inf
+    stale = 0
+    step = 0
+    epoch = 0
+    start = time.perf_counter()
+    while epoch < config.max_epochs:
+        perm = rng.permutation(n_samples)
+        total, n_batches, step = kernels.train_epoch(
+            params, model._sizes, X, y, perm, batch_rows, code, m, v, step,
+            config.lr, config.beta1, config.beta2, config.adam_eps,
+            grad, batch_X, batch_y, ws.acts, ws.dZ, ws.d0, ws.d1)
+        epoch_loss = total / n_batches
+        losses[epoch] = epoch_loss
+        epoch += 1
+        if not np.isfinite(epoch_loss):
+            raise TrainingDivergedError(
+                f"training diverged at epoch {epoch}: loss is {epoch_loss} "
+                f"(lr={config.lr}, dtype={dtype.name})")
+        if epoch_loss < best - config.min_delta:
+            best = epoch_loss
+            stale = 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    seconds = time.perf_counter() - start
+    return History(
+        epochs=epoch,
+        final_loss=float(losses[epoch - 1]),
+        best_loss=float(best),
+        loss=losses[:epoch].copy(),
+        stopped_early=epoch < config.max_epochs,
+        seconds=seconds,
+    )
