@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .threads import single_blas_thread
 from . import kernels
 from .errors import ConfigError
 from .gradients import input_gradient
@@ -64,6 +65,7 @@ def fgsm_from_gradient(X: np.ndarray, dL_dX: np.ndarray, eps: float, bounds=None
     return X_adv
 
 
+@single_blas_thread
 def fgsm(model, X, y, eps: float, *, loss: str = "cross_entropy", bounds=None) -> np.ndarray:
     """Fast gradient sign method: ``X + eps * sign(dL/dX)``.
 
@@ -90,6 +92,7 @@ def fgsm(model, X, y, eps: float, *, loss: str = "cross_entropy", bounds=None) -
     return fgsm_from_gradient(X, input_gradient(model, X, y, loss=loss), eps, bounds)
 
 
+@single_blas_thread
 def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None, *,
         random_start: bool = False, seed=None, loss: str = "cross_entropy",
         bounds=None) -> np.ndarray:

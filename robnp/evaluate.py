@@ -6,6 +6,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from .threads import single_blas_thread
 from . import kernels
 from .attacks import check_eps, fgsm, fgsm_from_gradient, pgd
 from .errors import ConfigError
@@ -16,6 +17,7 @@ __all__ = ["accuracy", "robust_accuracy", "ATTACKS"]
 ATTACKS: dict[str, Callable] = {"fgsm": fgsm, "pgd": pgd}
 
 
+@single_blas_thread
 def accuracy(model, X, y) -> float:
     """Fraction of rows whose arg-max logit is the label."""
     X = model.check_input(X)
@@ -24,6 +26,7 @@ def accuracy(model, X, y) -> float:
     return kernels.count_correct(model.params, model._sizes, X, y, acts) / X.shape[0]
 
 
+@single_blas_thread
 def robust_accuracy(model, X, y, attack="pgd", eps: Iterable[float] = (0.01, 0.05, 0.1, 0.2, 0.5),
                     **attack_options) -> dict[float, float]:
     """Accuracy on adversarial examples, for every radius in ``eps``.

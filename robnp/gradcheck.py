@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .threads import single_blas_thread
 from . import kernels
 from .errors import ConfigError
 from .gradients import loss_and_input_gradient, param_gradient
@@ -118,6 +119,7 @@ def sample_away_from_kinks(model: MLP, n_samples: int, rng: np.random.Generator,
     return np.array(rows[:n_samples]), np.array(labels[:n_samples], dtype=np.int64)
 
 
+@single_blas_thread
 def check_model_gradients(model: MLP, X, y, *, loss: str = "cross_entropy", h: float = 1e-6,
                           tol: float = 1e-6) -> GradCheckReport:
     """Compare every analytic gradient block of ``model`` on ``(X, y)`` with central

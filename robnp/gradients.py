@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .threads import single_blas_thread
 from . import kernels
 from .losses import loss_code
 
 __all__ = ["input_gradient", "loss_and_input_gradient", "param_gradient"]
 
 
+@single_blas_thread
 def loss_and_input_gradient(model, X, y, loss: str = "cross_entropy"):
     """Mean loss and its gradient w.r.t. ``X``.
 
@@ -30,7 +32,7 @@ def loss_and_input_gradient(model, X, y, loss: str = "cross_entropy"):
     ws = model.workspace(X.shape[0])
     dL_dX = np.empty_like(X)
     value = kernels.loss_and_input_grad(model.params, model._sizes, X, y, loss_code(loss),
-                                        dL_dX, ws.acts, ws.dZ, ws.d0, ws.d1)
+                                        dL_dX, ws.acts, ws.dZ, ws.d0, ws.d1, True)
     return float(value), dL_dX
 
 
@@ -51,6 +53,7 @@ def input_gradient(model, X, y, loss: str = "cross_entropy") -> np.ndarray:
     return loss_and_input_gradient(model, X, y, loss)[1]
 
 
+@single_blas_thread
 def param_gradient(model, X, y, loss: str = "cross_entropy"):
     """Mean loss and its gradient w.r.t. every parameter.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .threads import single_blas_thread
 from . import kernels
 from .errors import ConfigError
 
@@ -53,10 +54,11 @@ def loss_and_grad_logits(Z, y, loss: str = "cross_entropy"):
         Z = Z.astype(np.float64)
     y = np.ascontiguousarray(y, dtype=np.int64)
     dZ = np.empty_like(Z)
-    total = kernels.loss_grad_logits(loss_code(loss), Z, y, dZ, 1.0 / Z.shape[0])
+    total = kernels.loss_grad_logits(loss_code(loss), Z, y, dZ, 1.0 / Z.shape[0], True)
     return total / Z.shape[0], dZ
 
 
+@single_blas_thread
 def per_example_loss(model, X, y, loss: str = "cross_entropy") -> np.ndarray:
     """Loss of each example, ndarray of shape (n_samples,), float64."""
     X = model.check_input(X)

@@ -18,6 +18,7 @@ import numpy as np
 from . import kernels
 from ._version import __version__
 from .errors import ConfigError, DataError, ModelFileError
+from .threads import single_blas_thread
 
 __all__ = ["MLP", "param_count", "save_model", "load_model"]
 
@@ -227,6 +228,7 @@ class MLP:
         )
 
     # -- prediction -------------------------------------------------------------------
+    @single_blas_thread
     def logits(self, X) -> np.ndarray:
         """Raw scores, ndarray of shape (n_samples, n_classes), in the model's dtype."""
         X = self.check_input(X)

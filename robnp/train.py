@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .threads import single_blas_thread
 from . import kernels
 from .errors import ConfigError, TrainingDivergedError
 from .losses import loss_code
@@ -100,6 +101,7 @@ class History:
     seconds: float
 
 
+@single_blas_thread
 def fit(model, X, y, config: TrainConfig | None = None, **overrides) -> History:
     """Train ``model`` in place on ``(X, y)`` with minibatch Adam.
 
