@@ -1,0 +1,18 @@
+"""The robustness-scaling study: configuration, tasks, execution, storage.
+
+Data flow of one sweep: :class:`StudyConfig` -> :meth:`StudyConfig.tasks` ->
+:func:`run_tasks` (each task :func:`run_task` in a worker) -> :class:`TaskStore`
+(committed as each finishes) -> :func:`robnp.stats.build_results` ->
+:func:`robnp.report.write_report` (results.json, figures). :func:`run_study` does
+all of it.
+"""
+
+from .config import StudyConfig, load_config_file
+from .executor import default_jobs, run_tasks
+from .runner import Progress, StudyOutcome, environment, run_study
+from .store import STORE_NAME, TaskStore
+from .tasks import Task, TaskResult, run_task
+
+__all__ = ["StudyConfig", "load_config_file", "Task", "TaskResult", "run_task", "run_tasks",
+           "default_jobs", "TaskStore", "STORE_NAME", "run_study", "StudyOutcome", "Progress",
+           "environment"]

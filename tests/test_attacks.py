@@ -1,0 +1,134 @@
+"""Attack properties: the eps-ball, eps = 0, strength ordering, monotonicity."""
+
+import numpy as np
+import pytest
+
+import robnp
+from robnp.errors import ConfigError
+from robnp.losses import per_example_loss
+
+EPS = [0.0, 0.01, 0.05, 0.1, 0.2, 0.5]
+
+
+def linf(a, b):
+    return np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max(axis=1)
+
+
+@pytest.mark.parametrize("eps", EPS)
+def test_attacks_never_leave_the_ball(trained_model, circles_split, eps):
+    X, y = circles_split[1], circles_split[3]
+    slack = 1e-6 * (1 + np.abs(X).max())
+    for X_adv in (robnp.fgsm(trained_model, X, y, eps),
+                  robnp.pgd(trained_model, X, y, eps),
+                  robnp.pgd(trained_model, X, y, eps, steps=25, step_size=eps, random_start=True,
+                            seed=0),
+                  robnp.pgd(trained_model, X, y, eps, loss="cw_margin")):
+        assert X_adv.shape == X.shape and X_adv.dtype == np.float32
+        assert linf(X_adv, X).max() <= eps + slack
+
+
+def test_fgsm_is_a_full_step_on_every_coordinate(trained_model, circles_split):
+    X, y = circles_split[1], circles_split[3]
+    grad = robnp.input_gradient(trained_model, X, y)
+    X_adv = robnp.fgsm(trained_model, X, y, 0.1)
+    np.testing.assert_allclose(X_adv - X, 0.1 * np.sign(grad), atol=1e-6)
+
+
+def test_fgsm_direction_agrees_with_finite_differences():
+    """The sign of the analytic gradient is the sign of a numerical one."""
+    model = robnp.MLP(2, (9, 9), 2, dtype=np.float64, seed=4)
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(12, 2))
+    y = rng.integers(0, 2, 12)
+    h = 1e-6
+    numeric = np.zeros_like(X)
+    for i in range(12):
+        for k in range(2):
+            up, down = X.copy(), X.copy()
+            up[i, k] += h
+            down[i, k] -= h
+            numeric[i, k] = (per_example_loss(model, up, y).mean()
+                             - per_example_loss(model, down, y).mean()) / (2 * h)
+    big = np.abs(numeric) > 1e-6
+    X_adv = robnp.fgsm(model, X, y, 0.2)
+    np.testing.assert_array_equal(np.sign(X_adv - X)[big], np.sign(numeric)[big])
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+def test_eps_zero_is_the_identity(trained_model, circles_split, attack):
+    X, y = circles_split[1], circles_split[3]
+    X_adv = getattr(robnp, attack)(trained_model, X, y, 0.0)
+    np.testing.assert_array_equal(X_adv, X)
+    assert X_adv is not X
+
+
+def test_pgd_with_zero_steps_is_the_identity(trained_model, circles_split):
+    X, y = circles_split[1], circles_split[3]
+    np.testing.assert_array_equal(robnp.pgd(trained_model, X, y, 0.3, steps=0), X)
+
+
+def test_pgd_is_at_least_as_strong_as_fgsm_on_average(trained_model, circles_split):
+    X, y = circles_split[1], circles_split[3]
+    for eps in (0.05, 0.1, 0.2):
+        fgsm_loss = per_example_loss(trained_model, robnp.fgsm(trained_model, X, y, eps), y)
+        pgd_loss = per_example_loss(trained_model, robnp.pgd(trained_model, X, y, eps), y)
+        clean_loss = per_example_loss(trained_model, X, y)
+        assert pgd_loss.mean() >= fgsm_loss.mean() > clean_loss.mean()
+
+
+def test_robust_accuracy_does_not_increase_with_eps(trained_model, circles_split):
+    X, y = circles_split[1], circles_split[3]
+    for attack in ("pgd", "fgsm"):
+        acc = robnp.robust_accuracy(trained_model, X, y, attack, eps=EPS)
+        assert list(acc) == EPS
+        values = [acc[e] for e in EPS]
+        assert values[0] == robnp.accuracy(trained_model, X, y)
+        assert all(b <= a for a, b in zip(values, values[1:])), values
+        assert values[-1] < values[0]
+
+
+def test_robust_accuracy_fgsm_shortcut_equals_the_attack(trained_model, circles_split):
+    X, y = circles_split[1], circles_split[3]
+    fast = robnp.robust_accuracy(trained_model, X, y, "fgsm", eps=[0.1, 0.2])
+    slow = {e: robnp.accuracy(trained_model, robnp.fgsm(trained_model, X, y, e), y)
+            for e in (0.1, 0.2)}
+    assert fast == slow
+    custom = robnp.robust_accuracy(trained_model, X, y,
+                                   lambda m, X_, y_, e: robnp.fgsm(m, X_, y_, e), eps=[0.1, 0.2])
+    assert custom == slow
+
+
+def test_bounds_keep_adversarial_points_in_the_box(trained_model, circles_split):
+    X, y = circles_split[1], circles_split[3]
+    X_box = np.clip(X, -1, 1)
+    for X_adv in (robnp.fgsm(trained_model, X_box, y, 0.3, bounds=(-1, 1)),
+                  robnp.pgd(trained_model, X_box, y, 0.3, bounds=(-1, 1), random_start=True,
+                            seed=1)):
+        assert X_adv.min() >= -1 and X_adv.max() <= 1
+        assert linf(X_adv, X_box).max() <= 0.3 + 1e-6
+
+
+def test_random_start_is_seeded(trained_model, circles_split):
+    X, y = circles_split[1], circles_split[3]
+    a = robnp.pgd(trained_model, X, y, 0.2, random_start=True, seed=5)
+    b = robnp.pgd(trained_model, X, y, 0.2, random_start=True, seed=5)
+    c = robnp.pgd(trained_model, X, y, 0.2, random_start=True, seed=6)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_pgd_step_follows_the_gradient_sign_once(trained_model, circles_split):
+    """One PGD step from X with step eps is FGSM at eps."""
+    X, y = circles_split[1], circles_split[3]
+    np.testing.assert_array_equal(robnp.pgd(trained_model, X, y, 0.1, steps=1, step_size=0.1),
+                                  robnp.fgsm(trained_model, X, y, 0.1))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"eps": -0.1}, "eps"), ({"eps": float("nan")}, "eps"), ({"eps": 0.1, "steps": -1}, "steps"),
+    ({"eps": 0.1, "step_size": -1.0}, "step_size"), ({"eps": 0.1, "bounds": (1, 0)}, "bounds"),
+    ({"eps": 0.1, "loss": "mse"}, "unknown loss"),
+])
+def test_bad_attack_arguments(trained_model, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        robnp.pgd(trained_model, np.zeros((2, 2)), np.zeros(2, int), **kwargs)

@@ -1,0 +1,125 @@
+"""The study's generators, reproduced draw for draw, and the split."""
+
+import numpy as np
+import pytest
+
+import robnp
+from robnp.data import make_dataset
+from robnp.errors import ConfigError
+
+
+def circles_by_the_book(n, noise, factor, seed):
+    rng = np.random.default_rng(seed)
+    n_out, n_in = n // 2, n - n // 2
+    a = rng.uniform(0, 2 * np.pi, n_out)
+    b = rng.uniform(0, 2 * np.pi, n_in)
+    X = np.concatenate([np.stack([np.cos(a), np.sin(a)], 1),
+                        np.stack([factor * np.cos(b), factor * np.sin(b)], 1)])
+    y = np.array([0] * n_out + [1] * n_in)
+    X = X + rng.normal(0, noise, X.shape)
+    p = rng.permutation(n)
+    return X[p].astype(np.float32), y[p].astype(np.int64)
+
+
+def moons_by_the_book(n, noise, seed):
+    rng = np.random.default_rng(seed)
+    n_up, n_low = n // 2, n - n // 2
+    t1, t2 = np.linspace(0, np.pi, n_up), np.linspace(0, np.pi, n_low)
+    X = np.concatenate([np.stack([np.cos(t1), np.sin(t1)], 1),
+                        np.stack([1 - np.cos(t2), 1 - np.sin(t2) - 0.5], 1)])
+    y = np.array([0] * n_up + [1] * n_low)
+    X = X + rng.normal(0, noise, X.shape)
+    p = rng.permutation(n)
+    return X[p].astype(np.float32), y[p].astype(np.int64)
+
+
+@pytest.mark.parametrize("n,noise,seed", [(2000, 0.15, 42), (7, 0.3, 0), (101, 0.0, 123)])
+def test_circles_follow_the_study_procedure(n, noise, seed):
+    X, y = robnp.make_circles(n, noise, seed=seed)
+    X_ref, y_ref = circles_by_the_book(n, noise, 0.5, seed)
+    np.testing.assert_array_equal(X, X_ref)
+    np.testing.assert_array_equal(y, y_ref)
+
+
+@pytest.mark.parametrize("n,noise,seed", [(2000, 0.15, 42), (7, 0.3, 0), (101, 0.0, 7)])
+def test_moons_follow_the_study_procedure(n, noise, seed):
+    X, y = robnp.make_moons(n, noise, seed=seed)
+    X_ref, y_ref = moons_by_the_book(n, noise, seed)
+    np.testing.assert_array_equal(X, X_ref)
+    np.testing.assert_array_equal(y, y_ref)
+
+
+@pytest.mark.parametrize("name", ["circles", "moons", "spheres"])
+def test_generators_are_deterministic_typed_and_balanced(name):
+    X, y = make_dataset(name, 501, 0.15, seed=9, input_dim=3 if name == "spheres" else 2)
+    X2, y2 = make_dataset(name, 501, 0.15, seed=9, input_dim=3 if name == "spheres" else 2)
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+    assert X.dtype == np.float32 and y.dtype == np.int64
+    assert X.shape[0] == 501 and y.shape == (501,)
+    assert sorted(np.bincount(y)) == [250, 251]
+    X3, _ = make_dataset(name, 501, 0.15, seed=10, input_dim=3 if name == "spheres" else 2)
+    assert not np.array_equal(X, X3)
+
+
+def test_circles_radii_match_the_factor_without_noise():
+    X, y = robnp.make_circles(400, 0.0, factor=0.3, seed=1)
+    radius = np.linalg.norm(X, axis=1)
+    np.testing.assert_allclose(radius[y == 0], 1.0, atol=1e-6)
+    np.testing.assert_allclose(radius[y == 1], 0.3, atol=1e-6)
+
+
+def test_extra_input_dimensions_keep_the_2d_points_and_add_noise():
+    X2, y2 = make_dataset("circles", 300, 0.15, seed=4)
+    X5, y5 = make_dataset("circles", 300, 0.15, seed=4, input_dim=5)
+    assert X5.shape == (300, 5) and X5.flags.c_contiguous
+    np.testing.assert_array_equal(X5[:, :2], X2)
+    np.testing.assert_array_equal(y5, y2)
+    assert 0.1 < X5[:, 2:].std() < 0.2  # noise coordinates, sd = noise
+
+
+def test_spheres_live_on_two_radii_in_any_dimension():
+    X, y = make_dataset("spheres", 200, 0.0, seed=2, input_dim=4)
+    radius = np.linalg.norm(X, axis=1)
+    np.testing.assert_allclose(radius[y == 0], 1.0, atol=1e-5)
+    np.testing.assert_allclose(radius[y == 1], 0.5, atol=1e-5)
+
+
+def test_split_takes_the_first_rows_for_training():
+    X = np.arange(20, dtype=np.float32).reshape(10, 2)
+    y = np.arange(10)
+    X_train, X_test, y_train, y_test = robnp.train_test_split(X, y, 0.25)
+    assert len(X_train) == 8 and len(X_test) == 2  # 10 - int(2.5)
+    np.testing.assert_array_equal(y_test, [8, 9])
+
+
+def test_unknown_dataset_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="unknown dataset 'spiral'.*circles, moons"):
+        make_dataset("spiral", 100)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"n_samples": 1}, "n_samples"), ({"noise": -0.1}, "noise"), ({"input_dim": 1}, "input_dim"),
+])
+def test_bad_generator_arguments(kwargs, match):
+    args = {"name": "moons", "n_samples": 100, "noise": 0.1, "seed": 0} | kwargs
+    with pytest.raises(ConfigError, match=match):
+        make_dataset(**args)
+
+
+def test_a_new_dataset_is_one_registered_function():
+    from robnp.data import DATASETS, register_dataset
+
+    @register_dataset("stripes")
+    def _stripes(n_samples, noise, seed, input_dim=2):
+        """Vertical stripes."""
+        rng = np.random.default_rng(seed)
+        X = rng.uniform(-1, 1, (n_samples, input_dim)).astype(np.float32)
+        return X, (X[:, 0] > 0).astype(np.int64)
+
+    try:
+        X, y = make_dataset("stripes", 50, 0.0, seed=1, input_dim=3)
+        assert X.shape == (50, 3) and set(np.unique(y)) <= {0, 1}
+        assert "stripes" in robnp.dataset_names()
+    finally:
+        DATASETS.pop("stripes")

@@ -1,0 +1,106 @@
+"""The MLP: sizes, initialisation, prediction, save/load."""
+
+import json
+
+import numpy as np
+import pytest
+
+import robnp
+from robnp.errors import ConfigError, DataError, ModelFileError
+
+
+@pytest.mark.parametrize("h", [16, 32, 64, 128, 256, 512, 1, 7])
+def test_parameter_count_of_the_study_net(h):
+    model = robnp.MLP(2, (h, h), 2, seed=0)
+    assert model.n_params == h * h + 6 * h + 2 == robnp.param_count(2, (h, h), 2)
+
+
+def test_initialisation_is_pytorch_uniform_per_layer():
+    model = robnp.MLP(3, (400, 50), 2, dtype=np.float64, seed=0)
+    for W, b in zip(model.coefs_, model.intercepts_):
+        bound = 1 / np.sqrt(W.shape[0])
+        assert np.abs(W).max() <= bound and np.abs(b).max() <= bound
+        # uniform on [-bound, bound]: standard deviation bound / sqrt(3)
+        assert W.std() == pytest.approx(bound / np.sqrt(3), rel=0.1)
+    assert model.coefs_[0].shape == (3, 400) and model.coefs_[1].shape == (400, 50)
+
+
+def test_seeded_initialisation_is_reproducible():
+    a = robnp.MLP(2, (8, 8), 2, seed=42)
+    b = robnp.MLP(2, (8, 8), 2, seed=42)
+    c = robnp.MLP(2, (8, 8), 2, seed=43)
+    np.testing.assert_array_equal(a.params, b.params)
+    assert not np.array_equal(a.params, c.params)
+
+
+def test_views_share_memory_with_the_flat_vector():
+    model = robnp.MLP(2, (4,), 3, dtype=np.float64, seed=0)
+    model.coefs_[1][2, 1] = 123.0
+    assert 123.0 in model.params
+    model.params[:] = 0
+    assert model.intercepts_[0].sum() == 0
+
+
+def test_predict_and_probabilities(trained_model, circles_split):
+    X_test = circles_split[1]
+    P = trained_model.predict_proba(X_test)
+    np.testing.assert_allclose(P.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(trained_model.predict(X_test), P.argmax(axis=1))
+    assert trained_model.predict(X_test).dtype == np.int64
+
+
+def test_save_and_load_roundtrip(tmp_path, trained_model):
+    path = tmp_path / "model.npz"
+    robnp.save_model(trained_model, path)
+    loaded = robnp.load_model(path)
+    assert loaded.layer_sizes == trained_model.layer_sizes
+    assert loaded.dtype == trained_model.dtype
+    np.testing.assert_array_equal(loaded.params, trained_model.params)
+    with np.load(path, allow_pickle=False) as archive:
+        meta = json.loads(str(archive["meta"]))
+        assert archive["coef_0"].shape == (2, 32)
+        assert archive["intercept_2"].shape == (2,)
+    assert meta["layer_sizes"] == [2, 32, 32, 2] and meta["robnp_version"] == robnp.__version__
+
+
+def test_load_errors(tmp_path, trained_model):
+    with pytest.raises(ModelFileError, match="not found"):
+        robnp.load_model(tmp_path / "missing.npz")
+    path = tmp_path / "m.npz"
+    robnp.save_model(trained_model, path)
+    data = path.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError):
+        robnp.load_model(tmp_path / "cut.npz")
+    arrays = dict(np.load(path, allow_pickle=False))
+    arrays["coef_1"] = arrays["coef_1"][:, :5]
+    np.savez(tmp_path / "bad_shape.npz", **arrays)
+    with pytest.raises(ModelFileError, match="coef_1"):
+        robnp.load_model(tmp_path / "bad_shape.npz")
+    del arrays["meta"]
+    np.savez(tmp_path / "no_meta.npz", **arrays)
+    with pytest.raises(ModelFileError, match="meta"):
+        robnp.load_model(tmp_path / "no_meta.npz")
+    np.savez(tmp_path / "pickled.npz", meta=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ModelFileError):
+        robnp.load_model(tmp_path / "pickled.npz")
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    ({"n_features": 0}, ConfigError), ({"hidden": (4, -1)}, ConfigError),
+    ({"n_classes": 1}, ConfigError), ({"dtype": np.int32}, ConfigError),
+    ({"activation": "tanh"}, ConfigError),
+])
+def test_bad_model_arguments(kwargs, error):
+    args = {"n_features": 2, "hidden": (4,), "n_classes": 2} | kwargs
+    with pytest.raises(error):
+        robnp.MLP(**args)
+
+
+def test_bad_inputs_are_named(trained_model):
+    with pytest.raises(DataError, match=r"shape \(n_samples, 2\)"):
+        trained_model.logits(np.ones((3, 5)))
+    with pytest.raises(DataError, match="labels must be in"):
+        robnp.input_gradient(trained_model, np.ones((3, 2)), [0, 1, 2])
+    with pytest.raises(DataError, match="y must have shape"):
+        robnp.input_gradient(trained_model, np.ones((3, 2)), [0, 1])

@@ -1,0 +1,88 @@
+"""The training loop: Adam, minibatches, the stopping rule, reproducibility."""
+
+import numpy as np
+import pytest
+
+import robnp
+from robnp.errors import ConfigError, TrainingDivergedError
+
+
+def test_training_learns_circles(circles_split):
+    X_train, X_test, y_train, y_test = circles_split
+    model = robnp.MLP(2, (16, 16), 2, seed=0)
+    assert robnp.accuracy(model, X_test, y_test) < 0.8
+    history = robnp.fit(model, X_train, y_train, max_epochs=400, seed=0)
+    assert history.loss[-1] < 0.5 * history.loss[0]
+    assert robnp.accuracy(model, X_test, y_test) > 0.9
+
+
+def test_same_seed_same_model_and_history(circles_split):
+    X_train, _, y_train, _ = circles_split
+    runs = []
+    for _ in range(2):
+        model = robnp.MLP(2, (8, 8), 2, seed=1)
+        runs.append((robnp.fit(model, X_train, y_train, max_epochs=20, seed=3), model.params))
+    np.testing.assert_array_equal(runs[0][0].loss, runs[1][0].loss)
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    other = robnp.MLP(2, (8, 8), 2, seed=1)
+    h = robnp.fit(other, X_train, y_train, max_epochs=20, seed=4)
+    assert not np.array_equal(h.loss, runs[0][0].loss)
+
+
+def test_stopping_rule_is_the_studys(circles_split):
+    X_train, _, y_train, _ = circles_split
+    model = robnp.MLP(2, (8,), 2, seed=2)
+    history = robnp.fit(model, X_train, y_train, max_epochs=3000, patience=7, min_delta=1e-3,
+                        seed=0)
+    # replay the rule on the recorded losses
+    best, stale, stop = np.inf, 0, None
+    for epoch, loss in enumerate(history.loss, start=1):
+        if loss < best - 1e-3:
+            best, stale = loss, 0
+        else:
+            stale += 1
+            if stale >= 7:
+                stop = epoch
+                break
+    assert stop == history.epochs and history.stopped_early
+    assert history.final_loss == history.loss[-1] and history.best_loss == best
+
+
+def test_max_epochs_is_a_hard_limit(circles_split):
+    X_train, _, y_train, _ = circles_split
+    history = robnp.fit(robnp.MLP(2, (8,), 2, seed=0), X_train, y_train, max_epochs=5)
+    assert history.epochs == 5 and len(history.loss) == 5 and not history.stopped_early
+
+
+def test_epoch_loss_is_the_mean_of_minibatch_losses():
+    """One epoch with lr tiny enough that parameters barely move: the epoch loss is
+    the mean of the per-batch mean losses, the last batch being short."""
+    X, y = robnp.make_moons(100, 0.1, seed=0)
+    model = robnp.MLP(2, (4,), 2, dtype=np.float64, seed=0)
+    before = model.copy()
+    history = robnp.fit(model, X, y, max_epochs=1, batch_size=30, lr=1e-12, seed=8)
+    perm = np.random.default_rng(8).permutation(100)
+    batches = [perm[i:i + 30] for i in range(0, 100, 30)]
+    from robnp.losses import mean_loss
+    expected = np.mean([mean_loss(before, X[b], y[b]) for b in batches])
+    assert history.loss[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_non_finite_loss_is_a_clear_error():
+    X = np.full((20, 2), np.inf, dtype=np.float32)
+    y = np.arange(20) % 2
+    with pytest.raises(TrainingDivergedError, match="diverged at epoch 1"):
+        robnp.fit(robnp.MLP(2, (4,), 2, seed=0), X, y, max_epochs=3)
+
+
+@pytest.mark.parametrize("option,value", [("lr", 0), ("batch_size", 0), ("patience", -1),
+                                          ("max_epochs", 1.5), ("seed", "x"), ("loss", "hinge"),
+                                          ("beta1", 1.0)])
+def test_bad_training_options(option, value):
+    with pytest.raises(ConfigError, match=option if option != "loss" else "unknown loss"):
+        robnp.fit(robnp.MLP(2, (4,), 2), np.zeros((4, 2)), np.zeros(4, int), **{option: value})
+
+
+def test_unknown_option_is_rejected():
+    with pytest.raises(ConfigError, match="unknown training option"):
+        robnp.fit(robnp.MLP(2, (4,), 2), np.zeros((4, 2)), np.zeros(4, int), epochs=3)
