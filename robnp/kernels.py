@@ -115,15 +115,16 @@ def dense_forward(A, W, b, out, relu):
     n = A.shape[0]
     fan_out = W.shape[1]
     np.dot(A, W, out)
+    flat = out.reshape(n * fan_out)
+    # One pass over contiguous memory adds the bias and applies ReLU; written so
+    # that LLVM vectorises it and NaN passes through unchanged ("< 0", not "> 0").
     for i in range(n):
+        row = flat[i * fan_out:(i + 1) * fan_out]
         for j in range(fan_out):
-            out[i, j] += b[j]
-    if relu:
-        for i in range(n):
-            for j in range(fan_out):
-                # written as "< 0" so that NaN passes through unchanged
-                if out[i, j] < 0:
-                    out[i, j] = 0
+            z = row[j] + b[j]
+            if relu and z < 0:
+                z = 0
+            row[j] = z
 
 
 @_kernel
@@ -139,10 +140,11 @@ def dense_backward_input(D, W, A_in, dA_in, relu_in):
     fan_in = W.shape[0]
     np.dot(D, W.T, dA_in)
     if relu_in:
-        for i in range(n):
-            for k in range(fan_in):
-                if not A_in[i, k] > 0:
-                    dA_in[i, k] = 0
+        grad = dA_in.reshape(n * fan_in)
+        act = A_in.reshape(n * fan_in)
+        for i in range(n * fan_in):
+            if not act[i] > 0:
+                grad[i] = 0
 
 
 @_kernel
@@ -154,8 +156,9 @@ def dense_backward_params(A_in, D, dW, db):
     for j in range(fan_out):
         db[j] = 0
     for i in range(n):
+        row = D[i]
         for j in range(fan_out):
-            db[j] += D[i, j]
+            db[j] += row[j]
 
 
 # ---------------------------------------------------------------------------
@@ -386,34 +389,25 @@ def project_linf(X, X_adv, eps, lower, upper, use_bounds):
     """Project ``X_adv`` in place onto the L-infinity ball of radius ``eps`` around
     ``X`` (as ``X + clip(X_adv - X, -eps, eps)``), then into ``[lower, upper]``
     when ``use_bounds``."""
-    n, d = X.shape
-    for i in range(n):
-        for k in range(d):
-            delta = X_adv[i, k] - X[i, k]
-            if delta > eps:
-                delta = eps
-            elif delta < -eps:
-                delta = -eps
-            value = X[i, k] + delta
-            if use_bounds:
-                if value < lower:
-                    value = lower
-                elif value > upper:
-                    value = upper
-            X_adv[i, k] = value
+    size = X.shape[0] * X.shape[1]
+    x = X.reshape(size)
+    x_adv = X_adv.reshape(size)
+    for i in range(size):
+        value = x[i] + min(max(x_adv[i] - x[i], -eps), eps)
+        if use_bounds:
+            value = min(max(value, lower), upper)
+        x_adv[i] = value
 
 
 @_kernel
 def sign_step(X_adv, dX, step_size):
     """``X_adv += step_size * sign(dX)`` in place (sign(0) = 0)."""
-    n, d = X_adv.shape
-    for i in range(n):
-        for k in range(d):
-            g = dX[i, k]
-            if g > 0:
-                X_adv[i, k] += step_size
-            elif g < 0:
-                X_adv[i, k] -= step_size
+    size = X_adv.shape[0] * X_adv.shape[1]
+    x_adv = X_adv.reshape(size)
+    grad = dX.reshape(size)
+    for i in range(size):
+        g = grad[i]
+        x_adv[i] += step_size * ((g > 0) - (g < 0))
 
 
 @_kernel
