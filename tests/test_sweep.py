@@ -255,7 +255,7 @@ def test_unwritable_output_directory(tmp_path):
     assert result.exit_code == 2
     assert "Error:" in result.output and "Traceback" not in result.output
     result = run("sweep", *SMALL, "--out", blocker)
-    assert result.exit_code == 2 and "not a directory" in result.output
+    assert result.exit_code == 2 and "is a file" in result.output
 
 
 def test_validate_and_report_without_results(tmp_path):

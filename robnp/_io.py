@@ -1,0 +1,242 @@
+"""Atomic file writing.
+
+A sweep can be interrupted at any moment (Ctrl-C, a killed job, a full disk).
+Every file robnp writes for a reader to find later therefore goes through
+:func:`_atomic_write`: the content is written to a temporary file in the
+destination directory, flushed and fsync'ed, and only then renamed over the
+destination with :func:`os.replace`, which is atomic on POSIX and Windows when
+both names are on the same filesystem.  A reader sees either the old file or the
+complete new one, never a truncated mixture.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from robnp.errors import DataError, StoreError
+
+
+def _fsync_directory(directory: Path) -> None:
+    # The rename itself lives in the directory entry; syncing the directory
+    # makes it survive a power cut.  Not every platform can open a directory.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path, write, suffix: str = ".tmp") -> Path:
+    """Call ``write(binary_file)`` on a temporary file, then move it to `path`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination.  Its directory must exist.
+    write : callable
+        Receives the open binary file object and writes the whole content.
+    suffix : str, default ".tmp"
+        Ending of the temporary name; writers that infer a format from the
+        file name (matplotlib) need the real extension here.
+
+    Returns
+    -------
+    Path
+        The destination path.
+
+    Raises
+    ------
+    StoreError
+        If the directory is missing or the file cannot be written.  The
+        destination is left as it was and the temporary file is removed.
+    """
+    path = Path(path)
+    directory = path.parent
+    if not directory.is_dir():
+        raise StoreError(f"cannot write {path}: directory {directory} does not exist")
+    tmp = directory / f".{path.name}.{uuid.uuid4().hex[:12]}{suffix}"
+    try:
+        # O_EXCL: never reuse a name some other process holds; mode 0o666 lets
+        # the umask decide permissions, as for any ordinary new file.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):
+            raise StoreError(f"cannot write {path}: {exc}") from exc
+        raise
+    _fsync_directory(directory)
+    return path
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write `data` to `path` atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file; its directory must exist.
+    data : bytes
+        The complete new content.
+
+    Returns
+    -------
+    Path
+        The destination path.
+    """
+    data = bytes(data)
+    return _atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
+    """Write `text` to `path` atomically (UTF-8 unless told otherwise).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file; its directory must exist.
+    text : str
+        The complete new content.
+    encoding : str, default "utf-8"
+
+    Returns
+    -------
+    Path
+        The destination path.
+    """
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def _json_default(obj):
+    # json knows only Python's own scalars and containers; results carry
+    # NumPy scalars and occasionally small arrays.
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
+
+
+def to_json_text(obj, indent: int | None = 2) -> str:
+    """Serialize `obj` to strict JSON text (no NaN or Infinity).
+
+    Parameters
+    ----------
+    obj : object
+        Dicts, lists, strings, numbers, None, and NumPy scalars or arrays.
+    indent : int or None, default 2
+
+    Returns
+    -------
+    str
+        The JSON text, ending with a newline.
+
+    Raises
+    ------
+    DataError
+        If `obj` holds a non-finite float or a value JSON cannot represent.
+    """
+    try:
+        text = json.dumps(obj, indent=indent, allow_nan=False, default=_json_default)
+    except ValueError as exc:
+        # allow_nan=False reports NaN/inf as ValueError without saying where;
+        # finding the path costs nothing next to writing the file.
+        where = _first_non_finite(obj, "$")
+        raise DataError(f"cannot write JSON: non-finite number at {where or '?'}") from exc
+    except TypeError as exc:
+        raise DataError(f"cannot write JSON: {exc}") from exc
+    return text + "\n"
+
+
+def _first_non_finite(obj, where: str) -> str | None:
+    if isinstance(obj, (float, np.floating)):
+        return None if math.isfinite(obj) else where
+    if isinstance(obj, np.ndarray):
+        return None if np.all(np.isfinite(obj)) else where
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            found = _first_non_finite(value, f"{where}.{key}")
+            if found:
+                return found
+    elif isinstance(obj, (list, tuple)):
+        for index, value in enumerate(obj):
+            found = _first_non_finite(value, f"{where}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def atomic_write_json(path, obj, indent: int | None = 2) -> Path:
+    """Write `obj` as strict JSON to `path` atomically.
+
+    The text is produced before the file is touched, so an object that cannot
+    be serialized leaves any existing file unchanged.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file; its directory must exist.
+    obj : object
+        See :func:`to_json_text`.
+    indent : int or None, default 2
+
+    Returns
+    -------
+    Path
+        The destination path.
+
+    Raises
+    ------
+    DataError
+        If `obj` cannot be represented as strict JSON.
+    StoreError
+        If the file cannot be written.
+    """
+    return atomic_write_text(path, to_json_text(obj, indent=indent))
+
+
+def atomic_savefig(fig, path, **savefig_kwargs) -> Path:
+    """Save a matplotlib figure to `path` atomically.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    path : str or os.PathLike
+        Destination; its extension chooses the format unless ``format`` is
+        given.
+    **savefig_kwargs
+        Passed to :meth:`matplotlib.figure.Figure.savefig`.
+
+    Returns
+    -------
+    Path
+        The destination path.
+    """
+    path = Path(path)
+    extension = path.suffix
+    if "format" not in savefig_kwargs and extension:
+        savefig_kwargs["format"] = extension.lstrip(".").lower()
+    return _atomic_write(path, lambda handle: fig.savefig(handle, **savefig_kwargs),
+                         suffix=f".tmp{extension}")

@@ -1,0 +1,272 @@
+"""Figures of a robustness sweep, drawn from cross-seed statistics.
+
+Three figures, named as in the reproduced study:
+
+``clean_vs_robust.png``
+    Clean accuracy and FGSM / PGD robust accuracy against hidden width, one
+    line per eps.
+``robustness_gap.png``
+    Robustness gap (clean minus robust accuracy) against hidden width, one
+    line per eps.
+``param_scaling.png``
+    Mean gap over eps against parameter count, annotated with the Pearson
+    trend of :func:`robnp.stats.correlation_trend`.
+
+Every figure has one row of panels per dataset, FGSM on the left and PGD on
+the right.  Lines are means across seeds; the shaded bands and error bars are
+one standard deviation across seeds (population, as in :mod:`robnp.stats`).
+
+Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas and
+never through ``pyplot``: nothing is registered in pyplot's global figure list,
+so nothing needs closing, and importing this module does not import matplotlib
+at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from robnp._io import atomic_savefig
+from robnp.stats import (
+    aggregate, dataset_order, document_records, summarize_by_dataset, width_table,
+)
+
+#: File names of the figures, in the order :func:`write_figures` returns them.
+FIGURE_FILES: tuple[str, ...] = ("clean_vs_robust.png", "robustness_gap.png", "param_scaling.png")
+
+_ATTACKS = (("fgsm", "FGSM"), ("pgd", "PGD"))
+_DPI = 120
+_PANEL_SIZE = (5.2, 3.5)  # inches per panel: readable with two panels side by side
+
+
+@dataclass(frozen=True)
+class _PlotData:
+    datasets: list
+    aggregated: list
+    table: list
+    summaries: dict
+    epsilons: list
+    n_seeds: str
+
+
+def _plot_data(results_doc) -> _PlotData:
+    records = document_records(results_doc)
+    aggregated = aggregate(records)
+    table = width_table(aggregated)
+    counts = sorted({row["n_seeds"] for row in table})
+    n_seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return _PlotData(
+        datasets=dataset_order(records, results_doc.get("config")),
+        aggregated=aggregated,
+        table=table,
+        summaries=summarize_by_dataset(records),
+        epsilons=sorted({row["epsilon"] for row in aggregated}),
+        n_seeds=n_seeds,
+    )
+
+
+def _eps_colors(epsilons) -> dict:
+    from matplotlib import colormaps
+
+    # Stop short of viridis' pale yellow end, which vanishes on white.
+    shades = colormaps["viridis"](np.linspace(0.0, 0.85, max(len(epsilons), 1)))
+    return {eps: shades[index] for index, eps in enumerate(epsilons)}
+
+
+def _new_figure(n_rows: int, title: str):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2 * _PANEL_SIZE[0] + 1.4, n_rows * _PANEL_SIZE[1] + 0.6),
+                 layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle(title, fontsize=13)
+    return fig
+
+
+def _width_axis(ax, widths) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(widths)
+    ax.set_xticklabels([str(width) for width in widths])
+    ax.minorticks_off()
+    ax.set_xlabel("hidden width (log2 scale)")
+    ax.grid(True, alpha=0.3)
+
+
+def _band(ax, x, mean, std, color, label, **line_kw):
+    mean, std = np.asarray(mean), np.asarray(std)
+    (line,) = ax.plot(x, mean, color=color, label=label, marker="o", markersize=3.5,
+                      linewidth=1.6, **line_kw)
+    ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, linewidth=0)
+    return line
+
+
+def _series(rows, key) -> tuple[list, list, list]:
+    rows = sorted(rows, key=lambda row: row["hidden_width"])
+    return ([row["hidden_width"] for row in rows],
+            [row[f"{key}_mean"] for row in rows],
+            [row[f"{key}_std"] for row in rows])
+
+
+def _legend(fig, axes, title: str | None) -> None:
+    handles, labels = {}, []
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+    if labels:
+        fig.legend([handles[label] for label in labels], labels, title=title,
+                   loc="outside right upper", fontsize=9)
+
+
+def _draw_per_eps(data: _PlotData, metric: str):
+    """Shared body of the two per-eps figures; `metric` is "acc" or "gap"."""
+    accuracy = metric == "acc"
+    title = ("Clean vs robust accuracy" if accuracy else "Robustness gap (clean - robust accuracy)")
+    fig = _new_figure(len(data.datasets),
+                      f"{title}: mean across {data.n_seeds} seeds, band = ±1 std")
+    axes = fig.subplots(len(data.datasets), 2, squeeze=False, sharey="row")
+    colors = _eps_colors(data.epsilons)
+    for row_index, dataset in enumerate(data.datasets):
+        table_rows = [row for row in data.table if row["dataset"] == dataset]
+        widths = sorted(row["hidden_width"] for row in table_rows)
+        for col_index, (attack, label) in enumerate(_ATTACKS):
+            ax = axes[row_index, col_index]
+            if accuracy:
+                _band(ax, *_series(table_rows, "clean_acc"), color="black",
+                      label="clean", linestyle="--")
+            for eps in data.epsilons:
+                rows = [row for row in data.aggregated
+                        if row["dataset"] == dataset and row["epsilon"] == eps]
+                if rows:
+                    _band(ax, *_series(rows, f"{attack}_{metric}"), color=colors[eps],
+                          label=f"ε = {eps:g}")
+            _width_axis(ax, widths)
+            if accuracy:
+                ax.set_ylim(-0.02, 1.02)
+                ax.set_ylabel("accuracy")
+                ax.set_title(f"{dataset}: {label} robust accuracy")
+            else:
+                ax.axhline(0.0, color="grey", linewidth=0.8)
+                ax.set_ylabel(f"{label} gap")
+                ax.set_title(f"{dataset}: {label} robustness gap")
+    _legend(fig, axes, None if accuracy else "attack radius")
+    return fig
+
+
+def _draw_param_scaling(data: _PlotData):
+    fig = _new_figure(len(data.datasets),
+                      f"Mean robustness gap over eps vs parameter count "
+                      f"(mean across {data.n_seeds} seeds, bars = ±1 std)")
+    axes = fig.subplots(len(data.datasets), 2, squeeze=False, sharey="row")
+    for row_index, dataset in enumerate(data.datasets):
+        rows = sorted((row for row in data.table if row["dataset"] == dataset),
+                      key=lambda row: row["hidden_width"])
+        params = [row["param_count"] for row in rows]
+        for col_index, (attack, label) in enumerate(_ATTACKS):
+            ax = axes[row_index, col_index]
+            means = [row[f"{attack}_gap_mean"] for row in rows]
+            stds = [row[f"{attack}_gap_std"] for row in rows]
+            color = "tab:blue" if attack == "fgsm" else "tab:red"
+            ax.errorbar(params, means, yerr=stds, color=color, marker="o", capsize=3,
+                        linewidth=1.6)
+            for row, mean in zip(rows, means):
+                ax.annotate(f"h={row['hidden_width']}", (row["param_count"], mean),
+                            textcoords="offset points", xytext=(7, 3), fontsize=7,
+                            color="dimgray")
+            trend = data.summaries[dataset][f"trend_{attack}_gap"]
+            ax.set_xscale("log")
+            ax.minorticks_off()
+            ax.margins(x=0.12)  # room for the width labels beside the end points
+            ax.set_xlabel("parameter count (log scale)")
+            ax.set_ylabel(f"mean {label} gap")
+            # The trend goes in the title, where it can never hide a point.
+            ax.set_title(f"{dataset}: {label} gap vs size\n{_trend_text(trend)}", fontsize=10)
+            ax.grid(True, which="major", alpha=0.3)
+    return fig
+
+
+def _trend_text(trend) -> str:
+    def number(value, digits=2):
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    interval = trend["pearson_r_ci95"]
+    ci = "n/a" if interval is None else f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+    return (f"Pearson r = {number(trend['pearson_r'])} (p = {number(trend['pearson_p_value'], 3)}, "
+            f"95% CI {ci}), Spearman ρ = {number(trend['spearman_rho'])}")
+
+
+def figure_clean_vs_robust(results_doc):
+    """Clean and robust accuracy against hidden width, per dataset and attack.
+
+    Parameters
+    ----------
+    results_doc : dict
+        A results document; only its records and config are read.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    return _draw_per_eps(_plot_data(results_doc), "acc")
+
+
+def figure_robustness_gap(results_doc):
+    """Robustness gap against hidden width, per dataset and attack, one line per eps.
+
+    Parameters
+    ----------
+    results_doc : dict
+        A results document; only its records and config are read.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    return _draw_per_eps(_plot_data(results_doc), "gap")
+
+
+def figure_param_scaling(results_doc):
+    """Mean gap over eps against parameter count, with the Pearson trend.
+
+    Parameters
+    ----------
+    results_doc : dict
+        A results document; only its records and config are read.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    return _draw_param_scaling(_plot_data(results_doc))
+
+
+def write_figures(results_doc, out_dir) -> list[Path]:
+    """Draw the three figures and write them atomically as PNG files.
+
+    Parameters
+    ----------
+    results_doc : dict
+        A results document (see :func:`robnp.stats.build_results`).
+    out_dir : str or os.PathLike
+        Directory to write into; created if missing.
+
+    Returns
+    -------
+    list of Path
+        The written files, in the order of :data:`FIGURE_FILES`.
+    """
+    data = _plot_data(results_doc)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    builders = (lambda: _draw_per_eps(data, "acc"),
+                lambda: _draw_per_eps(data, "gap"),
+                lambda: _draw_param_scaling(data))
+    paths = []
+    for name, build in zip(FIGURE_FILES, builders):
+        paths.append(atomic_savefig(build(), out_dir / name, dpi=_DPI))
+    return paths
