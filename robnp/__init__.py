@@ -23,6 +23,7 @@ from .losses import LOSSES
 from .model import MLP, load_model, param_count, save_model
 from .optim import Adam
 from .train import History, TrainConfig, fit
+from . import study  # noqa: E402  (the study runner: robnp.study.run_study)
 
 __all__ = [
     "__version__",
