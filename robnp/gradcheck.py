@@ -120,6 +120,21 @@ def sample_away_from_kinks(model: MLP, n_samples: int, rng: np.random.Generator,
 
 
 @single_blas_thread
+def _central_differences(array: np.ndarray, loss_at, h: float) -> np.ndarray:
+    """``(f(a + h e_i) - f(a - h e_i)) / 2h`` for every entry of ``array``, which
+    ``loss_at()`` reads; each entry is restored after use."""
+    numeric = np.empty_like(array)
+    for index in np.ndindex(array.shape):
+        saved = array[index]
+        array[index] = saved + h
+        up = loss_at()
+        array[index] = saved - h
+        down = loss_at()
+        array[index] = saved
+        numeric[index] = (up - down) / (2 * h)
+    return numeric
+
+
 def check_model_gradients(model: MLP, X, y, *, loss: str = "cross_entropy", h: float = 1e-6,
                           tol: float = 1e-6) -> GradCheckReport:
     """Compare every analytic gradient block of ``model`` on ``(X, y)`` with central
@@ -136,27 +151,9 @@ def check_model_gradients(model: MLP, X, y, *, loss: str = "cross_entropy", h: f
         return _mean_loss64(model, X, y, code, acts, per_row)
 
     _, grad = param_gradient(model, X, y, loss=loss)
-    numeric = np.empty_like(grad)
-    params = model.params
-    for i in range(params.shape[0]):
-        saved = params[i]
-        params[i] = saved + h
-        up = loss_at()
-        params[i] = saved - h
-        down = loss_at()
-        params[i] = saved
-        numeric[i] = (up - down) / (2 * h)
-
+    numeric = _central_differences(model.params, loss_at, h)
     _, dL_dX = loss_and_input_gradient(model, X, y, loss=loss)
-    numeric_dX = np.empty_like(X)
-    for index in np.ndindex(X.shape):
-        saved = X[index]
-        X[index] = saved + h
-        up = loss_at()
-        X[index] = saved - h
-        down = loss_at()
-        X[index] = saved
-        numeric_dX[index] = (up - down) / (2 * h)
+    numeric_dX = _central_differences(X, loss_at, h)
 
     analytic_w, analytic_b = model.split_params(grad)
     numeric_w, numeric_b = model.split_params(numeric)
