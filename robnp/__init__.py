@@ -9,30 +9,47 @@ A tour::
     history = robnp.fit(model, X_train, y_train, seed=42)
     robnp.accuracy(model, X_test, y_test)
     robnp.robust_accuracy(model, X_test, y_test, attack="pgd", eps=[0.05, 0.1])
+
+Names are loaded on first use, so that parts which do not need Numba (the
+scaling-law analysis, ``robnp --help``) start without compiling or importing it.
 """
 
+import importlib
+
 from ._version import __version__
-from .attacks import fgsm, pgd
-from .data import (dataset_names, make_circles, make_dataset, make_moons, make_spheres,
-                   register_dataset, train_test_split)
 from .errors import (ConfigError, DataError, ModelFileError, RobnpError, StoreError,
                      TrainingDivergedError)
-from .evaluate import accuracy, robust_accuracy
-from .gradients import input_gradient, loss_and_input_gradient, param_gradient
-from .losses import LOSSES
-from .model import MLP, load_model, param_count, save_model
-from .optim import Adam
-from .train import History, TrainConfig, fit
-from . import study  # noqa: E402  (the study runner: robnp.study.run_study)
 
-__all__ = [
-    "__version__",
-    "MLP", "param_count", "save_model", "load_model",
-    "fit", "TrainConfig", "History", "Adam",
-    "make_circles", "make_moons", "make_spheres", "make_dataset", "dataset_names",
-    "register_dataset", "train_test_split",
-    "input_gradient", "loss_and_input_gradient", "param_gradient", "LOSSES",
-    "fgsm", "pgd", "accuracy", "robust_accuracy",
-    "RobnpError", "ConfigError", "DataError", "ModelFileError", "StoreError",
-    "TrainingDivergedError",
-]
+# public name -> module that defines it
+_EXPORTS = {
+    "MLP": "model", "param_count": "model", "save_model": "model", "load_model": "model",
+    "fit": "train", "TrainConfig": "train", "History": "train",
+    "Adam": "optim",
+    "make_circles": "data", "make_moons": "data", "make_spheres": "data",
+    "make_dataset": "data", "dataset_names": "data", "register_dataset": "data",
+    "train_test_split": "data",
+    "input_gradient": "gradients", "loss_and_input_gradient": "gradients",
+    "param_gradient": "gradients", "LOSSES": "losses",
+    "fgsm": "attacks", "pgd": "attacks",
+    "accuracy": "evaluate", "robust_accuracy": "evaluate",
+}
+_SUBPACKAGES = ("study", "scaling")
+
+__all__ = ["__version__", *_EXPORTS, *_SUBPACKAGES,
+           "RobnpError", "ConfigError", "DataError", "ModelFileError", "StoreError",
+           "TrainingDivergedError"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'robnp' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -240,3 +240,32 @@ def atomic_savefig(fig, path, **savefig_kwargs) -> Path:
         savefig_kwargs["format"] = extension.lstrip(".").lower()
     return _atomic_write(path, lambda handle: fig.savefig(handle, **savefig_kwargs),
                          suffix=f".tmp{extension}")
+
+
+def ensure_writable_dir(path) -> Path:
+    """Create the output folder ``path`` if needed and prove it writable.
+
+    Raises :class:`~robnp.errors.ConfigError` naming the folder if it exists as a
+    file, cannot be created, or refuses a write. The check is an actual write of
+    a throw-away file: ``os.access`` says yes to root on a read-only folder.
+    """
+    import tempfile
+
+    from robnp.errors import ConfigError
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output path {str(out)!r} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output directory {str(out)!r}: "
+                          f"{exc.strerror or exc}") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=out)
+    except OSError as exc:
+        raise ConfigError(f"output directory {str(out)!r} is not writable: "
+                          f"{exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return out

@@ -10,10 +10,10 @@ results of another.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 
+from .._io import ensure_writable_dir
 from .._version import __version__
 from ..errors import StoreError
 from .config import StudyConfig
@@ -113,13 +113,4 @@ class TaskStore:
 def check_writable(out_dir) -> None:
     """A clear error now, rather than after hours of training, if ``out_dir`` cannot
     be created or written."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise StoreError(f"output path {out_dir} exists and is not a directory")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create output directory {out_dir}: "
-                         f"{exc.strerror or exc}") from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise StoreError(f"output directory {out_dir} is not writable")
+    ensure_writable_dir(out_dir)
