@@ -35,9 +35,13 @@ All kernels are valid Python: ``NUMBA_DISABLE_JIT=1`` runs them unchanged.
 import numpy as np
 from numba import njit
 
-# Reassociation lets LLVM vectorise reductions; 'nnan'/'ninf' are deliberately absent
-# so that NaN and inf still propagate and a diverging loss can be detected.
-FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+# Strict IEEE arithmetic. Fast-math flags were measured to buy nothing here (BLAS does
+# the heavy work; the elementwise loops vectorise without them), and 'contract' and
+# 'reassoc' let LLVM round differently depending on how a kernel was inlined: the same
+# task then gave results differing in the last bit between a process that compiled
+# the kernels and one that loaded them from the cache. Never 'nnan'/'ninf' either:
+# NaN must propagate so that a diverging loss is detected.
+FASTMATH = False
 
 # Loss codes understood by :func:`loss_grad_logits`.
 LOSS_CROSS_ENTROPY = 0
