@@ -27,3 +27,7 @@ class TrainingDivergedError(RobnpError, FloatingPointError):
 
 class StoreError(RobnpError):
     """A results store is unreadable or belongs to a different configuration."""
+
+
+class WorkerError(RobnpError):
+    """A worker process running study tasks died."""

@@ -133,3 +133,26 @@ def test_kernels_do_not_depend_on_workspace_contents():
     dX = np.empty_like(X)
     kernels.loss_and_input_grad(model.params, model.sizes, X, y, 0, dX, *ws, True)
     np.testing.assert_allclose(dX, robnp.input_gradient(model, X, y), rtol=1e-13)
+
+
+def test_adam_flushes_subnormal_moments_without_changing_parameters():
+    """A gradient that stops (a dead unit): m decays into subnormal numbers. The kernel
+    stores it as 0, and the parameters stay bit-identical to unflushed Adam."""
+    f32 = np.float32
+    p = np.array([0.5, -0.25, 0.125], f32)
+    opt = Adam(3, dtype=np.float32, lr=1e-3)
+    ref_p, m, v = p.copy(), np.zeros(3, f32), np.zeros(3, f32)
+    b1, b2, lr, e = f32(0.9), f32(0.999), 1e-3, f32(1e-8)
+    # m = 1e-4 * 0.9^(t-1) is subnormal for t in about 740..890
+    for t in range(1, 801):
+        g = np.array([1e-3, -2e-3, 3e-3], f32) if t == 1 else np.zeros(3, f32)
+        opt.step(p, g)
+        m = b1 * m + (f32(1) - b1) * g
+        v = b2 * v + (f32(1) - b2) * g * g
+        ss = f32(lr / (1 - 0.9 ** t))
+        ibc = f32(1 / np.sqrt(1 - 0.999 ** t))
+        ref_p -= ss * m / (np.sqrt(v) * ibc + e)
+    tiny = np.finfo(np.float32).tiny
+    assert np.all((m != 0) & (np.abs(m) < tiny))  # unflushed Adam is in subnormal range
+    assert np.all(opt.m == 0)
+    np.testing.assert_array_equal(p, ref_p)

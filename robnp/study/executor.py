@@ -12,9 +12,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Iterable, Iterator
 
+from ..errors import WorkerError
 from .tasks import Task, TaskResult, run_task
 
 __all__ = ["run_tasks", "default_jobs"]
@@ -69,6 +71,14 @@ def run_tasks(tasks: Iterable[Task], jobs: int = 1) -> Iterator[tuple[Task, Task
             # Hand back finished tasks in submission order within one wake-up.
             for future in sorted(done, key=lambda f: tasks.index(pending[f])):
                 task = pending.pop(future)
-                yield task, future.result()
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    raise WorkerError(
+                        f"a worker process died while running {task.label} (out of memory, "
+                        f"killed, or unable to import the main script: a script read from "
+                        f"stdin cannot start workers); finished tasks are kept, rerun with "
+                        f"resume, or with jobs=1 to run in this process") from None
+                yield task, result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
