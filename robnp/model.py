@@ -16,8 +16,9 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from . import kernels
+from ._io import _atomic_write as atomic_write
 from ._version import __version__
-from .errors import ConfigError, DataError, ModelFileError
+from .errors import ConfigError, DataError, ModelFileError, StoreError
 from .threads import single_blas_thread
 
 __all__ = ["MLP", "param_count", "save_model", "load_model"]
@@ -279,18 +280,10 @@ def save_model(model: MLP, path) -> None:
         "layer_sizes": list(model.layer_sizes),
         "dtype": model.dtype.name,
     }))
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp.npz")
     try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise ModelFileError(f"cannot write model file {path}: {exc.strerror or exc}") from None
+        atomic_write(path, lambda handle: np.savez(handle, **arrays), suffix=".tmp.npz")
+    except StoreError as exc:
+        raise ModelFileError(str(exc)) from None
 
 
 def load_model(path) -> MLP:
