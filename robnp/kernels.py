@@ -356,8 +356,11 @@ def adam_update(params, grad, m, v, step, lr, beta1, beta2, adam_eps):
         g = grad[i]
         mi = b1 * m[i] + (one - b1) * g
         vi = b2 * v[i] + (one - b2) * g * g
-        mi = mi if abs(mi) >= tiny else zero
-        vi = vi if vi >= tiny else zero
+        # written as "< tiny" so that NaN fails the test and propagates
+        if abs(mi) < tiny:
+            mi = zero
+        if vi < tiny:
+            vi = zero
         m[i] = mi
         v[i] = vi
         params[i] -= ss * mi / (np.sqrt(vi) * ibc + ae)

@@ -156,3 +156,9 @@ def test_adam_flushes_subnormal_moments_without_changing_parameters():
     assert np.all((m != 0) & (np.abs(m) < tiny))  # unflushed Adam is in subnormal range
     assert np.all(opt.m == 0)
     np.testing.assert_array_equal(p, ref_p)
+
+
+def test_adam_keeps_nan_gradients_visible():
+    p = np.ones(3)
+    Adam(3, dtype=np.float64).step(p, np.array([np.nan, 1.0, 0.0]))
+    assert np.isnan(p[0]) and p[1] < 1 and p[2] == 1

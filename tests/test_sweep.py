@@ -263,3 +263,19 @@ def test_validate_and_report_without_results(tmp_path):
         result = run(command, tmp_path)
         assert result.exit_code == 2, result.output
         assert result.output.startswith("Error:") and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_foreign_results_json_is_never_overwritten(tmp_path):
+    out = tmp_path / "published"
+    out.mkdir()
+    (out / "results.json").write_text('{"precious": true}')
+    result = run("sweep", *SMALL, "--out", out, "--jobs", "1")
+    assert result.exit_code == 2 and "results.json" in result.output
+    assert (out / "results.json").read_text() == '{"precious": true}'
+
+
+def test_non_utf8_config_is_one_line(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_bytes(b"\xff\xfe")
+    result = run("sweep", "--config", path, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "not valid TOML" in result.output

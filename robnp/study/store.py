@@ -76,6 +76,11 @@ class TaskStore:
                     f"{', '.join(config.differences(previous)) or 'settings'}); "
                     f"use another --out directory")
         else:
+            if (out_dir / "results.json").exists():
+                connection.close()
+                raise StoreError(
+                    f"{out_dir} already holds a results.json without a task store; "
+                    f"choose another --out directory rather than overwrite it")
             with connection:
                 connection.execute("BEGIN")
                 connection.executemany(
