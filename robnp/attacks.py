@@ -25,13 +25,23 @@ from .losses import loss_code
 __all__ = ["fgsm", "pgd", "fgsm_from_gradient"]
 
 
+def _finite_number(name: str, value) -> float:
+    """``value`` as a float; a clear error unless it is a real, finite number."""
+    if isinstance(value, (bool, np.bool_)) or np.ndim(value) != 0:
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(number):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    return number
+
+
 def check_eps(eps) -> float:
     """``eps`` as a float; a clear error unless it is a finite number >= 0."""
-    try:
-        value = float(eps)
-    except (TypeError, ValueError):
-        raise ConfigError(f"eps must be a number >= 0, got {eps!r}") from None
-    if not np.isfinite(value) or value < 0:
+    value = _finite_number("eps", eps)
+    if value < 0:
         raise ConfigError(f"eps must be a finite number >= 0, got {eps!r}")
     return value
 
@@ -39,29 +49,40 @@ def check_eps(eps) -> float:
 def _check_bounds(bounds):
     if bounds is None:
         return 0.0, 0.0, False
-    try:
-        lower, upper = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ConfigError(f"bounds must be a pair (lower, upper), got {bounds!r}") from None
+    if np.ndim(bounds) != 1 or len(bounds) != 2:
+        raise ConfigError(f"bounds must be a pair (lower, upper), got {bounds!r}")
+    lower, upper = (_finite_number("bounds", b) for b in bounds)
     if not lower < upper:
         raise ConfigError(f"bounds must satisfy lower < upper, got {bounds!r}")
     return lower, upper, True
 
 
 def fgsm_from_gradient(X: np.ndarray, dL_dX: np.ndarray, eps: float, bounds=None) -> np.ndarray:
-    """``X + eps * sign(dL_dX)``, clipped to ``bounds`` when given.
+    """``X + eps * sign(dL_dX)``; with ``bounds``, projected onto the intersection of
+    the eps-ball and the box (see :func:`robnp.kernels.project_linf`).
 
     The gradient at ``X`` does not depend on ``eps``, so a sweep over many radii
-    computes it once and calls this for each.
+    computes it once and calls this for each. ``X`` must be a 2-D float array and
+    ``dL_dX`` an array of the same shape; the result has ``X``'s dtype.
     """
     eps = check_eps(eps)
     lower, upper, use_bounds = _check_bounds(bounds)
-    X_adv = X.copy()
+    X = np.asarray(X)
+    if X.ndim != 2 or X.dtype.kind != "f" or X.dtype.itemsize not in (4, 8):
+        raise ConfigError(f"X must be a 2-D float32 or float64 array, got {X.dtype} "
+                          f"with shape {X.shape}")
+    dL_dX = np.asarray(dL_dX)
+    if dL_dX.shape != X.shape or dL_dX.dtype.kind not in "fiu":
+        raise ConfigError(f"dL_dX must be a real array of X's shape {X.shape}, got "
+                          f"{dL_dX.dtype} with shape {dL_dX.shape}")
+    X_adv = np.array(X, order="C")
     if eps == 0:
         return X_adv
-    kernels.sign_step(X_adv, dL_dX, X.dtype.type(eps))
+    cast = X.dtype.type
+    kernels.sign_step(X_adv, np.ascontiguousarray(dL_dX, dtype=X.dtype), cast(eps))
     if use_bounds:
-        np.clip(X_adv, lower, upper, out=X_adv)
+        kernels.project_linf(np.ascontiguousarray(X), X_adv, cast(eps), cast(lower),
+                             cast(upper), True)
     return X_adv
 
 
@@ -78,7 +99,8 @@ def fgsm(model, X, y, eps: float, *, loss: str = "cross_entropy", bounds=None) -
         L-infinity radius. ``eps = 0`` returns a copy of ``X``.
     loss : {"cross_entropy", "cw_margin"}
     bounds : (float, float), optional
-        Clip the result into this box.
+        Keep the result in this box as far as the eps-ball allows (the ball always
+        holds; see :func:`pgd`).
 
     Returns
     -------
@@ -115,7 +137,9 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
         Source of the random start.
     loss : {"cross_entropy", "cw_margin"}
     bounds : (float, float), optional
-        Also keep every coordinate in ``[lower, upper]`` after each step.
+        Also keep every coordinate in ``[lower, upper]`` after each step. The ball
+        comes first: a clean coordinate more than ``eps`` outside the box moves only
+        as far as the ball allows towards it.
 
     Returns
     -------
@@ -125,8 +149,8 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
     eps = check_eps(eps)
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ConfigError(f"steps must be an integer >= 0, got {steps!r}")
-    step_size = eps / 4 if step_size is None else float(step_size)
-    if not np.isfinite(step_size) or step_size < 0:
+    step_size = eps / 4 if step_size is None else _finite_number("step_size", step_size)
+    if step_size < 0:
         raise ConfigError(f"step_size must be a finite number >= 0, got {step_size!r}")
     lower, upper, use_bounds = _check_bounds(bounds)
     code = loss_code(loss)

@@ -56,7 +56,13 @@ def robust_accuracy(model, X, y, attack="pgd", eps: Iterable[float] = (0.01, 0.0
         attack_fn = attack
     else:
         raise ConfigError(f"attack must be a name or a callable, got {attack!r}")
-    radii = [check_eps(e) for e in ([eps] if np.isscalar(eps) else list(eps))]
+    if hasattr(eps, "__iter__") and not isinstance(eps, (str, bytes, np.ndarray)):
+        eps = list(eps)
+    if np.ndim(eps) == 0:
+        eps = [eps]
+    elif np.ndim(eps) != 1:
+        raise ConfigError(f"eps must be a number or a list of numbers, got {eps!r}")
+    radii = [check_eps(e) for e in eps]
     if not radii:
         raise ConfigError("eps must list at least one radius")
     X = model.check_input(X)

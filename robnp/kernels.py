@@ -405,15 +405,24 @@ def train_epoch(params, sizes, X, y, perm, batch_size, loss_kind, m, v, step,
 @_kernel
 def project_linf(X, X_adv, eps, lower, upper, use_bounds):
     """Project ``X_adv`` in place onto the L-infinity ball of radius ``eps`` around
-    ``X`` (as ``X + clip(X_adv - X, -eps, eps)``), then into ``[lower, upper]``
-    when ``use_bounds``."""
+    ``X`` (as ``X + clip(X_adv - X, -eps, eps)``), and when ``use_bounds`` onto its
+    intersection with the box ``[lower, upper]``.
+
+    The ball always holds. Where a clean coordinate lies more than ``eps`` outside
+    the box the intersection is empty; that coordinate goes to the point of the ball
+    nearest the box (``x - eps`` or ``x + eps``).
+    """
     size = X.shape[0] * X.shape[1]
     x = X.reshape(size)
     x_adv = X_adv.reshape(size)
     for i in range(size):
         value = x[i] + min(max(x_adv[i] - x[i], -eps), eps)
         if use_bounds:
-            value = min(max(value, lower), upper)
+            boxed = min(max(value, lower), upper)
+            if abs(boxed - x[i]) <= eps:
+                value = boxed
+            else:
+                value = x[i] + min(max(boxed - x[i], -eps), eps)
         x_adv[i] = value
 
 

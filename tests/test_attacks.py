@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import robnp
+from robnp.attacks import fgsm_from_gradient
 from robnp.errors import ConfigError
 from robnp.losses import per_example_loss
 
@@ -132,3 +133,51 @@ def test_pgd_step_follows_the_gradient_sign_once(trained_model, circles_split):
 def test_bad_attack_arguments(trained_model, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         robnp.pgd(trained_model, np.zeros((2, 2)), np.zeros(2, int), **kwargs)
+
+
+def test_bounds_never_break_the_ball_when_clean_points_lie_outside_the_box(trained_model):
+    """A clean coordinate far outside the box moves only as far as the ball allows
+    towards it; a coordinate within eps of the box ends inside the box."""
+    X = np.array([[1.8, 0.2], [-1.05, 0.0], [0.5, -0.5], [2.0, -2.0]], np.float32)
+    y = np.array([0, 1, 0, 1])
+    eps = 0.2
+    for X_adv in (robnp.fgsm(trained_model, X, y, eps, bounds=(-1, 1)),
+                  robnp.pgd(trained_model, X, y, eps, bounds=(-1, 1)),
+                  robnp.pgd(trained_model, X, y, eps, bounds=(-1, 1), random_start=True, seed=3)):
+        assert linf(X_adv, X).max() <= eps + 1e-6
+        np.testing.assert_allclose(X_adv[0, 0], 1.6, atol=1e-6)  # 0.8 outside: moved eps in
+        np.testing.assert_allclose(X_adv[3], [1.8, -1.8], atol=1e-6)
+        inside = np.abs(X) <= 1 + eps
+        assert np.all(np.abs(X_adv[inside]) <= 1)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda m, X, y: robnp.pgd(m, X, y, 0.1, step_size="a"), "step_size"),
+    (lambda m, X, y: robnp.pgd(m, X, y, True), "eps"),
+    (lambda m, X, y: robnp.fgsm(m, X, y, [0.1, 0.2]), "eps"),
+    (lambda m, X, y: robnp.pgd(m, X, y, 0.1, bounds=(0, "x")), "bounds"),
+    (lambda m, X, y: robnp.pgd(m, X, y, 0.1, bounds=(0, 1, 2)), "bounds"),
+    (lambda m, X, y: robnp.robust_accuracy(m, X, y, "fgsm", eps=[[0.1]]), "eps"),
+    (lambda m, X, y: fgsm_from_gradient(X, np.ones((3, 2)), 0.1), "dL_dX"),
+    (lambda m, X, y: fgsm_from_gradient(X.astype(int), np.ones_like(X), 0.1), "X must"),
+])
+def test_bad_attack_arguments_are_config_errors(trained_model, call, match):
+    X = np.zeros((2, 2), np.float32)
+    with pytest.raises(ConfigError, match=match):
+        call(trained_model, X, np.zeros(2, int))
+
+
+def test_robust_accuracy_takes_numpy_radii(trained_model, circles_split):
+    X, y = circles_split[1], circles_split[3]
+    assert list(robnp.robust_accuracy(trained_model, X, y, "fgsm", eps=np.array(0.1))) == [0.1]
+    by_array = robnp.robust_accuracy(trained_model, X, y, "fgsm", eps=np.array([0.1, 0.2]))
+    by_generator = robnp.robust_accuracy(trained_model, X, y, "fgsm", eps=(e for e in (0.1, 0.2)))
+    assert by_array == by_generator and list(by_array) == [0.1, 0.2]
+
+
+def test_fgsm_from_gradient_accepts_any_layout(trained_model, circles_split):
+    X, y = circles_split[1], circles_split[3]
+    grad = robnp.input_gradient(trained_model, X, y)
+    expected = fgsm_from_gradient(X, grad, 0.1)
+    np.testing.assert_array_equal(fgsm_from_gradient(np.asfortranarray(X),
+                                                           np.asfortranarray(grad), 0.1), expected)
