@@ -117,7 +117,7 @@ def fgsm(model, X, y, eps: float, *, loss: str = "cross_entropy", bounds=None) -
 @single_blas_thread
 def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None, *,
         random_start: bool = False, seed=None, loss: str = "cross_entropy",
-        bounds=None) -> np.ndarray:
+        bounds=None, start_gradient=None) -> np.ndarray:
     """Projected gradient descent on the negative loss, in the L-infinity ball.
 
     Parameters
@@ -140,6 +140,12 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
         Also keep every coordinate in ``[lower, upper]`` after each step. The ball
         comes first: a clean coordinate more than ``eps`` outside the box moves only
         as far as the ball allows towards it.
+    start_gradient : array of shape (n_samples, n_features), optional
+        The gradient of ``loss`` at ``X`` (from :func:`robnp.input_gradient`), used
+        for the first step instead of recomputing it. It does not depend on
+        ``eps``, so a sweep over radii computes it once (as
+        :func:`robnp.robust_accuracy` does); the result is identical. Not allowed
+        with ``random_start``, whose first step is not taken at ``X``.
 
     Returns
     -------
@@ -165,9 +171,19 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
         kernels.project_linf(X, X_adv, X.dtype.type(eps), X.dtype.type(lower),
                              X.dtype.type(upper), use_bounds)
     ws = model.workspace(X.shape[0])
-    dX = np.empty_like(X)
+    if start_gradient is None:
+        dX = np.empty_like(X)
+    elif random_start:
+        raise ConfigError("start_gradient is the gradient at X; it cannot be used with "
+                          "random_start")
+    else:
+        dX = np.asarray(start_gradient)
+        if dX.shape != X.shape or dX.dtype.kind != "f":
+            raise ConfigError(f"start_gradient must be a float array of X's shape {X.shape}, "
+                              f"got {dX.dtype} with shape {dX.shape}")
+        dX = np.array(dX, dtype=X.dtype, order="C")  # a copy: the kernel overwrites it
     cast = X.dtype.type
     kernels.pgd_linf(model.params, model._sizes, X, y, X_adv, cast(eps), cast(step_size),
                      int(steps), code, cast(lower), cast(upper), use_bounds,
-                     dX, ws.acts, ws.dZ, ws.d0, ws.d1)
+                     dX, ws.acts, ws.dZ, ws.d0, ws.d1, start_gradient is not None)
     return X_adv

@@ -76,6 +76,14 @@ def robust_accuracy(model, X, y, attack="pgd", eps: Iterable[float] = (0.01, 0.0
             raise ConfigError(f"unknown FGSM option(s): {', '.join(sorted(unknown))}")
         dL_dX = input_gradient(model, X, y, loss=loss)
         make = lambda e: fgsm_from_gradient(X, dL_dX, e, attack_options.get("bounds"))  # noqa: E731
+    elif attack_fn is pgd and not attack_options.get("random_start", False):
+        # Every radius takes its first step from X, along the same gradient.
+        unknown = set(attack_options) - {"loss", "bounds", "steps", "step_size", "seed",
+                                           "random_start"}
+        if unknown:
+            raise ConfigError(f"unknown PGD option(s): {', '.join(sorted(unknown))}")
+        dL_dX = input_gradient(model, X, y, loss=attack_options.get("loss", "cross_entropy"))
+        make = lambda e: pgd(model, X, y, e, start_gradient=dL_dX, **attack_options)  # noqa: E731
     else:
         make = lambda e: attack_fn(model, X, y, e, **attack_options)  # noqa: E731
     return {e: accuracy(model, make(e), y) for e in radii}

@@ -439,13 +439,20 @@ def sign_step(X_adv, dX, step_size):
 
 @_kernel
 def pgd_linf(params, sizes, X, y, X_adv, eps, step_size, steps, loss_kind,
-             lower, upper, use_bounds, dX, acts, dZ, d0, d1):
+             lower, upper, use_bounds, dX, acts, dZ, d0, d1, first_grad_given):
     """Projected gradient ascent on the loss in the L-infinity ball (Madry et al.,
     2018): ``steps`` times, a signed-gradient step of ``step_size`` from the
     current ``X_adv`` followed by the projection. ``X_adv`` holds the start point
-    on entry and the result on exit."""
-    for _ in range(steps):
-        loss_and_input_grad(params, sizes, X_adv, y, loss_kind, dX, acts, dZ, d0, d1, False)
+    on entry and the result on exit.
+
+    When ``first_grad_given``, ``dX`` already holds the gradient at the start point
+    and the first step uses it instead of recomputing it: a sweep over radii that
+    all start from the clean ``X`` computes that gradient once.
+    """
+    for step in range(steps):
+        if step > 0 or not first_grad_given:
+            loss_and_input_grad(params, sizes, X_adv, y, loss_kind, dX, acts, dZ, d0, d1,
+                                False)
         sign_step(X_adv, dX, step_size)
         project_linf(X, X_adv, eps, lower, upper, use_bounds)
 

@@ -181,3 +181,33 @@ def test_fgsm_from_gradient_accepts_any_layout(trained_model, circles_split):
     expected = fgsm_from_gradient(X, grad, 0.1)
     np.testing.assert_array_equal(fgsm_from_gradient(np.asfortranarray(X),
                                                            np.asfortranarray(grad), 0.1), expected)
+
+
+@pytest.mark.parametrize("options", [{}, {"steps": 3, "step_size": 0.07}, {"loss": "cw_margin"},
+                                     {"bounds": (-1, 1), "random_start": False}])
+def test_pgd_sweep_sharing_the_first_gradient_changes_nothing(trained_model, circles_split,
+                                                              options):
+    """robust_accuracy computes the gradient at X once for every radius; each attack
+    must equal PGD run from scratch, bit for bit."""
+    X, y = circles_split[1], circles_split[3]
+    grad = robnp.input_gradient(trained_model, X, y, loss=options.get("loss", "cross_entropy"))
+    for eps in (0.05, 0.3):
+        shared = robnp.pgd(trained_model, X, y, eps, start_gradient=grad, **options)
+        np.testing.assert_array_equal(shared, robnp.pgd(trained_model, X, y, eps, **options))
+    swept = robnp.robust_accuracy(trained_model, X, y, "pgd", eps=[0.05, 0.3], **options)
+    one_by_one = {e: robnp.pgd(trained_model, X, y, e, **options) for e in (0.05, 0.3)}
+    assert swept == {e: robnp.accuracy(trained_model, X_adv, y) for e, X_adv in one_by_one.items()}
+    np.testing.assert_array_equal(grad, robnp.input_gradient(
+        trained_model, X, y, loss=options.get("loss", "cross_entropy")))  # not overwritten
+
+
+def test_pgd_start_gradient_is_used_for_the_first_step(trained_model, circles_split):
+    """A wrong start gradient changes the result, so the kernel does not recompute it."""
+    X, y = circles_split[1], circles_split[3]
+    grad = robnp.input_gradient(trained_model, X, y)
+    flipped = robnp.pgd(trained_model, X, y, 0.1, steps=1, step_size=0.1, start_gradient=-grad)
+    np.testing.assert_allclose(flipped, X - 0.1 * np.sign(grad), atol=1e-6)
+    with pytest.raises(ConfigError, match="random_start"):
+        robnp.pgd(trained_model, X, y, 0.1, random_start=True, start_gradient=grad)
+    with pytest.raises(ConfigError, match="start_gradient"):
+        robnp.pgd(trained_model, X, y, 0.1, start_gradient=grad[:3])
