@@ -398,6 +398,42 @@ def train_epoch(params, sizes, X, y, perm, batch_size, loss_kind, m, v, step,
     return total, n_batches, step
 
 
+@_kernel
+def train_epochs(params, sizes, X, y, perms, batch_size, loss_kind, m, v, step,
+                 lr, beta1, beta2, adam_eps,
+                 grad, batch_X, batch_y, acts, dZ, d0, d1,
+                 epoch_losses, best, stale, patience, min_delta):
+    """Up to ``perms.shape[0]`` epochs of :func:`train_epoch`, one per row of ``perms``,
+    with the early-stopping rule applied after each.
+
+    An epoch's loss (the mean of its batch losses) goes to ``epoch_losses``; it
+    improves when below ``best - min_delta``, which resets ``stale``; otherwise
+    ``stale`` grows, and reaching ``patience`` stops. A non-finite loss also stops.
+    Returns ``(epochs run, Adam step, best, stale, stopped)``, ``stopped`` being True
+    when the rule or a non-finite loss ended the run (possibly at the last row of
+    ``perms``). Running many epochs per call spares small networks a Python round
+    trip per epoch.
+    """
+    n_epochs = perms.shape[0]
+    for epoch in range(n_epochs):
+        total, n_batches, step = train_epoch(params, sizes, X, y, perms[epoch], batch_size,
+                                             loss_kind, m, v, step, lr, beta1, beta2,
+                                             adam_eps, grad, batch_X, batch_y, acts, dZ,
+                                             d0, d1)
+        loss = total / n_batches
+        epoch_losses[epoch] = loss
+        if not np.isfinite(loss):
+            return epoch + 1, step, best, stale, True
+        if loss < best - min_delta:
+            best = loss
+            stale = 0
+        else:
+            stale += 1
+            if stale >= patience:
+                return epoch + 1, step, best, stale, True
+    return n_epochs, step, best, stale, False
+
+
 # ---------------------------------------------------------------------------
 # attacks
 # ---------------------------------------------------------------------------

@@ -101,6 +101,11 @@ class History:
     seconds: float
 
 
+# Epochs per compiled call, and a cap on the permutation rows held at once.
+_EPOCHS_PER_CALL = 16
+_PERMUTATION_BUDGET = 1 << 20
+
+
 @single_blas_thread
 def fit(model, X, y, config: TrainConfig | None = None, **overrides) -> History:
     """Train ``model`` in place on ``(X, y)`` with minibatch Adam.
@@ -153,31 +158,31 @@ def fit(model, X, y, config: TrainConfig | None = None, **overrides) -> History:
     rng = np.random.default_rng(config.seed)
 
     losses = np.empty(config.max_epochs, np.float64)
+    # Permutations are drawn in Python, one per epoch in order, and handed to the
+    # compiled loop a chunk at a time; draws past the stopping epoch are never used.
+    chunk = max(1, min(_EPOCHS_PER_CALL, _PERMUTATION_BUDGET // max(n_samples, 1)))
     best = np.inf
     stale = 0
     step = 0
     epoch = 0
     start = time.perf_counter()
     while epoch < config.max_epochs:
-        perm = rng.permutation(n_samples)
-        total, n_batches, step = kernels.train_epoch(
-            params, model._sizes, X, y, perm, batch_rows, code, m, v, step,
+        count = min(chunk, config.max_epochs - epoch)
+        perms = np.empty((count, n_samples), np.int64)
+        for row in perms:
+            row[:] = rng.permutation(n_samples)
+        ran, step, best, stale, stopped = kernels.train_epochs(
+            params, model._sizes, X, y, perms, batch_rows, code, m, v, step,
             config.lr, config.beta1, config.beta2, config.adam_eps,
-            grad, batch_X, batch_y, ws.acts, ws.dZ, ws.d0, ws.d1)
-        epoch_loss = total / n_batches
-        losses[epoch] = epoch_loss
-        epoch += 1
-        if not np.isfinite(epoch_loss):
+            grad, batch_X, batch_y, ws.acts, ws.dZ, ws.d0, ws.d1,
+            losses[epoch:epoch + count], best, stale, config.patience, config.min_delta)
+        epoch += ran
+        if not np.isfinite(losses[epoch - 1]):
             raise TrainingDivergedError(
-                f"training diverged at epoch {epoch}: loss is {epoch_loss} "
+                f"training diverged at epoch {epoch}: loss is {losses[epoch - 1]} "
                 f"(lr={config.lr}, dtype={dtype.name})")
-        if epoch_loss < best - config.min_delta:
-            best = epoch_loss
-            stale = 0
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
+        if stopped:
+            break
     seconds = time.perf_counter() - start
     return History(
         epochs=epoch,

@@ -86,3 +86,44 @@ def test_bad_training_options(option, value):
 def test_unknown_option_is_rejected():
     with pytest.raises(ConfigError, match="unknown training option"):
         robnp.fit(robnp.MLP(2, (4,), 2), np.zeros((4, 2)), np.zeros(4, int), epochs=3)
+
+
+def _fit_one_epoch_per_call(model, X, y, max_epochs, patience, seed):
+    """The training loop written the plain way: one permutation, one compiled epoch
+    and one stopping decision at a time, in Python."""
+    from robnp import kernels
+
+    X = model.check_input(X)
+    y = model.check_labels(y, X.shape[0])
+    params = model.params
+    grad, m, v = np.empty_like(params), np.zeros_like(params), np.zeros_like(params)
+    rows = min(256, X.shape[0])
+    ws = model.workspace(rows)
+    batch_X, batch_y = np.empty((rows, X.shape[1]), X.dtype), np.empty(rows, np.int64)
+    rng = np.random.default_rng(seed)
+    losses, best, stale, step = [], np.inf, 0, 0
+    while len(losses) < max_epochs:
+        total, n_batches, step = kernels.train_epoch(
+            params, model._sizes, X, y, rng.permutation(X.shape[0]), rows, 0, m, v, step,
+            1e-3, 0.9, 0.999, 1e-8, grad, batch_X, batch_y, ws.acts, ws.dZ, ws.d0, ws.d1)
+        losses.append(total / n_batches)
+        if losses[-1] < best - 1e-5:
+            best, stale = losses[-1], 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    return np.array(losses)
+
+
+@pytest.mark.parametrize("max_epochs,patience", [(5, 50), (16, 50), (17, 50), (40, 3), (300, 20)])
+def test_many_epochs_per_call_changes_nothing(circles_split, max_epochs, patience):
+    """fit runs epochs in chunks inside one compiled call; the losses, the epoch at
+    which it stops and the parameters are those of the one-epoch-at-a-time loop."""
+    X, y = circles_split[0], circles_split[2]
+    fast, plain = (robnp.MLP(2, (8, 8), 2, seed=2) for _ in range(2))
+    history = robnp.fit(fast, X, y, max_epochs=max_epochs, patience=patience, seed=9)
+    expected = _fit_one_epoch_per_call(plain, X, y, max_epochs, patience, seed=9)
+    np.testing.assert_array_equal(history.loss, expected)
+    np.testing.assert_array_equal(fast.params, plain.params)
+    assert history.epochs == len(expected) and history.stopped_early == (len(expected) < max_epochs)
