@@ -3,7 +3,7 @@
 Commands live in their own modules and are imported only when used, so that
 ``robnp --help`` answers without compiling anything.  Every library error
 (:class:`robnp.errors.RobnpError`) and every usage error is reported here, at the
-boundary, as one line on stderr with exit code 2.
+boundary, as one line on stderr with exit code 2. ``robnp`` alone prints its help.
 """
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ _COMMANDS = {
     "gradcheck": "robnp_cli.gradcheck:gradcheck",
     "scaling": "robnp_cli.scaling:scaling",
 }
+
+
+# Raised by click >= 8.2 for a group called without a command; older versions print
+# the help themselves and exit 0.
+_NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def _one_line(message: str) -> str:
@@ -50,6 +55,10 @@ class RobnpGroup(click.Group):
             result = super().main(args=args, prog_name=prog_name,
                                   complete_var=complete_var,
                                   standalone_mode=False, **extra)
+        except _NoArgsIsHelp as exc:
+            # A bare ``robnp`` (or command group) asks for help: print it, as pip does.
+            click.echo(exc.ctx.get_help(), color=exc.ctx.color)
+            sys.exit(0)
         except click.exceptions.Abort:
             click.echo("Aborted.", err=True)
             sys.exit(1)

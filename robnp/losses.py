@@ -17,7 +17,8 @@ import numpy as np
 
 from .threads import single_blas_thread
 from . import kernels
-from .errors import ConfigError
+from .errors import ConfigError, DataError
+from .model import MLP, check_labels
 
 __all__ = ["LOSSES", "loss_code", "loss_and_grad_logits", "per_example_loss", "mean_loss"]
 
@@ -44,27 +45,48 @@ def loss_and_grad_logits(Z, y, loss: str = "cross_entropy"):
     Z : ndarray of shape (n_samples, n_classes), float32 or float64
     y : ndarray of shape (n_samples,), integer labels
 
+    loss : str
+        A name in :data:`LOSSES`.
+
     Returns
     -------
     loss : float
-    dL_dZ : ndarray of shape (n_samples, n_classes), dtype of ``Z``
+    dL_dZ : ndarray of shape (n_samples, n_classes)
+        float32 for float32 ``Z``, float64 otherwise.
+
+    Raises
+    ------
+    DataError
+        When ``Z`` is not a non-empty real 2-D array with at least two columns, or
+        ``y`` does not hold one integer label in ``[0, n_classes)`` per row.
     """
-    Z = np.ascontiguousarray(Z)
-    if Z.dtype not in (np.float32, np.float64):
-        Z = Z.astype(np.float64)
-    y = np.ascontiguousarray(y, dtype=np.int64)
+    code = loss_code(loss)
+    Z = np.asarray(Z)
+    if Z.ndim != 2 or Z.shape[1] < 2:
+        raise DataError(f"Z must have shape (n_samples, n_classes) with n_classes >= 2, "
+                        f"got {Z.shape}")
+    if Z.shape[0] == 0:
+        raise DataError("Z has no rows")
+    if Z.dtype.kind not in "iuf":
+        raise DataError(f"Z must hold real numbers, got dtype {Z.dtype}")
+    Z = np.ascontiguousarray(Z, dtype=Z.dtype if Z.dtype in (np.float32, np.float64)
+                             else np.float64)
+    y = check_labels(y, Z.shape[0], Z.shape[1])
     dZ = np.empty_like(Z)
-    total = kernels.loss_grad_logits(loss_code(loss), Z, y, dZ, 1.0 / Z.shape[0], True)
+    total = kernels.loss_grad_logits(code, Z, y, dZ, 1.0 / Z.shape[0], True)
     return total / Z.shape[0], dZ
 
 
 @single_blas_thread
 def per_example_loss(model, X, y, loss: str = "cross_entropy") -> np.ndarray:
     """Loss of each example, ndarray of shape (n_samples,), float64."""
+    if not isinstance(model, MLP):
+        raise ConfigError(f"model must be an MLP, got {type(model).__name__}")
+    code = loss_code(loss)
     X = model.check_input(X)
     y = model.check_labels(y, X.shape[0])
     out = np.empty(X.shape[0], np.float64)
-    kernels.per_example_loss(model.params, model._sizes, X, y, loss_code(loss),
+    kernels.per_example_loss(model.params, model._sizes, X, y, code,
                              model.workspace(X.shape[0]).acts, out)
     return out
 

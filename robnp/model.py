@@ -21,13 +21,14 @@ from ._version import __version__
 from .errors import ConfigError, DataError, ModelFileError, StoreError
 from .threads import single_blas_thread
 
-__all__ = ["MLP", "param_count", "save_model", "load_model"]
+__all__ = ["MLP", "param_count", "save_model", "load_model", "check_labels"]
 
 _ACTIVATIONS = ("relu",)
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _check_dtype(dtype) -> np.dtype:
+def check_dtype(dtype) -> np.dtype:
+    """``dtype`` as a NumPy dtype, float32 or float64; a ConfigError otherwise."""
     try:
         dtype = np.dtype(dtype)
     except TypeError:
@@ -38,6 +39,8 @@ def _check_dtype(dtype) -> np.dtype:
 
 
 def _check_sizes(layer_sizes) -> tuple[int, ...]:
+    if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__iter__"):
+        raise ConfigError(f"layer sizes must be a sequence of integers, got {layer_sizes!r}")
     sizes = tuple(layer_sizes)
     if len(sizes) < 2:
         raise ConfigError(f"an MLP needs at least an input and an output size, got {sizes}")
@@ -54,6 +57,26 @@ def param_count(n_features: int, hidden: Sequence[int], n_classes: int) -> int:
     net (2 inputs, two hidden layers of width h, 2 classes)."""
     sizes = (n_features, *hidden, n_classes)
     return sum(sizes[i] * sizes[i + 1] + sizes[i + 1] for i in range(len(sizes) - 1))
+
+
+def check_labels(y, n_rows: int, n_classes: int) -> np.ndarray:
+    """``y`` as a C-contiguous int64 vector of ``n_rows`` labels in ``[0, n_classes)``.
+
+    Kernels index with the labels unchecked, so every public function that hands
+    labels to a kernel passes them through here first. Integer-valued floats are
+    accepted; anything else raises :class:`~robnp.errors.DataError`.
+    """
+    y = np.asarray(y)
+    if y.shape != (n_rows,):
+        raise DataError(f"y must have shape ({n_rows},), got {y.shape}")
+    if y.dtype.kind not in "iub":
+        if y.dtype.kind != "f" or np.any(y != np.round(y)):
+            raise DataError(f"y must hold integer class labels, got dtype {y.dtype}")
+    # Range first, in y's own dtype: a cast to int64 could wrap an out-of-range value.
+    if n_rows and (y.min() < 0 or y.max() >= n_classes):
+        raise DataError(
+            f"labels must be in [0, {n_classes - 1}], got values in [{y.min()}, {y.max()}]")
+    return np.ascontiguousarray(y, dtype=np.int64)
 
 
 class Workspace(NamedTuple):
@@ -96,11 +119,17 @@ class MLP:
                  *, activation: str = "relu", dtype=np.float32, seed=None):
         if activation not in _ACTIVATIONS:
             raise ConfigError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+        if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+            raise ConfigError(f"hidden must be a sequence of widths, got {hidden!r}")
         self.layer_sizes = _check_sizes((n_features, *hidden, n_classes))
         self.activation = activation
-        self.dtype = _check_dtype(dtype)
+        self.dtype = check_dtype(dtype)
         self._sizes = np.array(self.layer_sizes, dtype=np.int64)
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        try:
+            rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        except (ValueError, TypeError):
+            raise ConfigError(f"seed must be an integer >= 0, a numpy Generator or None, "
+                              f"got {seed!r}") from None
         blocks = []
         for fan_in, fan_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]):
             bound = 1.0 / np.sqrt(fan_in)
@@ -114,8 +143,16 @@ class MLP:
                     dtype=None) -> "MLP":
         """An MLP with the given sizes whose parameters are a copy of ``params``."""
         sizes = _check_sizes(layer_sizes)
-        params = np.asarray(params)
-        dtype = _check_dtype(params.dtype if dtype is None else dtype)
+        try:
+            params = np.asarray(params)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"params must be a real numeric array: {exc}") from None
+        if params.dtype.kind not in "iuf":
+            raise ConfigError(f"params must be a real numeric array, got dtype {params.dtype}")
+        if dtype is None and params.dtype not in _DTYPES:
+            raise ConfigError(f"params have dtype {params.dtype}; pass dtype=float32 or "
+                              f"float64 to convert them")
+        dtype = check_dtype(params.dtype if dtype is None else dtype)
         expected = param_count(sizes[0], sizes[1:-1], sizes[-1])
         if params.shape != (expected,):
             raise ConfigError(
@@ -205,18 +242,7 @@ class MLP:
 
     def check_labels(self, y, n_rows: int) -> np.ndarray:
         """``y`` as a C-contiguous int64 vector of ``n_rows`` labels in range."""
-        y = np.asarray(y)
-        if y.shape != (n_rows,):
-            raise DataError(f"y must have shape ({n_rows},), got {y.shape}")
-        if y.dtype.kind not in "iub":
-            if not np.issubdtype(y.dtype, np.floating) or np.any(y != np.round(y)):
-                raise DataError(f"y must hold integer class labels, got dtype {y.dtype}")
-        y = np.ascontiguousarray(y, dtype=np.int64)
-        if n_rows and (y.min() < 0 or y.max() >= self.n_classes):
-            raise DataError(
-                f"labels must be in [0, {self.n_classes - 1}], got values in "
-                f"[{y.min()}, {y.max()}]")
-        return y
+        return check_labels(y, n_rows, self.n_classes)
 
     def workspace(self, n_rows: int) -> Workspace:
         """Fresh scratch buffers for kernels on ``n_rows`` rows."""
@@ -290,12 +316,22 @@ def load_model(path) -> MLP:
     """Read a model written by :func:`save_model`. Never unpickles; a missing,
     truncated or inconsistent file raises :class:`~robnp.errors.ModelFileError`."""
     path = os.fspath(path)
+    unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            files = dict(archive.items())
+        archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise ModelFileError(f"model file not found: {path}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except unreadable as exc:
+        raise ModelFileError(f"cannot read model file {path} (not an .npz archive written "
+                             f"by save_model?): {exc}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        # np.load hands back a .npy file's array itself.
+        raise ModelFileError(f"{path} is not a robnp model: expected an .npz archive "
+                             f"written by save_model, got a single array")
+    try:
+        with archive:
+            files = dict(archive.items())
+    except unreadable as exc:
         raise ModelFileError(f"cannot read model file {path}: {exc}") from None
     if "meta" not in files:
         raise ModelFileError(f"{path} is not a robnp model: no 'meta' entry")
@@ -303,7 +339,7 @@ def load_model(path) -> MLP:
         meta = json.loads(str(files["meta"]))
         sizes = _check_sizes(meta["layer_sizes"])
         activation = meta["activation"]
-        dtype = _check_dtype(meta["dtype"])
+        dtype = check_dtype(meta["dtype"])
     except (ValueError, KeyError, TypeError, ConfigError) as exc:
         raise ModelFileError(f"{path}: unreadable or invalid meta data ({exc})") from None
     blocks = []
@@ -312,6 +348,9 @@ def load_model(path) -> MLP:
                             (f"intercept_{layer}", (fan_out,))):
             if name not in files:
                 raise ModelFileError(f"{path}: missing array {name!r}")
+            if files[name].dtype.kind not in "iuf":
+                raise ModelFileError(f"{path}: array {name!r} must be real numbers, "
+                                     f"got dtype {files[name].dtype}")
             if files[name].shape != shape:
                 raise ModelFileError(
                     f"{path}: array {name!r} has shape {files[name].shape}, "

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import kernels
 from .errors import ConfigError
+from .model import check_dtype
 
 __all__ = ["Adam"]
 
@@ -30,7 +31,10 @@ class Adam:
 
     def __post_init__(self):
         check_adam_hyperparameters(self.lr, self.beta1, self.beta2, self.adam_eps)
-        self.dtype = np.dtype(self.dtype)
+        if (not isinstance(self.n_params, (int, np.integer)) or isinstance(self.n_params, bool)
+                or self.n_params < 1):
+            raise ConfigError(f"n_params must be an integer >= 1, got {self.n_params!r}")
+        self.dtype = check_dtype(self.dtype)
         self.m = np.zeros(self.n_params, self.dtype)
         self.v = np.zeros(self.n_params, self.dtype)
         self.t = 0
@@ -44,7 +48,17 @@ class Adam:
                             self.adam_eps)
 
 
+def is_real_number(value) -> bool:
+    """A Python or NumPy int or float; not a bool, a string or an array."""
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, bool))
+
+
 def check_adam_hyperparameters(lr, beta1, beta2, adam_eps):
+    for name, value in (("lr", lr), ("beta1", beta1), ("beta2", beta2),
+                        ("adam_eps", adam_eps)):
+        if not is_real_number(value):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
     if not (np.isfinite(lr) and lr > 0):
         raise ConfigError(f"lr must be a finite number > 0, got {lr!r}")
     for name, beta in (("beta1", beta1), ("beta2", beta2)):

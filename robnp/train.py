@@ -18,7 +18,7 @@ from .threads import single_blas_thread
 from . import kernels
 from .errors import ConfigError, TrainingDivergedError
 from .losses import loss_code
-from .optim import check_adam_hyperparameters
+from .optim import check_adam_hyperparameters, is_real_number
 
 __all__ = ["TrainConfig", "History", "fit"]
 
@@ -66,11 +66,18 @@ class TrainConfig:
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (np.isfinite(self.min_delta) and self.min_delta >= 0):
+        if not (is_real_number(self.min_delta) and np.isfinite(self.min_delta)
+                and self.min_delta >= 0):
             raise ConfigError(f"min_delta must be a finite number >= 0, got {self.min_delta!r}")
-        if self.seed is not None and not _is_int(self.seed):
-            raise ConfigError(f"seed must be an integer or None, got {self.seed!r}")
+        if self.seed is not None and not (_is_int(self.seed) and self.seed >= 0):
+            raise ConfigError(f"seed must be an integer >= 0 or None, got {self.seed!r}")
         loss_code(self.loss)
+        # Plain Python numbers: the compiled loop sees one signature, whatever was passed.
+        for name in ("lr", "beta1", "beta2", "adam_eps", "min_delta"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        for name in ("batch_size", "max_epochs", "patience", "seed"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, int(getattr(self, name)))
 
 
 @dataclass(frozen=True)
@@ -135,7 +142,10 @@ def fit(model, X, y, config: TrainConfig | None = None, **overrides) -> History:
         When an epoch's loss is not finite (the model's parameters are then
         whatever the last update left).
     """
-    config = config or TrainConfig()
+    if config is None:
+        config = TrainConfig()
+    elif not isinstance(config, TrainConfig):
+        raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}")
     if overrides:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)}
         if unknown:

@@ -44,3 +44,12 @@ def test_bad_input_is_one_line_and_exit_2():
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("Error:") and needle in lines[0], lines
         assert "Traceback" not in result.output
+
+
+def test_bare_command_prints_help():
+    for args, needle in (([], "robnp: adversarial robustness"), (["scaling"], "Scaling laws")):
+        result = run(*args)
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("Usage: ") and needle in result.output
+        assert "Commands:" in result.output and "Error" not in result.output
+    assert "  sweep " in run().output

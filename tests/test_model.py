@@ -104,3 +104,55 @@ def test_bad_inputs_are_named(trained_model):
         robnp.input_gradient(trained_model, np.ones((3, 2)), [0, 1, 2])
     with pytest.raises(DataError, match="y must have shape"):
         robnp.input_gradient(trained_model, np.ones((3, 2)), [0, 1])
+
+
+def test_a_file_that_is_not_an_npz_archive_is_a_model_file_error(tmp_path, trained_model):
+    np.save(tmp_path / "params.npy", trained_model.params)
+    with pytest.raises(ModelFileError, match="expected an .npz archive"):
+        robnp.load_model(tmp_path / "params.npy")
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(ModelFileError, match="cannot read model file"):
+        robnp.load_model(tmp_path / "notes.txt")
+    with pytest.raises(ModelFileError):
+        robnp.load_model(tmp_path)
+
+
+def test_a_model_file_with_complex_weights_is_refused(tmp_path, trained_model):
+    path = tmp_path / "m.npz"
+    robnp.save_model(trained_model, path)
+    arrays = dict(np.load(path, allow_pickle=False))
+    arrays["coef_0"] = arrays["coef_0"] + 1j
+    np.savez(tmp_path / "complex.npz", **arrays)
+    with pytest.raises(ModelFileError, match="'coef_0' must be real numbers, got dtype complex"):
+        robnp.load_model(tmp_path / "complex.npz")
+
+
+@pytest.mark.parametrize("params,dtype,message", [
+    (np.zeros(12, complex), None, "real numeric array, got dtype complex128"),
+    (np.zeros(12, complex), np.float32, "real numeric array, got dtype complex128"),
+    (np.array(["1"] * 12), np.float64, "real numeric array, got dtype <U1"),
+    (np.zeros(12, object), None, "real numeric array, got dtype object"),
+    (np.zeros(12, bool), np.float32, "real numeric array, got dtype bool"),
+    ([[1.0, 2.0], [3.0]], None, "real numeric array"),
+    (np.zeros(12, np.int64), None, "pass dtype=float32 or float64"),
+    (np.zeros(12, np.float32), np.int32, "dtype must be float32 or float64"),
+    (np.zeros(8), None, r"params must have shape \(12,\)"),
+])
+def test_from_params_refuses_what_is_not_a_real_parameter_vector(params, dtype, message):
+    with pytest.raises(ConfigError, match=message):
+        robnp.MLP.from_params((2, 2, 2), params, dtype=dtype)
+
+
+def test_from_params_converts_integers_when_asked():
+    model = robnp.MLP.from_params((2, 2, 2), np.arange(12), dtype=np.float64)
+    assert model.dtype == np.float64 and model.params[-1] == 11.0
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"hidden": 8}, "hidden must be a sequence"), ({"seed": "x"}, "seed must be"),
+    ({"seed": -1}, "seed must be"), ({"n_features": "2"}, "layer sizes"),
+])
+def test_constructor_arguments_of_the_wrong_type(kwargs, message):
+    args = {"n_features": 2, "hidden": (4,), "n_classes": 2} | kwargs
+    with pytest.raises(ConfigError, match=message):
+        robnp.MLP(**args)

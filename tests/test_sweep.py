@@ -272,6 +272,7 @@ def test_a_foreign_results_json_is_never_overwritten(tmp_path):
     result = run("sweep", *SMALL, "--out", out, "--jobs", "1")
     assert result.exit_code == 2 and "results.json" in result.output
     assert (out / "results.json").read_text() == '{"precious": true}'
+    assert sorted(path.name for path in out.iterdir()) == ["results.json"]
 
 
 def test_non_utf8_config_is_one_line(tmp_path):

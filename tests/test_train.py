@@ -127,3 +127,25 @@ def test_many_epochs_per_call_changes_nothing(circles_split, max_epochs, patienc
     np.testing.assert_array_equal(history.loss, expected)
     np.testing.assert_array_equal(fast.params, plain.params)
     assert history.epochs == len(expected) and history.stopped_early == (len(expected) < max_epochs)
+
+
+@pytest.mark.parametrize("option,value", [
+    ("lr", "a"), ("lr", "0.1"), ("lr", True), ("beta1", "x"), ("beta2", None),
+    ("adam_eps", "1e-8"), ("min_delta", "0"), ("min_delta", True), ("seed", -1),
+    ("seed", 1.0), ("batch_size", "32"), ("patience", False)])
+def test_options_of_the_wrong_type_are_config_errors(option, value):
+    with pytest.raises(ConfigError, match=f"^{option} must be"):
+        robnp.TrainConfig(**{option: value})
+    with pytest.raises(ConfigError, match=f"^{option} must be"):
+        robnp.fit(robnp.MLP(2, (4,), 2), np.zeros((4, 2)), np.zeros(4, int), **{option: value})
+
+
+def test_numpy_numbers_are_accepted_as_plain_ones():
+    config = robnp.TrainConfig(lr=np.float64(0.01), batch_size=np.int64(8), seed=np.int32(3))
+    assert config == robnp.TrainConfig(lr=0.01, batch_size=8, seed=3)
+    assert type(config.lr) is float and type(config.batch_size) is int
+
+
+def test_config_must_be_a_train_config():
+    with pytest.raises(ConfigError, match="config must be a TrainConfig"):
+        robnp.fit(robnp.MLP(2, (4,), 2), np.zeros((4, 2)), np.zeros(4, int), {"lr": 0.1})

@@ -52,16 +52,21 @@ def run_tasks(tasks: Iterable[Task], jobs: int = 1) -> Iterator[tuple[Task, Task
 
     With ``jobs == 1`` tasks run here, one after another; otherwise in ``jobs``
     worker processes, the most expensive first so that the last task to finish
-    is a cheap one. Closing the generator early (or an exception such as
-    KeyboardInterrupt) cancels the tasks not yet started.
+    is a cheap one. When a task fails, the tasks not yet started are cancelled,
+    those already running are waited for and their results yielded, and only then
+    is the first failure raised: a caller that stores each result as it arrives
+    keeps every task that finished. Closing the generator early (or an exception
+    such as KeyboardInterrupt) cancels the tasks not yet started.
     """
     tasks = sorted(tasks, key=lambda task: -task.cost())
     if jobs <= 1 or len(tasks) <= 1:
         for task in tasks:
             yield task, run_task(task)
         return
+    order = {task: position for position, task in enumerate(tasks)}
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)),
                                mp_context=multiprocessing.get_context("spawn"))
+    failure = None
     try:
         # Workers are spawned as tasks are submitted: they inherit this environment.
         with _single_threaded_children():
@@ -69,16 +74,25 @@ def run_tasks(tasks: Iterable[Task], jobs: int = 1) -> Iterator[tuple[Task, Task
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             # Hand back finished tasks in submission order within one wake-up.
-            for future in sorted(done, key=lambda f: tasks.index(pending[f])):
+            for future in sorted(done, key=lambda f: order[pending[f]]):
                 task = pending.pop(future)
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    raise WorkerError(
-                        f"a worker process died while running {task.label} (out of memory, "
-                        f"killed, or unable to import the main script: a script read from "
-                        f"stdin cannot start workers); finished tasks are kept, rerun with "
-                        f"resume, or with jobs=1 to run in this process") from None
-                yield task, result
+                if future.cancelled():
+                    continue
+                error = future.exception()
+                if error is None:
+                    yield task, future.result()
+                elif failure is None:
+                    failure = (task, error)
+                    for other in pending:
+                        other.cancel()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    if failure is not None:
+        task, error = failure
+        if isinstance(error, BrokenProcessPool):
+            raise WorkerError(
+                f"a worker process died while running {task.label} (out of memory, "
+                f"killed, or unable to import the main script: a script read from "
+                f"stdin cannot start workers); finished tasks are kept, rerun with "
+                f"resume, or with jobs=1 to run in this process") from None
+        raise error

@@ -5,6 +5,12 @@ Each finished task is committed in its own transaction the moment it arrives
 leaves every committed task intact and nothing half-written. The store remembers
 the fingerprint of the configuration it was created for and refuses to mix in
 results of another.
+
+An existing file is checked before anything is written to it: a file that is not
+an SQLite database, a database with other tables, a store whose configuration is
+missing or a stored task that cannot be read is a :class:`~robnp.errors.StoreError`,
+and the file is left as it was. A store holding no finished task yet (a first run
+that failed before its first task finished) locks nothing: a new run takes it over.
 """
 
 from __future__ import annotations
@@ -23,6 +29,39 @@ __all__ = ["TaskStore", "STORE_NAME"]
 
 STORE_NAME = "tasks.sqlite"
 
+# table -> its columns, in order; a database with any other table is not a store.
+_SCHEMA = {"meta": ("key", "value"), "tasks": ("key", "result")}
+_REQUIRED_META = ("fingerprint", "config")
+
+
+def _tables(connection: sqlite3.Connection, path: Path) -> dict[str, tuple[str, ...]]:
+    """Tables of the database and their columns; a StoreError if it is not SQLite."""
+    try:
+        names = [row[0] for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' "
+            "ESCAPE '!'")]
+        return {name: tuple(row[1] for row in connection.execute(
+                    "SELECT * FROM pragma_table_info(?)", (name,)))
+                for name in names}
+    except sqlite3.OperationalError as exc:  # locked by another process, unreadable
+        raise StoreError(f"cannot read {path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not a robnp task store ({exc}); move it away or "
+                         f"choose another --out directory") from None
+
+
+def _parse_result(path: Path, key: str, text) -> TaskResult:
+    try:
+        result = TaskResult.from_json(text)
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"{path} is damaged: stored task {key!r} is unreadable ({exc}); "
+                         f"move the file away or choose another --out directory") from None
+    if result.key != key:
+        raise StoreError(f"{path} is damaged: stored task {key!r} holds the result of "
+                         f"task {result.key!r}; move the file away or choose another "
+                         f"--out directory")
+    return result
+
 
 class TaskStore:
     """Finished tasks of one study configuration, keyed by :attr:`Task.key`.
@@ -39,56 +78,98 @@ class TaskStore:
     def open(cls, out_dir, config: StudyConfig, *, resume: bool) -> "TaskStore":
         """Open the store in ``out_dir`` for ``config``.
 
-        A new store is created when none exists. An existing one is reused only
-        with ``resume=True`` and only for the same configuration; otherwise a
-        :class:`~robnp.errors.StoreError` explains what to do, and nothing stored
-        is touched.
+        A new store is created when none exists, and an existing one holding no
+        finished task is taken over. One holding finished tasks is reused only
+        with ``resume=True`` and only for the same configuration. Otherwise, and
+        when the file is not a readable store, a :class:`~robnp.errors.StoreError`
+        explains what to do, and nothing stored is touched.
         """
         out_dir = Path(out_dir)
         path = out_dir / STORE_NAME
-        exists = path.exists()
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
+            existed = path.exists()
+            if existed and not path.is_file():
+                raise StoreError(f"{path} is not a file; choose another --out directory")
             connection = sqlite3.connect(path, timeout=30, isolation_level=None)
-            connection.execute("PRAGMA synchronous=FULL")
-            connection.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            connection.execute("CREATE TABLE IF NOT EXISTS tasks "
-                               "(key TEXT PRIMARY KEY, result TEXT NOT NULL)")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot create results store in {out_dir}: {exc}") from None
         try:
-            stored = dict(connection.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError as exc:
+            cls._check(connection, path, out_dir, config, resume)
+        except BaseException:
             connection.close()
-            raise StoreError(f"{path} is not a readable robnp store: {exc}") from None
-        n_done = connection.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
-        if exists and stored:
+            if not existed:  # the empty file connecting created, refused before use
+                path.unlink(missing_ok=True)
+            raise
+        return cls(connection, path, config)
+
+    @staticmethod
+    def _check(connection, path: Path, out_dir: Path, config: StudyConfig, resume: bool):
+        """Check an existing store (reads only), then create or take it over if it
+        holds no finished task."""
+        tables = _tables(connection, path)
+        connection.execute("PRAGMA synchronous=FULL")
+        if tables and tables != _SCHEMA:
+            raise StoreError(
+                f"{path} is not a robnp task store (it holds table(s) "
+                f"{', '.join(sorted(tables))}); move it away or choose another --out directory")
+        try:
+            stored = dict(connection.execute("SELECT key, value FROM meta")) if tables else {}
+            n_done = connection.execute("SELECT COUNT(*) FROM tasks").fetchone()[0] if tables else 0
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path} is not a readable robnp task store: {exc}") from None
+        previous = None
+        if stored or n_done:
+            missing = [name for name in _REQUIRED_META if not isinstance(stored.get(name), str)]
+            if missing:
+                raise StoreError(
+                    f"{path} is damaged: its {' and '.join(missing)} record is missing; "
+                    f"move the file away or choose another --out directory")
+            try:
+                previous = json.loads(stored["config"])
+            except ValueError:
+                previous = None
+            if not isinstance(previous, dict):
+                raise StoreError(
+                    f"{path} is damaged: its stored configuration is unreadable; move the "
+                    f"file away or choose another --out directory")
+        if n_done:
             if not resume:
-                connection.close()
                 raise StoreError(
                     f"{out_dir} already holds a study ({n_done} task(s) stored); pass "
                     f"--resume to continue it, or choose another --out directory")
-            if stored.get("fingerprint") != config.fingerprint():
-                previous = StudyConfig.from_dict(json.loads(stored["config"]))
-                connection.close()
+            if stored["fingerprint"] != config.fingerprint():
                 raise StoreError(
                     f"{out_dir} holds results of a different configuration (differs in: "
-                    f"{', '.join(config.differences(previous)) or 'settings'}); "
+                    f"{', '.join(_differences(config, previous)) or 'settings'}); "
                     f"use another --out directory")
-        else:
-            if (out_dir / "results.json").exists():
-                connection.close()
-                raise StoreError(
-                    f"{out_dir} already holds a results.json without a task store; "
-                    f"choose another --out directory rather than overwrite it")
+            try:
+                rows = connection.execute("SELECT key, result FROM tasks").fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{path} is not a readable robnp task store: {exc}") from None
+            for key, text in rows:
+                _parse_result(path, key, text)
+            return
+        # No finished task: nothing to lose, so (re)write the configuration.
+        if (out_dir / "results.json").exists():
+            raise StoreError(
+                f"{out_dir} already holds a results.json without stored tasks; "
+                f"choose another --out directory rather than overwrite it")
+        try:
             with connection:
                 connection.execute("BEGIN")
+                for name, columns in _SCHEMA.items():
+                    connection.execute(
+                        f"CREATE TABLE IF NOT EXISTS {name} "
+                        f"({columns[0]} TEXT PRIMARY KEY, {columns[1]} TEXT NOT NULL)")
+                connection.execute("DELETE FROM meta")
                 connection.executemany(
-                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    "INSERT INTO meta VALUES (?, ?)",
                     [("fingerprint", config.fingerprint()),
                      ("config", json.dumps(config.to_dict())),
                      ("robnp_version", __version__)])
-        return cls(connection, path, config)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write results store {path}: {exc}") from None
 
     def done_keys(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT key FROM tasks")}
@@ -101,7 +182,7 @@ class TaskStore:
                              (result.key, result.to_json()))
 
     def results(self) -> dict[str, TaskResult]:
-        return {key: TaskResult.from_json(text)
+        return {key: _parse_result(self.path, key, text)
                 for key, text in self._db.execute("SELECT key, result FROM tasks")}
 
     def close(self) -> None:
@@ -113,6 +194,15 @@ class TaskStore:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def _differences(config: StudyConfig, previous: dict) -> list[str]:
+    """Settings in which ``config`` differs from a stored configuration; empty when
+    the stored one cannot be read as a configuration of this robnp version."""
+    try:
+        return config.differences(StudyConfig.from_dict(previous))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []
 
 
 def check_writable(out_dir) -> None:

@@ -16,13 +16,19 @@ from dataclasses import dataclass
 
 from ..attacks import fgsm_from_gradient, pgd
 from ..data import get_dataset, make_dataset, train_test_split
+from ..errors import TrainingDivergedError
 from ..evaluate import accuracy
 from ..gradients import input_gradient
 from ..model import MLP
 from ..threads import single_blas_thread
 from ..train import TrainConfig, fit
 
-__all__ = ["Task", "TaskResult", "run_task"]
+__all__ = ["Task", "TaskResult", "run_task", "RECORD_KEYS"]
+
+# Every record of a task carries these (the study's schema); run_task adds a few more.
+RECORD_KEYS = frozenset({"dataset", "seed", "hidden_width", "param_count", "epochs",
+                         "final_loss", "clean_acc", "epsilon", "fgsm_acc", "pgd_acc",
+                         "fgsm_gap", "pgd_gap"})
 
 
 @dataclass(frozen=True)
@@ -94,8 +100,22 @@ class TaskResult:
 
     @classmethod
     def from_json(cls, text: str) -> "TaskResult":
+        """Inverse of :meth:`to_json`; a ValueError names what is malformed."""
         data = json.loads(text)
-        data["records"] = tuple(data["records"])
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(data, dict) or set(data) != fields:
+            raise ValueError(f"expected an object with keys {sorted(fields)}")
+        records = data["records"]
+        if (not isinstance(records, list) or not records
+                or not all(isinstance(r, dict) and RECORD_KEYS <= set(r) for r in records)):
+            raise ValueError(f"records must be a non-empty list of objects with keys "
+                             f"{sorted(RECORD_KEYS)}")
+        if not isinstance(data["key"], str):
+            raise ValueError(f"key must be a string, got {data['key']!r}")
+        for name in ("epochs", "final_loss", "clean_acc", "seconds"):
+            if isinstance(data[name], bool) or not isinstance(data[name], (int, float)):
+                raise ValueError(f"{name} must be a number, got {data[name]!r}")
+        data["records"] = tuple(records)
         return cls(**data)
 
 
@@ -113,9 +133,13 @@ def run_task(task: Task) -> TaskResult:
     X_train, X_test, y_train, y_test = train_test_split(X, y, task.test_fraction)
     n_classes = get_dataset(task.dataset).n_classes
     model = MLP(task.input_dim, task.hidden, n_classes, seed=task.seed)
-    history = fit(model, X_train, y_train, TrainConfig(
-        lr=task.lr, batch_size=task.batch_size, max_epochs=task.max_epochs,
-        patience=task.patience, min_delta=task.min_delta, seed=task.seed))
+    try:
+        history = fit(model, X_train, y_train, TrainConfig(
+            lr=task.lr, batch_size=task.batch_size, max_epochs=task.max_epochs,
+            patience=task.patience, min_delta=task.min_delta, seed=task.seed))
+    except TrainingDivergedError as exc:
+        # fit knows the epoch and lr; only the study knows which of its tasks this was.
+        raise TrainingDivergedError(f"task {task.label}: {exc}") from None
     clean_acc = accuracy(model, X_test, y_test)
     # FGSM's gradient at the clean points is the same for every radius.
     dL_dX = input_gradient(model, X_test, y_test)
