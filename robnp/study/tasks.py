@@ -141,13 +141,15 @@ def run_task(task: Task) -> TaskResult:
         # fit knows the epoch and lr; only the study knows which of its tasks this was.
         raise TrainingDivergedError(f"task {task.label}: {exc}") from None
     clean_acc = accuracy(model, X_test, y_test)
-    # FGSM's gradient at the clean points is the same for every radius.
+    # The gradient at the clean points is the same for every radius: FGSM's step,
+    # and PGD's first (PGD starts at the clean points).
     dL_dX = input_gradient(model, X_test, y_test)
     records = []
     for eps in task.epsilons:
         fgsm_acc = accuracy(model, fgsm_from_gradient(X_test, dL_dX, eps), y_test)
         pgd_acc = accuracy(model, pgd(model, X_test, y_test, eps, steps=task.pgd_steps,
-                                      step_size=task.pgd_step_fraction * eps), y_test)
+                                      step_size=task.pgd_step_fraction * eps,
+                                      start_gradient=dL_dX), y_test)
         records.append({
             "dataset": task.dataset,
             "seed": task.seed,
