@@ -1,9 +1,10 @@
 """The training loop: minibatch Adam with the study's early stopping.
 
-One epoch is one compiled call (:func:`robnp.kernels.train_epoch`): gathering each
-minibatch, the forward and backward passes and the Adam update all happen inside
-it, so a small network pays no Python overhead per minibatch. Python sees the
-model once per epoch, to draw the next shuffle and apply the stopping rule.
+Up to 16 epochs are one compiled call (:func:`robnp.kernels.train_epochs`):
+gathering each minibatch, the forward and backward passes, the Adam update and the
+stopping rule all happen inside it, so a small network pays no Python overhead per
+minibatch or per epoch. Python draws each epoch's shuffle from NumPy's generator
+beforehand, so the stream, and every result, is the same as one epoch per call.
 """
 
 from __future__ import annotations
