@@ -88,7 +88,10 @@ def study_flops(doc: dict) -> tuple[float, dict]:
     for task in doc["tasks"]:
         width = task["hidden_width"]
         macs = sum(layer_macs(width))
-        attack = 2.0 * n_test * macs * (1 + 2 + n_eps * (config["pgd_steps"] * 2 + 2))
+        # clean accuracy, the gradient at the clean points (FGSM's step and PGD's
+        # first), then per eps: PGD's other steps and the two accuracy passes
+        pgd_gradients = max(config["pgd_steps"] - 1, 0)
+        attack = 2.0 * n_test * macs * (1 + 2 + n_eps * (pgd_gradients * 2 + 2))
         flops = task["epochs"] * epoch_flops(width, n_train) + attack
         total += flops
         row = per_width.setdefault(width, {"seconds": 0.0, "epochs": 0, "gflop": 0.0})
