@@ -25,14 +25,21 @@ from .losses import loss_code
 __all__ = ["fgsm", "pgd", "fgsm_from_gradient"]
 
 
+def _real_number(name: str, value) -> float:
+    """``value`` as a float; a clear error unless it is one real number (not a bool,
+    string or complex number). Infinite values pass; NaN does not."""
+    array = np.asarray(value) if not isinstance(value, (str, bytes)) else None
+    if array is None or array.ndim != 0 or array.dtype.kind not in "fiu":
+        raise ConfigError(f"{name} must be a real number, got {value!r}")
+    number = float(array)
+    if np.isnan(number):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    return number
+
+
 def _finite_number(name: str, value) -> float:
     """``value`` as a float; a clear error unless it is a real, finite number."""
-    if isinstance(value, (bool, np.bool_)) or np.ndim(value) != 0:
-        raise ConfigError(f"{name} must be a number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    number = _real_number(name, value)
     if not np.isfinite(number):
         raise ConfigError(f"{name} must be finite, got {value!r}")
     return number
@@ -51,10 +58,16 @@ def _check_bounds(bounds):
         return 0.0, 0.0, False
     if np.ndim(bounds) != 1 or len(bounds) != 2:
         raise ConfigError(f"bounds must be a pair (lower, upper), got {bounds!r}")
-    lower, upper = (_finite_number("bounds", b) for b in bounds)
+    lower, upper = (_real_number("bounds", b) for b in bounds)  # one side may be infinite
     if not lower < upper:
         raise ConfigError(f"bounds must satisfy lower < upper, got {bounds!r}")
     return lower, upper, True
+
+
+def _sign_as(gradient: np.ndarray, dtype) -> np.ndarray:
+    """``sign(gradient)`` (-1, 0 or 1; NaN stays NaN) as a new C-contiguous array of
+    ``dtype``."""
+    return np.ascontiguousarray(np.sign(gradient), dtype=dtype)
 
 
 def fgsm_from_gradient(X: np.ndarray, dL_dX: np.ndarray, eps: float, bounds=None) -> np.ndarray:
@@ -79,7 +92,9 @@ def fgsm_from_gradient(X: np.ndarray, dL_dX: np.ndarray, eps: float, bounds=None
     if eps == 0:
         return X_adv
     cast = X.dtype.type
-    kernels.sign_step(X_adv, np.ascontiguousarray(dL_dX, dtype=X.dtype), cast(eps))
+    # The sign is taken before any cast: a float64 gradient too small for float32
+    # still points somewhere.
+    kernels.sign_step(X_adv, _sign_as(dL_dX, X.dtype), cast(eps))
     if use_bounds:
         kernels.project_linf(np.ascontiguousarray(X), X_adv, cast(eps), cast(lower),
                              cast(upper), True)
@@ -162,6 +177,14 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
     code = loss_code(loss)
     X = model.check_input(X)
     y = model.check_labels(y, X.shape[0])
+    if start_gradient is not None:
+        if random_start:
+            raise ConfigError("start_gradient is the gradient at X; it cannot be used with "
+                              "random_start")
+        start_gradient = np.asarray(start_gradient)
+        if start_gradient.shape != X.shape or start_gradient.dtype.kind != "f":
+            raise ConfigError(f"start_gradient must be a float array of X's shape {X.shape}, "
+                              f"got {start_gradient.dtype} with shape {start_gradient.shape}")
     if eps == 0:
         return X.copy()
     X_adv = X.copy()
@@ -171,17 +194,9 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
         kernels.project_linf(X, X_adv, X.dtype.type(eps), X.dtype.type(lower),
                              X.dtype.type(upper), use_bounds)
     ws = model.workspace(X.shape[0])
-    if start_gradient is None:
-        dX = np.empty_like(X)
-    elif random_start:
-        raise ConfigError("start_gradient is the gradient at X; it cannot be used with "
-                          "random_start")
-    else:
-        dX = np.asarray(start_gradient)
-        if dX.shape != X.shape or dX.dtype.kind != "f":
-            raise ConfigError(f"start_gradient must be a float array of X's shape {X.shape}, "
-                              f"got {dX.dtype} with shape {dX.shape}")
-        dX = np.array(dX, dtype=X.dtype, order="C")  # a copy: the kernel overwrites it
+    # The first step uses only the gradient's sign, taken before any cast; the
+    # kernel overwrites this buffer, so the caller's array is never touched.
+    dX = np.empty_like(X) if start_gradient is None else _sign_as(start_gradient, X.dtype)
     cast = X.dtype.type
     kernels.pgd_linf(model.params, model._sizes, X, y, X_adv, cast(eps), cast(step_size),
                      int(steps), code, cast(lower), cast(upper), use_bounds,

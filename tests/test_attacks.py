@@ -157,6 +157,14 @@ def test_bounds_never_break_the_ball_when_clean_points_lie_outside_the_box(train
     (lambda m, X, y: robnp.fgsm(m, X, y, [0.1, 0.2]), "eps"),
     (lambda m, X, y: robnp.pgd(m, X, y, 0.1, bounds=(0, "x")), "bounds"),
     (lambda m, X, y: robnp.pgd(m, X, y, 0.1, bounds=(0, 1, 2)), "bounds"),
+    (lambda m, X, y: robnp.pgd(m, X, y, "0.1"), "eps"),
+    (lambda m, X, y: robnp.pgd(m, X, y, np.complex128(0.1 + 1j)), "eps"),
+    (lambda m, X, y: robnp.pgd(m, X, y, 0.1, bounds=("0", "1")), "bounds"),
+    (lambda m, X, y: robnp.pgd(m, X, y, 0.1, bounds=(0, np.nan)), "bounds"),
+    (lambda m, X, y: robnp.robust_accuracy(m, X, y, "fgsm", eps="0.1"), "eps"),
+    (lambda m, X, y: robnp.pgd(m, X, y, 0.0, start_gradient=np.zeros((7, 7))), "start_gradient"),
+    (lambda m, X, y: robnp.pgd(m, X, y, 0.0, random_start=True, start_gradient=np.zeros((2, 2))),
+     "random_start"),
     (lambda m, X, y: robnp.robust_accuracy(m, X, y, "fgsm", eps=[[0.1]]), "eps"),
     (lambda m, X, y: fgsm_from_gradient(X, np.ones((3, 2)), 0.1), "dL_dX"),
     (lambda m, X, y: fgsm_from_gradient(X.astype(int), np.ones_like(X), 0.1), "X must"),
@@ -211,3 +219,23 @@ def test_pgd_start_gradient_is_used_for_the_first_step(trained_model, circles_sp
         robnp.pgd(trained_model, X, y, 0.1, random_start=True, start_gradient=grad)
     with pytest.raises(ConfigError, match="start_gradient"):
         robnp.pgd(trained_model, X, y, 0.1, start_gradient=grad[:3])
+
+
+def test_one_sided_bounds_are_allowed(trained_model, circles_split):
+    X, y = circles_split[1], circles_split[3]
+    X_adv = robnp.pgd(trained_model, X, y, 0.3, bounds=(0, np.inf))
+    assert linf(X_adv, X).max() <= 0.3 + 1e-6
+    assert np.all(X_adv[X >= 0] >= 0)
+    np.testing.assert_array_equal(robnp.pgd(trained_model, X, y, 0.3, bounds=(-np.inf, np.inf)),
+                                  robnp.pgd(trained_model, X, y, 0.3))
+
+
+def test_gradient_sign_is_taken_before_the_cast_to_float32():
+    """A float64 gradient below float32's smallest number still moves the point."""
+    X = np.zeros((1, 3), np.float32)
+    grad = np.array([[1e-50, -1e-300, 2.0]])
+    np.testing.assert_array_equal(fgsm_from_gradient(X, grad, 0.1),
+                                  np.array([[0.1, -0.1, 0.1]], np.float32))
+    model = robnp.MLP(3, (4,), 2, seed=0)
+    X_adv = robnp.pgd(model, X, np.array([0]), 0.1, steps=1, step_size=0.1, start_gradient=grad)
+    np.testing.assert_array_equal(X_adv, np.array([[0.1, -0.1, 0.1]], np.float32))
