@@ -1,9 +1,9 @@
 """The training loop: minibatch Adam with the study's early stopping.
 
-Up to 16 epochs are one compiled call (:func:`robnp.kernels.train_epochs`):
-gathering each minibatch, the forward and backward passes, the Adam update and the
-stopping rule all happen inside it, so a small network pays no Python overhead per
-minibatch or per epoch. Python draws each epoch's shuffle from NumPy's generator
+Up to 16 epochs (as many as take about 0.2 s, so that Ctrl-C stays prompt) are one
+compiled call (:func:`robnp.kernels.train_epochs`): gathering each minibatch, the
+forward and backward passes, the Adam update and the stopping rule all happen inside
+it, so a small network pays no Python overhead per minibatch or per epoch. Python draws each epoch's shuffle from NumPy's generator
 beforehand, so the stream, and every result, is the same as one epoch per call.
 """
 
@@ -109,8 +109,10 @@ class History:
     seconds: float
 
 
-# Epochs per compiled call, and a cap on the permutation rows held at once.
+# At most this many epochs per compiled call, about this long a call, and a cap on
+# the permutation entries held at once.
 _EPOCHS_PER_CALL = 16
+_SECONDS_PER_CALL = 0.2
 _PERMUTATION_BUDGET = 1 << 20
 
 
@@ -171,7 +173,10 @@ def fit(model, X, y, config: TrainConfig | None = None, **overrides) -> History:
     losses = np.empty(config.max_epochs, np.float64)
     # Permutations are drawn in Python, one per epoch in order, and handed to the
     # compiled loop a chunk at a time; draws past the stopping epoch are never used.
-    chunk = max(1, min(_EPOCHS_PER_CALL, _PERMUTATION_BUDGET // max(n_samples, 1)))
+    # Chunks grow from one epoch to as many as take about _SECONDS_PER_CALL, so that
+    # Ctrl-C (handled between calls) still stops a large network promptly.
+    most = max(1, min(_EPOCHS_PER_CALL, _PERMUTATION_BUDGET // max(n_samples, 1)))
+    chunk = 1
     best = np.inf
     stale = 0
     step = 0
@@ -179,6 +184,7 @@ def fit(model, X, y, config: TrainConfig | None = None, **overrides) -> History:
     start = time.perf_counter()
     while epoch < config.max_epochs:
         count = min(chunk, config.max_epochs - epoch)
+        call_start = time.perf_counter()
         perms = np.empty((count, n_samples), np.int64)
         for row in perms:
             row[:] = rng.permutation(n_samples)
@@ -194,6 +200,8 @@ def fit(model, X, y, config: TrainConfig | None = None, **overrides) -> History:
                 f"(lr={config.lr}, dtype={dtype.name})")
         if stopped:
             break
+        per_epoch = (time.perf_counter() - call_start) / ran
+        chunk = max(1, min(most, int(_SECONDS_PER_CALL / max(per_epoch, 1e-9))))
     seconds = time.perf_counter() - start
     return History(
         epochs=epoch,

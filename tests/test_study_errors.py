@@ -131,6 +131,27 @@ def test_a_failed_first_run_does_not_lock_the_directory(tmp_path):
     assert json.loads((out / "results.json").read_text())["config"]["lr"] == 1e-3
 
 
+def test_a_store_in_use_cannot_be_taken_over(tmp_path):
+    """While one run holds its store (before it has finished any task), a second
+    run into the same folder, of any configuration, is refused; once the first
+    closes its store, the folder is free again."""
+    out = tmp_path / "out"
+    other = dataclasses.replace(TINY_CONFIG, widths=(2,))
+    with TaskStore.open(out, TINY_CONFIG, resume=False) as first:
+        for config in (TINY_CONFIG, other):
+            with pytest.raises(StoreError, match="in use by another robnp sweep"):
+                TaskStore.open(out, config, resume=True)
+        line = error_line(run("sweep", *TINY, "--widths", "2", "--out", out))
+        assert "in use" in line
+        assert first.done_keys() == set()
+        first.put(run_task(TINY_CONFIG.tasks()[0]))
+    with sqlite3.connect(out / STORE_NAME) as db:
+        stored = dict(db.execute("SELECT key, value FROM meta"))
+    assert stored["fingerprint"] == TINY_CONFIG.fingerprint()
+    with TaskStore.open(out, TINY_CONFIG, resume=True) as again:
+        assert len(again.done_keys()) == 1
+
+
 def test_finished_tasks_still_lock_the_directory(finished):
     before = (finished / STORE_NAME).read_bytes()
     for resume in ([], ["--resume"]):

@@ -116,10 +116,13 @@ def _fit_one_epoch_per_call(model, X, y, max_epochs, patience, seed):
     return np.array(losses)
 
 
+@pytest.mark.parametrize("seconds_per_call", [0.0, 0.2, 1e9])  # 1, adaptive, 16 epochs a call
 @pytest.mark.parametrize("max_epochs,patience", [(5, 50), (16, 50), (17, 50), (40, 3), (300, 20)])
-def test_many_epochs_per_call_changes_nothing(circles_split, max_epochs, patience):
+def test_many_epochs_per_call_changes_nothing(circles_split, max_epochs, patience,
+                                              seconds_per_call, monkeypatch):
     """fit runs epochs in chunks inside one compiled call; the losses, the epoch at
     which it stops and the parameters are those of the one-epoch-at-a-time loop."""
+    monkeypatch.setattr("robnp.train._SECONDS_PER_CALL", seconds_per_call)
     X, y = circles_split[0], circles_split[2]
     fast, plain = (robnp.MLP(2, (8, 8), 2, seed=2) for _ in range(2))
     history = robnp.fit(fast, X, y, max_epochs=max_epochs, patience=patience, seed=9)

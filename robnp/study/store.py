@@ -16,8 +16,14 @@ that failed before its first task finished) locks nothing: a new run takes it ov
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent sweeps are not detected
+    fcntl = None
 
 from .._io import ensure_writable_dir
 from .._version import __version__
@@ -69,8 +75,10 @@ class TaskStore:
     Use as a context manager; :meth:`open` creates or checks the store.
     """
 
-    def __init__(self, connection: sqlite3.Connection, path: Path, config: StudyConfig):
+    def __init__(self, connection: sqlite3.Connection, path: Path, config: StudyConfig,
+                 lock: int | None = None):
         self._db = connection
+        self._lock = lock
         self.path = path
         self.config = config
 
@@ -88,20 +96,28 @@ class TaskStore:
         path = out_dir / STORE_NAME
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
-            existed = path.exists()
-            if existed and not path.is_file():
-                raise StoreError(f"{path} is not a file; choose another --out directory")
-            connection = sqlite3.connect(path, timeout=30, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise StoreError(f"cannot create results store in {out_dir}: {exc}") from None
+        lock = _lock_directory(out_dir)
         try:
-            cls._check(connection, path, out_dir, config, resume)
+            try:
+                existed = path.exists()
+                if existed and not path.is_file():
+                    raise StoreError(f"{path} is not a file; choose another --out directory")
+                connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(f"cannot create results store in {out_dir}: {exc}") from None
+            try:
+                cls._check(connection, path, out_dir, config, resume)
+            except BaseException:
+                connection.close()
+                if not existed:  # the empty file connecting created, refused before use
+                    path.unlink(missing_ok=True)
+                raise
         except BaseException:
-            connection.close()
-            if not existed:  # the empty file connecting created, refused before use
-                path.unlink(missing_ok=True)
+            _unlock(lock)
             raise
-        return cls(connection, path, config)
+        return cls(connection, path, config, lock)
 
     @staticmethod
     def _check(connection, path: Path, out_dir: Path, config: StudyConfig, resume: bool):
@@ -187,6 +203,8 @@ class TaskStore:
 
     def close(self) -> None:
         self._db.close()
+        _unlock(self._lock)
+        self._lock = None
 
     def __enter__(self):
         return self
@@ -194,6 +212,31 @@ class TaskStore:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def _lock_directory(out_dir: Path) -> int | None:
+    """Hold an exclusive advisory lock on ``out_dir`` for as long as its store is
+    open, so that a second sweep cannot take over (or add to) a store whose run is
+    still going, even before that run has finished its first task. The operating
+    system drops the lock when the process ends, however it ends."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(out_dir, os.O_RDONLY)
+    except OSError:
+        return None  # a directory that cannot be opened for reading: no lock, as on Windows
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StoreError(f"{out_dir} is in use by another robnp sweep; wait for it to end "
+                         f"or choose another --out directory") from None
+    return fd
+
+
+def _unlock(lock: int | None) -> None:
+    if lock is not None:
+        os.close(lock)  # closing the descriptor releases its lock
 
 
 def _differences(config: StudyConfig, previous: dict) -> list[str]:
