@@ -126,9 +126,11 @@ class TaskStore:
         tables = _tables(connection, path)
         connection.execute("PRAGMA synchronous=FULL")
         if tables and tables != _SCHEMA:
+            found = "; ".join(f"{name}({', '.join(columns)})"
+                              for name, columns in sorted(tables.items()))
             raise StoreError(
-                f"{path} is not a robnp task store (it holds table(s) "
-                f"{', '.join(sorted(tables))}); move it away or choose another --out directory")
+                f"{path} is not a robnp task store (it holds {found}, not meta(key, value); "
+                f"tasks(key, result)); move it away or choose another --out directory")
         try:
             stored = dict(connection.execute("SELECT key, value FROM meta")) if tables else {}
             n_done = connection.execute("SELECT COUNT(*) FROM tasks").fetchone()[0] if tables else 0
