@@ -229,10 +229,13 @@ def _lock_directory(out_dir: Path) -> int | None:
         return None  # a directory that cannot be opened for reading: no lock, as on Windows
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         os.close(fd)
         raise StoreError(f"{out_dir} is in use by another robnp sweep; wait for it to end "
                          f"or choose another --out directory") from None
+    except OSError:  # a file system without locks: run unlocked, as on Windows
+        os.close(fd)
+        return None
     return fd
 
 
