@@ -64,10 +64,17 @@ def _check_bounds(bounds):
     return lower, upper, True
 
 
-def _sign_as(gradient: np.ndarray, dtype) -> np.ndarray:
+def _gradient_sign(name: str, gradient, X: np.ndarray, kinds: str) -> np.ndarray:
     """``sign(gradient)`` (-1, 0 or 1; NaN stays NaN) as a new C-contiguous array of
-    ``dtype``."""
-    return np.ascontiguousarray(np.sign(gradient), dtype=dtype)
+    ``X``'s dtype, once ``gradient`` is checked to be an array of ``X``'s shape with a
+    dtype kind in ``kinds``. The sign is taken before the cast: a float64 gradient
+    too small for float32 still points somewhere."""
+    gradient = np.asarray(gradient)
+    if gradient.shape != X.shape or gradient.dtype.kind not in kinds:
+        what = "float" if kinds == "f" else "real"
+        raise ConfigError(f"{name} must be a {what} array of X's shape {X.shape}, got "
+                          f"{gradient.dtype} with shape {gradient.shape}")
+    return np.ascontiguousarray(np.sign(gradient), dtype=X.dtype)
 
 
 def fgsm_from_gradient(X: np.ndarray, dL_dX: np.ndarray, eps: float, bounds=None) -> np.ndarray:
@@ -84,17 +91,12 @@ def fgsm_from_gradient(X: np.ndarray, dL_dX: np.ndarray, eps: float, bounds=None
     if X.ndim != 2 or X.dtype.kind != "f" or X.dtype.itemsize not in (4, 8):
         raise ConfigError(f"X must be a 2-D float32 or float64 array, got {X.dtype} "
                           f"with shape {X.shape}")
-    dL_dX = np.asarray(dL_dX)
-    if dL_dX.shape != X.shape or dL_dX.dtype.kind not in "fiu":
-        raise ConfigError(f"dL_dX must be a real array of X's shape {X.shape}, got "
-                          f"{dL_dX.dtype} with shape {dL_dX.shape}")
+    direction = _gradient_sign("dL_dX", dL_dX, X, "fiu")
     X_adv = np.array(X, order="C")
     if eps == 0:
         return X_adv
     cast = X.dtype.type
-    # The sign is taken before any cast: a float64 gradient too small for float32
-    # still points somewhere.
-    kernels.sign_step(X_adv, _sign_as(dL_dX, X.dtype), cast(eps))
+    kernels.sign_step(X_adv, direction, cast(eps))
     if use_bounds:
         kernels.project_linf(np.ascontiguousarray(X), X_adv, cast(eps), cast(lower),
                              cast(upper), True)
@@ -177,14 +179,14 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
     code = loss_code(loss)
     X = model.check_input(X)
     y = model.check_labels(y, X.shape[0])
+    # The first step uses only the gradient's sign; the kernel overwrites dX, so the
+    # caller's array is never touched.
+    dX = np.empty_like(X)
     if start_gradient is not None:
         if random_start:
             raise ConfigError("start_gradient is the gradient at X; it cannot be used with "
                               "random_start")
-        start_gradient = np.asarray(start_gradient)
-        if start_gradient.shape != X.shape or start_gradient.dtype.kind != "f":
-            raise ConfigError(f"start_gradient must be a float array of X's shape {X.shape}, "
-                              f"got {start_gradient.dtype} with shape {start_gradient.shape}")
+        dX = _gradient_sign("start_gradient", start_gradient, X, "f")
     if eps == 0:
         return X.copy()
     X_adv = X.copy()
@@ -194,9 +196,6 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
         kernels.project_linf(X, X_adv, X.dtype.type(eps), X.dtype.type(lower),
                              X.dtype.type(upper), use_bounds)
     ws = model.workspace(X.shape[0])
-    # The first step uses only the gradient's sign, taken before any cast; the
-    # kernel overwrites this buffer, so the caller's array is never touched.
-    dX = np.empty_like(X) if start_gradient is None else _sign_as(start_gradient, X.dtype)
     cast = X.dtype.type
     kernels.pgd_linf(model.params, model._sizes, X, y, X_adv, cast(eps), cast(step_size),
                      int(steps), code, cast(lower), cast(upper), use_bounds,

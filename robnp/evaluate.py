@@ -16,6 +16,12 @@ __all__ = ["accuracy", "robust_accuracy", "ATTACKS"]
 
 ATTACKS: dict[str, Callable] = {"fgsm": fgsm, "pgd": pgd}
 
+# The options robust_accuracy passes on when every radius shares the gradient at X.
+_SHARED_GRADIENT_OPTIONS = {
+    fgsm: ("FGSM", {"loss", "bounds"}),
+    pgd: ("PGD", {"loss", "bounds", "steps", "step_size", "seed", "random_start"}),
+}
+
 
 @single_blas_thread
 def accuracy(model, X, y) -> float:
@@ -68,22 +74,19 @@ def robust_accuracy(model, X, y, attack="pgd", eps: Iterable[float] = (0.01, 0.0
     X = model.check_input(X)
     y = model.check_labels(y, X.shape[0])
 
-    if attack_fn is fgsm:
-        # The gradient at X is the same for every radius: compute it once.
-        loss = attack_options.get("loss", "cross_entropy")
-        unknown = set(attack_options) - {"loss", "bounds"}
+    if attack_fn is fgsm or (attack_fn is pgd and not attack_options.get("random_start", False)):
+        name, allowed = _SHARED_GRADIENT_OPTIONS[attack_fn]
+        unknown = set(attack_options) - allowed
         if unknown:
-            raise ConfigError(f"unknown FGSM option(s): {', '.join(sorted(unknown))}")
-        dL_dX = input_gradient(model, X, y, loss=loss)
-        make = lambda e: fgsm_from_gradient(X, dL_dX, e, attack_options.get("bounds"))  # noqa: E731
-    elif attack_fn is pgd and not attack_options.get("random_start", False):
-        # Every radius takes its first step from X, along the same gradient.
-        unknown = set(attack_options) - {"loss", "bounds", "steps", "step_size", "seed",
-                                           "random_start"}
-        if unknown:
-            raise ConfigError(f"unknown PGD option(s): {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown {name} option(s): {', '.join(sorted(unknown))}")
+        # The gradient at X is the same for every radius: FGSM's step and PGD's first.
         dL_dX = input_gradient(model, X, y, loss=attack_options.get("loss", "cross_entropy"))
-        make = lambda e: pgd(model, X, y, e, start_gradient=dL_dX, **attack_options)  # noqa: E731
+        if attack_fn is fgsm:
+            bounds = attack_options.get("bounds")
+            make = lambda e: fgsm_from_gradient(X, dL_dX, e, bounds)  # noqa: E731
+        else:
+            make = lambda e: pgd(  # noqa: E731
+                model, X, y, e, start_gradient=dL_dX, **attack_options)
     else:
         make = lambda e: attack_fn(model, X, y, e, **attack_options)  # noqa: E731
     return {e: accuracy(model, make(e), y) for e in radii}

@@ -38,8 +38,13 @@ def check_dtype(dtype) -> np.dtype:
     return dtype
 
 
+def _is_sequence(value) -> bool:
+    """Something to iterate over, other than a string."""
+    return hasattr(value, "__iter__") and not isinstance(value, (str, bytes))
+
+
 def _check_sizes(layer_sizes) -> tuple[int, ...]:
-    if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__iter__"):
+    if not _is_sequence(layer_sizes):
         raise ConfigError(f"layer sizes must be a sequence of integers, got {layer_sizes!r}")
     sizes = tuple(layer_sizes)
     if len(sizes) < 2:
@@ -119,7 +124,7 @@ class MLP:
                  *, activation: str = "relu", dtype=np.float32, seed=None):
         if activation not in _ACTIVATIONS:
             raise ConfigError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
-        if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+        if not _is_sequence(hidden):
             raise ConfigError(f"hidden must be a sequence of widths, got {hidden!r}")
         self.layer_sizes = _check_sizes((n_features, *hidden, n_classes))
         self.activation = activation

@@ -175,7 +175,7 @@ def fit(model, X, y, config: TrainConfig | None = None, **overrides) -> History:
     # compiled loop a chunk at a time; draws past the stopping epoch are never used.
     # Chunks grow from one epoch to as many as take about _SECONDS_PER_CALL, so that
     # Ctrl-C (handled between calls) still stops a large network promptly.
-    most = max(1, min(_EPOCHS_PER_CALL, _PERMUTATION_BUDGET // max(n_samples, 1)))
+    most = max(1, min(_EPOCHS_PER_CALL, _PERMUTATION_BUDGET // n_samples))
     chunk = 1
     best = np.inf
     stale = 0

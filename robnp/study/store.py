@@ -56,6 +56,14 @@ def _tables(connection: sqlite3.Connection, path: Path) -> dict[str, tuple[str, 
                          f"choose another --out directory") from None
 
 
+def _read(connection: sqlite3.Connection, path: Path, query: str) -> list[tuple]:
+    """All rows of ``query``; a StoreError if the database cannot be read."""
+    try:
+        return connection.execute(query).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not a readable robnp task store: {exc}") from None
+
+
 def _parse_result(path: Path, key: str, text) -> TaskResult:
     try:
         result = TaskResult.from_json(text)
@@ -131,11 +139,8 @@ class TaskStore:
             raise StoreError(
                 f"{path} is not a robnp task store (it holds {found}, not meta(key, value); "
                 f"tasks(key, result)); move it away or choose another --out directory")
-        try:
-            stored = dict(connection.execute("SELECT key, value FROM meta")) if tables else {}
-            n_done = connection.execute("SELECT COUNT(*) FROM tasks").fetchone()[0] if tables else 0
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path} is not a readable robnp task store: {exc}") from None
+        stored = dict(_read(connection, path, "SELECT key, value FROM meta")) if tables else {}
+        n_done = _read(connection, path, "SELECT COUNT(*) FROM tasks")[0][0] if tables else 0
         previous = None
         if stored or n_done:
             missing = [name for name in _REQUIRED_META if not isinstance(stored.get(name), str)]
@@ -161,11 +166,7 @@ class TaskStore:
                     f"{out_dir} holds results of a different configuration (differs in: "
                     f"{', '.join(_differences(config, previous)) or 'settings'}); "
                     f"use another --out directory")
-            try:
-                rows = connection.execute("SELECT key, result FROM tasks").fetchall()
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(f"{path} is not a readable robnp task store: {exc}") from None
-            for key, text in rows:
+            for key, text in _read(connection, path, "SELECT key, result FROM tasks"):
                 _parse_result(path, key, text)
             return
         # No finished task: nothing to lose, so (re)write the configuration.
