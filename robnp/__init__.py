@@ -31,7 +31,8 @@ _EXPORTS = {
     "input_gradient": "gradients", "loss_and_input_gradient": "gradients",
     "param_gradient": "gradients", "LOSSES": "losses",
     "fgsm": "attacks", "pgd": "attacks",
-    "accuracy": "evaluate", "robust_accuracy": "evaluate",
+    "accuracy": "attacks", "robust_accuracy": "attacks", "attack_names": "attacks",
+    "get_attack": "attacks",
 }
 _SUBPACKAGES = ("study", "scaling")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ..attacks import fgsm_from_gradient, pgd
 from ..data import get_dataset, make_dataset, train_test_split
 from ..errors import TrainingDivergedError
-from ..evaluate import accuracy
+from ..attacks import accuracy
 from ..gradients import input_gradient
 from ..model import MLP
 from ..threads import single_blas_thread

@@ -1,0 +1,89 @@
+"""The attack registry: a name -> the function that runs the attack and the frozen
+dataclass of its options (defaults written once, there).
+
+An attack's ``run(model, X, y, radii, options, rng)`` receives inputs already checked
+(``X`` C-contiguous in the model's dtype, ``y`` int64 labels, ``radii`` a tuple of
+floats >= 0, ``rng`` a :class:`numpy.random.Generator`) and returns one array of
+adversarial points per radius, each of ``X``'s shape and dtype and inside that
+radius's ball. Running every radius in one call lets an attack share work across
+radii (FGSM and PGD share the gradient at the clean points).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from ..errors import ConfigError
+
+__all__ = ["Attack", "AttackOptions", "ATTACKS", "register_attack", "get_attack",
+           "attack_names"]
+
+
+@dataclass(frozen=True)
+class AttackOptions:
+    """Base of every attack's options. Subclasses are frozen dataclasses whose
+    ``__post_init__`` checks each value; ``norm`` names the ball."""
+
+    norm = "linf"
+    #: True when the result depends on the random generator passed to ``run``.
+    randomized = False
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def to_dict(self) -> dict:
+        """Every option by name, as JSON-ready values (tuples become lists)."""
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in ((f, getattr(self, f)) for f in self.field_names())}
+
+
+@dataclass(frozen=True)
+class Attack:
+    """A registered attack."""
+
+    name: str
+    run: Callable[..., list]
+    options: type
+    summary: str
+
+    def make_options(self, values: Mapping[str, Any] | None = None,
+                     source: str | None = None) -> AttackOptions:
+        """Options from a mapping of option names (dashes or underscores); an unknown
+        name is one error listing the known ones."""
+        known = self.options.field_names()
+        cleaned = {}
+        for key, value in (values or {}).items():
+            name = str(key).replace("-", "_")
+            if name not in known:
+                where = f"{source}: " if source else ""
+                raise ConfigError(f"{where}unknown option {key!r} for attack {self.name!r}; "
+                                  f"known options: {', '.join(known) or 'none'}")
+            cleaned[name] = tuple(value) if isinstance(value, list) else value
+        return self.options(**cleaned)
+
+
+ATTACKS: dict[str, Attack] = {}
+
+
+def register_attack(name: str, run: Callable[..., list], options: type, summary: str) -> Attack:
+    """Add an attack to the registry (see the module docstring for ``run``)."""
+    if not (isinstance(options, type) and issubclass(options, AttackOptions)):
+        raise ConfigError(f"options of attack {name!r} must be an AttackOptions dataclass")
+    ATTACKS[name] = Attack(name, run, options, summary)
+    return ATTACKS[name]
+
+
+def attack_names() -> list[str]:
+    return list(ATTACKS)
+
+
+def get_attack(name) -> Attack:
+    """The registered attack ``name``; a clear error lists the known ones."""
+    try:
+        return ATTACKS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown attack {name!r}; known attacks: "
+                          f"{', '.join(ATTACKS)}") from None
