@@ -66,7 +66,7 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
     With no options this is the robustness-scaling study: circles and moons,
     widths 16-512, eps 0.01-0.5, seeds 42, 123, 7 (36 trainings, 180 runs).
     """
-    from robnp.stats import format_summary_table
+    from robnp.report import format_summary_table
     from robnp.study import default_jobs, load_config_file, run_study
 
     values = load_config_file(config_file) if config_file else {}
@@ -120,8 +120,7 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
 def report(out_dir):
     """Rebuild the summary table, results.json statistics and figures of OUT_DIR
     from its stored records, without training."""
-    from robnp.report import regenerate
-    from robnp.stats import format_summary_table
+    from robnp.report import format_summary_table, regenerate
 
     document = regenerate(out_dir)
     click.echo(format_summary_table(document))
@@ -133,7 +132,7 @@ def report(out_dir):
 def validate(out_dir):
     """Check the results in OUT_DIR: completeness, consistency, the study's sanity
     checks, statistics, environment, figures. Exit 0 if all pass, 1 otherwise."""
-    from robnp.validate import validate_results
+    from robnp.report.validate import validate_results
 
     outcome = validate_results(out_dir)
     for line in outcome.summary_lines:

@@ -32,6 +32,7 @@ _EXPORTS = {
     "param_gradient": "gradients", "LOSSES": "losses",
     "fgsm": "attacks", "pgd": "attacks",
     "accuracy": "attacks", "robust_accuracy": "attacks", "attack_names": "attacks",
+    "evaluate": "attacks", "Evaluation": "attacks",
     "get_attack": "attacks",
 }
 _SUBPACKAGES = ("study", "scaling")

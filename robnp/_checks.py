@@ -108,9 +108,10 @@ def flag(name: str, value) -> bool:
 
 
 def sequence(name: str, values, item: Callable[[str, object], object], *,
-             allow_empty: bool = False, unique: bool = True) -> tuple:
+             what: str | None = None, allow_empty: bool = False, unique: bool = True) -> tuple:
     """``values`` as a tuple, each element passed through ``item(name, element)``
-    (one of the checkers above, or one built from them).
+    (one of the checkers above, or one built from them). With ``what`` (say
+    ``"integers >= 1"``) a bad element is reported as ``name must hold what``.
 
     A single string is not a sequence of strings; an empty sequence and repeated
     values are refused unless allowed.
@@ -120,7 +121,15 @@ def sequence(name: str, values, item: Callable[[str, object], object], *,
         raise ConfigError(f"{name} must be a list, got {values!r}")
     if isinstance(values, np.ndarray) and values.ndim != 1:
         raise ConfigError(f"{name} must be a flat list, got an array of shape {values.shape}")
-    checked = tuple(item(name, value) for value in values)
+    checked = []
+    for value in values:
+        try:
+            checked.append(item(name, value))
+        except ConfigError:
+            if what is None:
+                raise
+            raise ConfigError(f"{name} must hold {what}, got {value!r}") from None
+    checked = tuple(checked)
     if not checked and not allow_empty:
         raise ConfigError(f"{name} must not be empty")
     if unique:

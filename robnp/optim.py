@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernels
+from . import _checks, kernels
 from .errors import ConfigError
 from .model import check_dtype
 
@@ -31,9 +31,7 @@ class Adam:
 
     def __post_init__(self):
         check_adam_hyperparameters(self.lr, self.beta1, self.beta2, self.adam_eps)
-        if (not isinstance(self.n_params, (int, np.integer)) or isinstance(self.n_params, bool)
-                or self.n_params < 1):
-            raise ConfigError(f"n_params must be an integer >= 1, got {self.n_params!r}")
+        self.n_params = _checks.integer("n_params", self.n_params, 1)
         self.dtype = check_dtype(self.dtype)
         self.m = np.zeros(self.n_params, self.dtype)
         self.v = np.zeros(self.n_params, self.dtype)
@@ -48,21 +46,9 @@ class Adam:
                             self.adam_eps)
 
 
-def is_real_number(value) -> bool:
-    """A Python or NumPy int or float; not a bool, a string or an array."""
-    return (isinstance(value, (int, float, np.integer, np.floating))
-            and not isinstance(value, bool))
-
-
-def check_adam_hyperparameters(lr, beta1, beta2, adam_eps):
-    for name, value in (("lr", lr), ("beta1", beta1), ("beta2", beta2),
-                        ("adam_eps", adam_eps)):
-        if not is_real_number(value):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
-    if not (np.isfinite(lr) and lr > 0):
-        raise ConfigError(f"lr must be a finite number > 0, got {lr!r}")
-    for name, beta in (("beta1", beta1), ("beta2", beta2)):
-        if not 0 <= beta < 1:
-            raise ConfigError(f"{name} must be in [0, 1), got {beta!r}")
-    if not (np.isfinite(adam_eps) and adam_eps > 0):
-        raise ConfigError(f"adam_eps must be a finite number > 0, got {adam_eps!r}")
+def check_adam_hyperparameters(lr, beta1, beta2, adam_eps) -> tuple[float, float, float, float]:
+    """Adam's step size, moment decays and constant as floats, each checked."""
+    return (_checks.real("lr", lr, 0, low_open=True),
+            _checks.real("beta1", beta1, 0, 1, high_open=True),
+            _checks.real("beta2", beta2, 0, 1, high_open=True),
+            _checks.real("adam_eps", adam_eps, 0, low_open=True))

@@ -16,16 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .threads import single_blas_thread
-from . import kernels
+from . import _checks, kernels
 from .errors import ConfigError, TrainingDivergedError
 from .losses import loss_code
-from .optim import check_adam_hyperparameters, is_real_number
+from .optim import check_adam_hyperparameters
 
 __all__ = ["TrainConfig", "History", "fit"]
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -62,23 +58,17 @@ class TrainConfig:
     loss: str = "cross_entropy"
 
     def __post_init__(self):
-        check_adam_hyperparameters(self.lr, self.beta1, self.beta2, self.adam_eps)
-        for name in ("batch_size", "max_epochs", "patience"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (is_real_number(self.min_delta) and np.isfinite(self.min_delta)
-                and self.min_delta >= 0):
-            raise ConfigError(f"min_delta must be a finite number >= 0, got {self.min_delta!r}")
-        if self.seed is not None and not (_is_int(self.seed) and self.seed >= 0):
-            raise ConfigError(f"seed must be an integer >= 0 or None, got {self.seed!r}")
-        loss_code(self.loss)
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
         # Plain Python numbers: the compiled loop sees one signature, whatever was passed.
-        for name in ("lr", "beta1", "beta2", "adam_eps", "min_delta"):
-            object.__setattr__(self, name, float(getattr(self, name)))
-        for name in ("batch_size", "max_epochs", "patience", "seed"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, int(getattr(self, name)))
+        for name, value in zip(("lr", "beta1", "beta2", "adam_eps"), check_adam_hyperparameters(
+                self.lr, self.beta1, self.beta2, self.adam_eps)):
+            set_(name, value)
+        for name in ("batch_size", "max_epochs", "patience"):
+            set_(name, _checks.integer(name, getattr(self, name), 1))
+        set_("min_delta", _checks.real("min_delta", self.min_delta, 0))
+        if self.seed is not None:
+            set_("seed", _checks.integer("seed", self.seed, 0))
+        loss_code(self.loss)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from robnp import plots, stats
+from robnp.report import document, plots
 
 SEEDS = (1, 2)
 WIDTHS = (8, 16, 32)
@@ -30,7 +30,7 @@ def make_doc(datasets):
                         "task_seconds": 1.0})
     config = {"datasets": [{"name": name, "noise": 0.1} for name in datasets],
               "hidden_widths": list(WIDTHS), "epsilons": list(EPSILONS), "seeds": list(SEEDS)}
-    return stats.build_results(records, config, ENVIRONMENT)
+    return document.build_results(records, config, ENVIRONMENT)
 
 
 def read_png(path):

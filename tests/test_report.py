@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from robnp import _io, report, stats
+from robnp import _io, report
+from robnp.report import document
 from robnp.errors import DataError, RobnpError, StoreError
 
 SEEDS = (3, 5)
@@ -45,7 +46,7 @@ def no_constants(name):
 def written(tmp_path_factory):
     """An output directory written once by write_report, shared read-only."""
     out_dir = tmp_path_factory.mktemp("report")
-    doc = stats.build_results(make_records(), CONFIG, ENVIRONMENT)
+    doc = document.build_results(make_records(), CONFIG, ENVIRONMENT)
     paths = report.write_report(doc, out_dir)
     return out_dir, doc, paths
 

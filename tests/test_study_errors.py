@@ -182,7 +182,8 @@ def test_a_failing_task_keeps_the_results_of_its_running_siblings():
     base = StudyConfig(datasets=("moons",), widths=(4,), seeds=(1,), epsilons=(0.1,),
                        n_samples=2000, max_epochs=3000, patience=3000, lr=0.01).tasks()[0]
     slow = base
-    failing = dataclasses.replace(base, width=8, lr=1e30, max_epochs=5)
+    failing = dataclasses.replace(
+        base, width=8, train=dataclasses.replace(base.train, lr=1e30, max_epochs=5))
     finished = []
     with pytest.raises(TrainingDivergedError, match=f"task {failing.label}"):
         for task, result in run_tasks([failing, slow], jobs=2):

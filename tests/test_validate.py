@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from robnp import _io, report, stats, validate
+from robnp import _io, report
+from robnp.report import document, validate
 from robnp.errors import RobnpError
 
 DATASETS = ("circles", "moons")
@@ -62,7 +63,7 @@ def set_accuracy(record, attack, value):
 @pytest.fixture(scope="module")
 def good_dir(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("good")
-    report.write_report(stats.build_results(make_records(), CONFIG, ENVIRONMENT), out_dir)
+    report.write_report(document.build_results(make_records(), CONFIG, ENVIRONMENT), out_dir)
     return out_dir
 
 
@@ -75,7 +76,7 @@ def copy_of_good(good_dir, tmp_path):
 
 def rewrite(out_dir, records=None, environment=ENVIRONMENT, edit=None):
     """Replace results.json by one rebuilt from `records`, as a sweep would write it."""
-    doc = stats.build_results(make_records() if records is None else records, CONFIG,
+    doc = document.build_results(make_records() if records is None else records, CONFIG,
                               environment)
     if edit is not None:
         edit(doc)

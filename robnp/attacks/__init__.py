@@ -11,7 +11,8 @@ Adding an attack: write ``_name.py`` with ``NameOptions(AttackOptions)`` and
 """
 
 from . import _fgsm, _pgd
-from ._evaluate import accuracy, as_generator, robust_accuracy
+from ._evaluate import (AttackResult, Evaluation, accuracy, as_generator, evaluate, predict,
+                        robust_accuracy)
 from ._fgsm import FGSMOptions, fgsm, fgsm_from_gradient
 from ._pgd import PGDOptions, pgd
 from ._registry import (ATTACKS, Attack, AttackOptions, attack_names, get_attack,
@@ -19,7 +20,8 @@ from ._registry import (ATTACKS, Attack, AttackOptions, attack_names, get_attack
 from ._threat import NORMS, check_bounds, check_eps, check_radii
 
 __all__ = ["fgsm", "fgsm_from_gradient", "pgd", "FGSMOptions", "PGDOptions",
-           "accuracy", "robust_accuracy", "as_generator",
+           "accuracy", "robust_accuracy", "as_generator", "evaluate", "Evaluation",
+           "AttackResult", "predict",
            "ATTACKS", "Attack", "AttackOptions", "attack_names", "get_attack",
            "register_attack", "NORMS", "check_bounds", "check_eps", "check_radii"]
 

@@ -2,7 +2,7 @@
 
 Data flow of one sweep: :class:`StudyConfig` -> :meth:`StudyConfig.tasks` ->
 :func:`run_tasks` (each task :func:`run_task` in a worker) -> :class:`TaskStore`
-(committed as each finishes) -> :func:`robnp.stats.build_results` ->
+(committed as each finishes) -> :func:`robnp.report.build_results` ->
 :func:`robnp.report.write_report` (results.json, figures). :func:`run_study` does
 all of it.
 """

@@ -2,8 +2,12 @@
 
 :class:`StudyConfig` holds every setting of ``robnp sweep`` with the study's values
 as defaults (one source of defaults: the CLI, config files and the Python API all
-read them from here). :meth:`StudyConfig.tasks` expands it into independent
-:class:`~robnp.study.tasks.Task` objects, one per (dataset, seed, width).
+read them from here). It is composed from the library's own configuration objects,
+which check their values with their own rules, once: the training settings become a
+:class:`~robnp.train.TrainConfig`, each attack an options dataclass of the attack
+registry (:mod:`robnp.attacks`). :meth:`StudyConfig.tasks` expands it into
+independent :class:`~robnp.study.tasks.Task` objects, one per (dataset, seed, width),
+that carry those objects as they are.
 """
 
 from __future__ import annotations
@@ -11,39 +15,35 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import tomllib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .. import _checks
+from ..attacks import AttackOptions, get_attack
 from ..data import get_dataset
 from ..errors import ConfigError
+from ..train import TrainConfig
 from .tasks import Task
 
-__all__ = ["StudyConfig", "load_config_file"]
+__all__ = ["StudyConfig", "load_config_file", "DEFAULT_ATTACKS"]
+
+#: The study's attacks, and the default of ``--attacks``.
+DEFAULT_ATTACKS = ("fgsm", "pgd")
+# PGD options that the study names on its own (``pgd_steps``, ``pgd_step_fraction``).
+_STUDY_PGD_OPTIONS = {"steps": "pgd_steps", "step_fraction": "pgd_step_fraction"}
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _name(name, value):
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name} must hold non-empty names, got {value!r}")
+    return value
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_list(name, values, item_ok, what):
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise ConfigError(f"{name} must be a list of {what}, got {values!r}")
-    values = tuple(values)
-    if not values:
-        raise ConfigError(f"{name} must not be empty")
-    for value in values:
-        if not item_ok(value):
-            raise ConfigError(f"{name} must hold {what}, got {value!r}")
-    duplicates = sorted({repr(v) for v in values if values.count(v) > 1})
-    if duplicates:
-        raise ConfigError(f"{name} has duplicate values: {', '.join(duplicates)}")
-    return values
+def _as_names(name, values) -> tuple:
+    if isinstance(values, str):  # "fgsm,pgd" from a config file
+        values = [v.strip() for v in values.split(",")]
+    return _checks.sequence(name, values, _name, what="non-empty names")
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,12 @@ class StudyConfig:
         PGD iterations; the step size is ``pgd_step_fraction * eps``.
     pgd_step_fraction : float
         PGD step size as a fraction of eps (0.25, the study's eps/4).
+    attacks : tuple
+        Registered attacks run on every model, in order: names, ``(name, options)``
+        pairs, or a mapping name -> options (a mapping of option values, as in a
+        config file's ``[attacks.NAME]`` table, or the attack's options object).
+        Stored as ``(name, options object)`` pairs; PGD's ``steps`` and
+        ``step_fraction`` are ``pgd_steps`` and ``pgd_step_fraction``.
     """
 
     datasets: tuple[str, ...] = ("circles", "moons")
@@ -95,47 +101,97 @@ class StudyConfig:
     min_delta: float = 1e-5
     pgd_steps: int = 10
     pgd_step_fraction: float = 0.25
+    attacks: tuple = DEFAULT_ATTACKS
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        set_("datasets", _check_list("datasets", self.datasets,
-                                     lambda v: isinstance(v, str) and v, "dataset names"))
+        set_("datasets", _checks.sequence("datasets", self.datasets, _name,
+                                          what="dataset names"))
+        for name in ("n_samples", "depth", "input_dim"):
+            set_(name, _checks.integer(name, getattr(self, name), 2 if name != "depth" else 1))
         for name in self.datasets:
             dataset = get_dataset(name)
-            if _is_int(self.input_dim) and self.input_dim < dataset.min_input_dim:
+            if self.input_dim < dataset.min_input_dim:
                 raise ConfigError(f"input_dim must be >= {dataset.min_input_dim} for "
                                   f"dataset {name!r}, got {self.input_dim}")
-        set_("widths", _check_list("widths", self.widths,
-                                   lambda v: _is_int(v) and v >= 1, "integers >= 1"))
-        set_("seeds", _check_list("seeds", self.seeds,
-                                  lambda v: _is_int(v) and v >= 0, "integers >= 0"))
-        set_("epsilons", tuple(float(e) for e in _check_list(
-            "epsilons", self.epsilons,
-            lambda v: _is_number(v) and math.isfinite(v) and v >= 0, "numbers >= 0")))
-        for name, low in (("n_samples", 2), ("depth", 1), ("input_dim", 2),
-                          ("batch_size", 1), ("max_epochs", 1), ("patience", 1),
-                          ("pgd_steps", 0)):
-            value = getattr(self, name)
-            if not _is_int(value) or value < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-        for name, low, high, closed_low in (("noise", 0, math.inf, True),
-                                             ("test_fraction", 0, 1, False),
-                                             ("lr", 0, math.inf, False),
-                                             ("min_delta", 0, math.inf, True),
-                                             ("pgd_step_fraction", 0, math.inf, False)):
-            value = getattr(self, name)
-            ok = _is_number(value) and math.isfinite(value) and value < high and (
-                value >= low if closed_low else value > low)
-            if not ok:
-                bracket = "[" if closed_low else "("
-                raise ConfigError(f"{name} must be a number in {bracket}{low}, {high}), "
-                                  f"got {value!r}")
-            set_(name, float(value))
+        set_("widths", _checks.sequence(
+            "widths", self.widths, lambda name, v: _checks.integer(name, v, 1),
+            what="integers >= 1"))
+        set_("seeds", _checks.sequence(
+            "seeds", self.seeds, lambda name, v: _checks.integer(name, v, 0),
+            what="integers >= 0"))
+        set_("epsilons", _checks.sequence(
+            "epsilons", self.epsilons, lambda name, v: _checks.real(name, v, 0),
+            what="numbers >= 0"))
+        set_("noise", _checks.real("noise", self.noise, 0))
+        set_("test_fraction", _checks.real("test_fraction", self.test_fraction, 0, 1,
+                                           low_open=True, high_open=True))
+        # The training settings are TrainConfig's, checked by its rules.
+        train = self.train_config()
+        for name in ("lr", "batch_size", "max_epochs", "patience", "min_delta"):
+            set_(name, getattr(train, name))
+        set_("pgd_steps", _checks.integer("pgd_steps", self.pgd_steps, 0))
+        set_("pgd_step_fraction", _checks.real("pgd_step_fraction", self.pgd_step_fraction,
+                                               0, low_open=True))
+        set_("attacks", self._attack_settings(self.attacks))
         n_test = int(self.n_samples * self.test_fraction)
         if n_test < 1 or self.n_samples - n_test < 1:
             raise ConfigError(
                 f"n_samples={self.n_samples} with test_fraction={self.test_fraction} "
                 f"leaves an empty train or test set")
+
+    # -- the library's configuration objects --------------------------------------------
+    def train_config(self, seed: int | None = None) -> TrainConfig:
+        """The training settings as :func:`robnp.fit` takes them (Adam, early stopping)."""
+        return TrainConfig(lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
+                           patience=self.patience, min_delta=self.min_delta, seed=seed)
+
+    def _attack_settings(self, attacks) -> tuple:
+        if isinstance(attacks, Mapping):
+            entries = list(attacks.items())
+        elif isinstance(attacks, str):
+            entries = [(name, None) for name in _as_names("attacks", attacks)]
+        else:
+            if not hasattr(attacks, "__iter__"):
+                raise ConfigError(f"attacks must be a list of attack names, got {attacks!r}")
+            entries = [(entry, None) if isinstance(entry, str) else tuple(entry)
+                       for entry in attacks]
+        _checks.sequence("attacks", [name for name, _ in entries], _name)
+        settings = []
+        for name, options in entries:
+            spec = get_attack(name)
+            if isinstance(options, AttackOptions):
+                if not isinstance(options, spec.options):
+                    raise ConfigError(f"options of attack {name!r} must be a "
+                                      f"{spec.options.__name__}, got {options!r}")
+                if name == "pgd":
+                    options = dataclasses.replace(options, **{
+                        option: getattr(self, field) for option, field in _STUDY_PGD_OPTIONS.items()})
+            else:
+                values = dict(options or {})
+                if name == "pgd":
+                    for option, field in _STUDY_PGD_OPTIONS.items():
+                        if option in values or option.replace("_", "-") in values:
+                            raise ConfigError(f"set PGD's {option} with {field.replace('_', '-')}, "
+                                              f"not in the pgd attack's options")
+                        values[option] = getattr(self, field)
+                options = spec.make_options(values, source=f"attacks.{name}")
+            settings.append((name, options))
+        return tuple(settings)
+
+    @property
+    def attack_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.attacks)
+
+    def _attack_tables(self) -> dict:
+        """Each attack's options that differ from its defaults (PGD's from
+        ``pgd_steps`` / ``pgd_step_fraction``): the ``attacks`` of a config file."""
+        tables = {}
+        for name, options in self.attacks:
+            defaults = self._attack_settings([name])[0][1].to_dict()
+            tables[name] = {key: value for key, value in options.to_dict().items()
+                            if value != defaults[key]}
+        return tables
 
     # -- construction -----------------------------------------------------------------
     @classmethod
@@ -157,6 +213,22 @@ class StudyConfig:
             cleaned[name] = value
         return cls(**cleaned)
 
+    @staticmethod
+    def merge_attacks(stored, names) -> Any:
+        """The ``attacks`` setting from a config file's value (``stored``: a list of
+        names, or a table name -> options) and a list of names given on the command
+        line: the names decide which attacks run, the file's tables their options."""
+        if names is None:
+            return stored
+        names = _as_names("--attacks", names)
+        if not isinstance(stored, Mapping):
+            return names
+        unused = [name for name in stored if name not in names]
+        if unused:
+            raise ConfigError(f"the config file sets options of attack(s) {', '.join(unused)} "
+                              f"that --attacks does not run")
+        return {name: stored.get(name, {}) for name in names}
+
     def replace(self, **changes) -> "StudyConfig":
         return dataclasses.replace(self, **changes)
 
@@ -172,8 +244,12 @@ class StudyConfig:
             "datasets": [{"name": name, "noise": self.noise} for name in self.datasets],
         }
         for name in self.field_names():
-            if name not in ("widths", "epsilons", "seeds", "datasets"):
+            if name not in ("widths", "epsilons", "seeds", "datasets", "attacks"):
                 out[name] = getattr(self, name)
+        # Settings the study did not have appear only when they differ from its
+        # defaults, so a study configuration keeps its results.json byte for byte.
+        if self.attack_names != DEFAULT_ATTACKS or any(self._attack_tables().values()):
+            out["attacks"] = self._attack_tables()
         return out
 
     @classmethod
@@ -184,7 +260,7 @@ class StudyConfig:
         values["epsilons"] = data["epsilons"]
         values["seeds"] = data["seeds"]
         values["datasets"] = [d["name"] for d in data["datasets"]]
-        return cls.from_mapping(values, source="results.json config")
+        return cls.from_mapping(values, source="stored config")
 
     def fingerprint(self) -> str:
         """A hash of every setting; two configs with equal fingerprints run the same tasks."""
@@ -201,10 +277,8 @@ class StudyConfig:
         return [
             Task(dataset=dataset, noise=self.noise, n_samples=self.n_samples,
                  test_fraction=self.test_fraction, input_dim=self.input_dim, seed=seed,
-                 width=width, depth=self.depth, lr=self.lr, batch_size=self.batch_size,
-                 max_epochs=self.max_epochs, patience=self.patience,
-                 min_delta=self.min_delta, epsilons=self.epsilons,
-                 pgd_steps=self.pgd_steps, pgd_step_fraction=self.pgd_step_fraction)
+                 width=width, depth=self.depth, train=self.train_config(seed),
+                 epsilons=self.epsilons, attacks=self.attacks)
             for dataset in self.datasets
             for seed in self.seeds
             for width in self.widths
@@ -227,7 +301,7 @@ def load_config_file(path) -> dict:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    nested = [key for key, value in data.items() if isinstance(value, dict)]
+    nested = [key for key, value in data.items() if isinstance(value, dict) and key != "attacks"]
     if nested:
         raise ConfigError(f"config file {path}: unexpected table(s) {nested}; "
                           f"put settings at the top level")

@@ -8,7 +8,7 @@
 3. run the rest (:mod:`robnp.study.executor`), committing each result to the
    store the moment it arrives;
 4. from the stored results of every task, build the results document
-   (:func:`robnp.stats.build_results`) and write results.json and the figures
+   (:func:`robnp.report.build_results`) and write results.json and the figures
    atomically (:func:`robnp.report.write_report`).
 
 An interruption at any point loses at most the tasks still running; rerunning
@@ -96,8 +96,7 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None, resume: 
     -------
     StudyOutcome
     """
-    from ..report import write_report
-    from ..stats import build_results
+    from ..report import build_results, write_report
 
     if jobs is None:
         jobs = default_jobs()

@@ -14,30 +14,27 @@ import json
 import time
 from dataclasses import dataclass
 
-from ..attacks import fgsm_from_gradient, pgd
+from ..attacks import AttackOptions, accuracy, evaluate
 from ..data import get_dataset, make_dataset, train_test_split
 from ..errors import TrainingDivergedError
-from ..attacks import accuracy
-from ..gradients import input_gradient
 from ..model import MLP
+from ..report.records import EVALUATION_FIELDS, evaluation_problems, study_rows
 from ..threads import single_blas_thread
 from ..train import TrainConfig, fit
 
-__all__ = ["Task", "TaskResult", "run_task", "RECORD_KEYS"]
-
-# Every record of a task carries these (the study's schema); run_task adds a few more.
-RECORD_KEYS = frozenset({"dataset", "seed", "hidden_width", "param_count", "epochs",
-                         "final_loss", "clean_acc", "epsilon", "fgsm_acc", "pgd_acc",
-                         "fgsm_gap", "pgd_gap"})
+__all__ = ["Task", "TaskResult", "run_task"]
 
 
 @dataclass(frozen=True)
 class Task:
     """Train a ``depth``-hidden-layer MLP of width ``width`` on one dataset draw and
-    attack it with FGSM and PGD at every radius in ``epsilons``.
+    attack it with every attack of ``attacks`` at every radius in ``epsilons``.
 
     The seed drives the dataset draw (so, for a seed, every width sees the same
-    data), the model's initialisation and the training shuffle, as in the study.
+    data), the model's initialisation and the training shuffle (``train.seed``), as
+    in the study. ``train`` and the attack options are the library's own
+    configuration objects, passed to :func:`robnp.fit` and :func:`robnp.evaluate`
+    as they are.
     """
 
     dataset: str
@@ -48,19 +45,21 @@ class Task:
     seed: int
     width: int
     depth: int
-    lr: float
-    batch_size: int
-    max_epochs: int
-    patience: int
-    min_delta: float
+    train: TrainConfig
     epsilons: tuple[float, ...]
-    pgd_steps: int
-    pgd_step_fraction: float
+    attacks: tuple[tuple[str, AttackOptions], ...]
+
+    def identity(self) -> dict:
+        """Everything the result depends on, as plain JSON values."""
+        out = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        out["train"] = dataclasses.asdict(self.train)
+        out["attacks"] = [[name, options.to_dict()] for name, options in self.attacks]
+        return out
 
     @property
     def key(self) -> str:
         """Content hash identifying this task's result."""
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        text = json.dumps(self.identity(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
     @property
@@ -79,19 +78,30 @@ class Task:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """What a task produced: one record per radius, plus training facts."""
+    """What a task produced: the trained model's facts, one long-form evaluation
+    record per (attack, eps), and training facts.
+
+    ``model`` holds the study's per-model keys (:data:`robnp.report.records.MODEL_FIELDS`
+    and ``TRAILING_FIELDS``); :attr:`records` derives the study's wide rows.
+    """
 
     key: str
-    records: tuple[dict, ...]
+    model: dict
+    evaluations: tuple[dict, ...]
     epochs: int
     final_loss: float
     clean_acc: float
     seconds: float
 
+    @property
+    def records(self) -> list[dict]:
+        """The study's rows of this task, one per eps."""
+        return study_rows(self.model, self.evaluations)
+
     def summary(self, task: Task) -> dict:
         """The per-task entry of results.json."""
         return {"dataset": task.dataset, "seed": task.seed, "hidden_width": task.width,
-                "param_count": self.records[0]["param_count"], "epochs": self.epochs,
+                "param_count": self.model["param_count"], "epochs": self.epochs,
                 "final_loss": self.final_loss, "clean_acc": self.clean_acc,
                 "task_seconds": self.seconds}
 
@@ -105,27 +115,30 @@ class TaskResult:
         fields = {f.name for f in dataclasses.fields(cls)}
         if not isinstance(data, dict) or set(data) != fields:
             raise ValueError(f"expected an object with keys {sorted(fields)}")
-        records = data["records"]
-        if (not isinstance(records, list) or not records
-                or not all(isinstance(r, dict) and RECORD_KEYS <= set(r) for r in records)):
-            raise ValueError(f"records must be a non-empty list of objects with keys "
-                             f"{sorted(RECORD_KEYS)}")
+        evaluations = data["evaluations"]
+        if (not isinstance(evaluations, list) or not evaluations
+                or evaluation_problems(evaluations)):
+            raise ValueError(f"evaluations must be a non-empty list of objects with keys "
+                             f"{sorted(EVALUATION_FIELDS)}")
+        if not isinstance(data["model"], dict):
+            raise ValueError(f"model must be an object, got {data['model']!r}")
         if not isinstance(data["key"], str):
             raise ValueError(f"key must be a string, got {data['key']!r}")
         for name in ("epochs", "final_loss", "clean_acc", "seconds"):
             if isinstance(data[name], bool) or not isinstance(data[name], (int, float)):
                 raise ValueError(f"{name} must be a number, got {data[name]!r}")
-        data["records"] = tuple(records)
+        data["evaluations"] = tuple(evaluations)
         return cls(**data)
 
 
 @single_blas_thread
 def run_task(task: Task) -> TaskResult:
-    """Generate data, train, measure clean accuracy, attack at every radius.
+    """Generate data, train, measure clean accuracy, run every attack at every radius.
 
-    Returns records in the study's schema (``dataset, seed, hidden_width,
-    param_count, epochs, final_loss, clean_acc, epsilon, fgsm_acc, pgd_acc,
-    fgsm_gap, pgd_gap``) plus ``noise``, ``depth`` and ``input_dim``.
+    The model's facts are the study's (``dataset, seed, hidden_width, param_count,
+    epochs, final_loss, clean_acc``, then ``noise``, ``depth`` and ``input_dim``);
+    the evaluation records come from :func:`robnp.evaluate` (every attack on every
+    test point, each attack's randomness derived from the task's seed).
     """
     start = time.perf_counter()
     X, y = make_dataset(task.dataset, task.n_samples, task.noise, seed=task.seed,
@@ -134,39 +147,17 @@ def run_task(task: Task) -> TaskResult:
     n_classes = get_dataset(task.dataset).n_classes
     model = MLP(task.input_dim, task.hidden, n_classes, seed=task.seed)
     try:
-        history = fit(model, X_train, y_train, TrainConfig(
-            lr=task.lr, batch_size=task.batch_size, max_epochs=task.max_epochs,
-            patience=task.patience, min_delta=task.min_delta, seed=task.seed))
+        history = fit(model, X_train, y_train, task.train)
     except TrainingDivergedError as exc:
         # fit knows the epoch and lr; only the study knows which of its tasks this was.
         raise TrainingDivergedError(f"task {task.label}: {exc}") from None
     clean_acc = accuracy(model, X_test, y_test)
-    # The gradient at the clean points is the same for every radius: FGSM's step,
-    # and PGD's first (PGD starts at the clean points).
-    dL_dX = input_gradient(model, X_test, y_test)
-    records = []
-    for eps in task.epsilons:
-        fgsm_acc = accuracy(model, fgsm_from_gradient(X_test, dL_dX, eps), y_test)
-        pgd_acc = accuracy(model, pgd(model, X_test, y_test, eps, steps=task.pgd_steps,
-                                      step_size=task.pgd_step_fraction * eps,
-                                      start_gradient=dL_dX), y_test)
-        records.append({
-            "dataset": task.dataset,
-            "seed": task.seed,
-            "hidden_width": task.width,
-            "param_count": model.n_params,
-            "epochs": history.epochs,
-            "final_loss": history.final_loss,
-            "clean_acc": clean_acc,
-            "epsilon": eps,
-            "fgsm_acc": fgsm_acc,
-            "pgd_acc": pgd_acc,
-            "fgsm_gap": clean_acc - fgsm_acc,
-            "pgd_gap": clean_acc - pgd_acc,
-            "noise": task.noise,
-            "depth": task.depth,
-            "input_dim": task.input_dim,
-        })
-    return TaskResult(key=task.key, records=tuple(records), epochs=history.epochs,
-                      final_loss=history.final_loss, clean_acc=clean_acc,
-                      seconds=time.perf_counter() - start)
+    evaluation = evaluate(model, X_test, y_test, task.epsilons, list(task.attacks),
+                          seed=task.seed)
+    facts = {"dataset": task.dataset, "seed": task.seed, "hidden_width": task.width,
+             "param_count": model.n_params, "epochs": history.epochs,
+             "final_loss": history.final_loss, "clean_acc": clean_acc,
+             "noise": task.noise, "depth": task.depth, "input_dim": task.input_dim}
+    return TaskResult(key=task.key, model=facts, evaluations=tuple(evaluation.records()),
+                      epochs=history.epochs, final_loss=history.final_loss,
+                      clean_acc=clean_acc, seconds=time.perf_counter() - start)

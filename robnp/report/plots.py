@@ -30,14 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from robnp._io import atomic_savefig
-from robnp.stats import (
-    aggregate, dataset_order, document_records, summarize_by_dataset, width_table,
-)
+from robnp.report.records import attack_label
+from robnp.report.stats import document_statistics, table_attacks, width_table
 
 #: File names of the figures, in the order :func:`write_figures` returns them.
 FIGURE_FILES: tuple[str, ...] = ("clean_vs_robust.png", "robustness_gap.png", "param_scaling.png")
 
-_ATTACKS = (("fgsm", "FGSM"), ("pgd", "PGD"))
+_ATTACK_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
 _DPI = 120
 _PANEL_SIZE = (5.2, 3.5)  # inches per panel: readable with two panels side by side
 
@@ -45,6 +44,7 @@ _PANEL_SIZE = (5.2, 3.5)  # inches per panel: readable with two panels side by s
 @dataclass(frozen=True)
 class _PlotData:
     datasets: list
+    attacks: list
     aggregated: list
     table: list
     summaries: dict
@@ -53,16 +53,16 @@ class _PlotData:
 
 
 def _plot_data(results_doc) -> _PlotData:
-    records = document_records(results_doc)
-    aggregated = aggregate(records)
+    aggregated, summaries, datasets = document_statistics(results_doc)
     table = width_table(aggregated)
     counts = sorted({row["n_seeds"] for row in table})
     n_seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     return _PlotData(
-        datasets=dataset_order(records, results_doc.get("config")),
+        datasets=datasets,
+        attacks=[(key, attack_label(key)) for key in table_attacks(aggregated)],
         aggregated=aggregated,
         table=table,
-        summaries=summarize_by_dataset(records),
+        summaries=summaries,
         epsilons=sorted({row["epsilon"] for row in aggregated}),
         n_seeds=n_seeds,
     )
@@ -76,11 +76,11 @@ def _eps_colors(epsilons) -> dict:
     return {eps: shades[index] for index, eps in enumerate(epsilons)}
 
 
-def _new_figure(n_rows: int, title: str):
+def _new_figure(n_rows: int, n_cols: int, title: str):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(2 * _PANEL_SIZE[0] + 1.4, n_rows * _PANEL_SIZE[1] + 0.6),
+    fig = Figure(figsize=(n_cols * _PANEL_SIZE[0] + 1.4, n_rows * _PANEL_SIZE[1] + 0.6),
                  layout="constrained")
     FigureCanvasAgg(fig)
     fig.suptitle(title, fontsize=13)
@@ -127,14 +127,15 @@ def _draw_per_eps(data: _PlotData, metric: str):
     """Shared body of the two per-eps figures; `metric` is "acc" or "gap"."""
     accuracy = metric == "acc"
     title = ("Clean vs robust accuracy" if accuracy else "Robustness gap (clean - robust accuracy)")
-    fig = _new_figure(len(data.datasets),
+    fig = _new_figure(len(data.datasets), len(data.attacks),
                       f"{title}: mean across {data.n_seeds} seeds, band = ±1 std")
-    axes = fig.subplots(len(data.datasets), 2, squeeze=False, sharey="row")
+    axes = fig.subplots(len(data.datasets), len(data.attacks), squeeze=False,
+                        sharey="row")
     colors = _eps_colors(data.epsilons)
     for row_index, dataset in enumerate(data.datasets):
         table_rows = [row for row in data.table if row["dataset"] == dataset]
         widths = sorted(row["hidden_width"] for row in table_rows)
-        for col_index, (attack, label) in enumerate(_ATTACKS):
+        for col_index, (attack, label) in enumerate(data.attacks):
             ax = axes[row_index, col_index]
             if accuracy:
                 _band(ax, *_series(table_rows, "clean_acc"), color="black",
@@ -159,19 +160,20 @@ def _draw_per_eps(data: _PlotData, metric: str):
 
 
 def _draw_param_scaling(data: _PlotData):
-    fig = _new_figure(len(data.datasets),
+    fig = _new_figure(len(data.datasets), len(data.attacks),
                       f"Mean robustness gap over eps vs parameter count "
                       f"(mean across {data.n_seeds} seeds, bars = ±1 std)")
-    axes = fig.subplots(len(data.datasets), 2, squeeze=False, sharey="row")
+    axes = fig.subplots(len(data.datasets), len(data.attacks), squeeze=False,
+                        sharey="row")
     for row_index, dataset in enumerate(data.datasets):
         rows = sorted((row for row in data.table if row["dataset"] == dataset),
                       key=lambda row: row["hidden_width"])
         params = [row["param_count"] for row in rows]
-        for col_index, (attack, label) in enumerate(_ATTACKS):
+        for col_index, (attack, label) in enumerate(data.attacks):
             ax = axes[row_index, col_index]
             means = [row[f"{attack}_gap_mean"] for row in rows]
             stds = [row[f"{attack}_gap_std"] for row in rows]
-            color = "tab:blue" if attack == "fgsm" else "tab:red"
+            color = _ATTACK_COLORS[col_index % len(_ATTACK_COLORS)]
             ax.errorbar(params, means, yerr=stds, color=color, marker="o", capsize=3,
                         linewidth=1.6)
             for row, mean in zip(rows, means):

@@ -1,5 +1,7 @@
-"""The output directory of a sweep: results.json and the figures.
+"""The results document of a sweep, and its output directory.
 
+:func:`build_results` assembles results.json from the study's rows, checking them
+once and computing every statistic once; tables and figures read the document.
 :func:`write_report` is the last step of ``robnp sweep``; :func:`regenerate`
 backs ``robnp report DIR``, which rebuilds every derived number and figure from
 the records stored in results.json without training anything.  Because the
@@ -15,11 +17,96 @@ from pathlib import Path
 
 from robnp._io import atomic_write_json
 from robnp.errors import DataError, StoreError
-from robnp.plots import FIGURE_FILES, write_figures
-from robnp.stats import build_results
+from robnp.report.plots import FIGURE_FILES, write_figures
+from robnp.report.records import check_records, plain, record_attacks, sorted_records
+from robnp.report.stats import (HEADLINE_DATASET, TASK_FIELDS, _aggregate,
+                                _summarize_by_dataset, _task_table, dataset_order)
 
 #: Name of the results document inside an output directory.
 RESULTS_FILE = "results.json"
+
+
+def document_records(results_doc) -> list:
+    """The records of a results document, checked against the schema.
+
+    Raises
+    ------
+    DataError
+        If `results_doc` has no ``results`` list, the list is empty, or a
+        record breaks the schema.
+    """
+    if not isinstance(results_doc, Mapping) or not isinstance(results_doc.get("results"), list):
+        raise DataError("not a results document: expected a dict with a 'results' list")
+    check_records(results_doc["results"])
+    if not results_doc["results"]:
+        raise DataError("the results document holds no records")
+    return results_doc["results"]
+
+
+# --------------------------------------------------------------------------
+# the results document
+# --------------------------------------------------------------------------
+
+def build_results(records, config: Mapping, environment: Mapping, tasks=None) -> dict:
+    """Assemble the results.json document of a sweep.
+
+    Parameters
+    ----------
+    records : sequence of dict
+        Every record of the sweep, in any order.
+    config : dict
+        The study configuration (``StudyConfig.to_dict()``), stored as given.
+    environment : dict
+        Versions and platform (python, numpy, numba, scipy, platform, robnp).
+    tasks : sequence of dict, optional
+        Per-task rows (dataset, seed, hidden_width, epochs, task_seconds,
+        final_loss).  Derived from the records when omitted.
+
+    Returns
+    -------
+    dict
+        ``results`` (records sorted by dataset, seed, width, eps),
+        ``aggregated``, ``dataset_summaries`` (in configuration order),
+        ``summary`` (the circles summary when present, otherwise the first
+        dataset's), ``config``, ``environment``, ``tasks`` and
+        ``n_experiments``.
+
+    Raises
+    ------
+    DataError
+        If there are no records or a record breaks the schema.
+    """
+    results = sorted_records(records)  # the one schema check of these records
+    if not results:
+        raise DataError("no records to report")
+    attacks = record_attacks(results)
+    if not isinstance(config, Mapping):
+        raise DataError(f"config must be a dict, got {type(config).__name__}")
+    if not isinstance(environment, Mapping):
+        raise DataError(f"environment must be a dict, got {type(environment).__name__}")
+    summaries = _summarize_by_dataset(results, attacks)
+    names = dataset_order(results, config)
+    headline = HEADLINE_DATASET if HEADLINE_DATASET in summaries else names[0]
+    if tasks is None:
+        task_rows = _task_table(results)
+    else:
+        for index, task in enumerate(tasks):
+            missing = [key for key in TASK_FIELDS if not isinstance(task, Mapping) or key not in task]
+            if missing:
+                raise DataError(f"task {index} lacks {', '.join(missing)}")
+        task_rows = sorted(
+            ({key: plain(value) for key, value in task.items()} for task in tasks),
+            key=lambda task: (str(task["dataset"]), int(task["seed"]), int(task["hidden_width"])))
+    return {
+        "results": results,
+        "aggregated": _aggregate(results, attacks),
+        "dataset_summaries": {name: summaries[name] for name in names},
+        "summary": summaries[headline],
+        "config": dict(config),
+        "environment": dict(environment),
+        "tasks": task_rows,
+        "n_experiments": len(results),
+    }
 
 
 def _reject_constant(name: str):
@@ -81,7 +168,7 @@ def write_report(results_doc, out_dir) -> dict[str, Path]:
     Parameters
     ----------
     results_doc : dict
-        A document from :func:`robnp.stats.build_results`.
+        A document from :func:`build_results`.
     out_dir : str or os.PathLike
         Destination directory; created if missing.
 

@@ -15,7 +15,6 @@ little with eps because a single large step can overshoot the boundary.
 from __future__ import annotations
 
 import math
-import numbers
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from robnp.plots import FIGURE_FILES
-from robnp.report import load_results
-from robnp.stats import (
-    ATTACKS, METRICS, aggregate, describe_record, record_problems, summarize_dataset,
-)
+from robnp._checks import is_integer, is_real
+from robnp.report.document import load_results
+from robnp.report.plots import FIGURE_FILES
+from robnp.report.records import (attack_label, describe_record, metrics, record_attacks,
+                                  record_problems)
+from robnp.report.stats import _aggregate, _summarize_by_dataset
 
 #: Lowest acceptable cross-seed mean clean accuracy of any dataset and width.
 MIN_CLEAN_ACC = 0.8
@@ -103,13 +103,8 @@ def _describe_run(run) -> str:
     return f"{dataset} seed={seed} width={width} eps={eps:g}"
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _is_number(value) -> bool:
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and math.isfinite(value))
+    return is_real(value) and math.isfinite(value)
 
 
 def _limited(messages: list[str]) -> list[str]:
@@ -134,7 +129,7 @@ def _parse_grid(config) -> tuple[_Grid | None, list[str]]:
     if not names:
         problems.append("config lists no datasets")
     lists = {}
-    for key, accept in (("seeds", _is_int), ("hidden_widths", _is_int),
+    for key, accept in (("seeds", is_integer), ("hidden_widths", is_integer),
                         ("epsilons", _is_number)):
         values = config.get(key)
         if not isinstance(values, list) or not values:
@@ -174,15 +169,15 @@ def _check_complete(doc, records, grid: _Grid) -> list[str]:
     return problems
 
 
-def _check_accuracy_range(records) -> list[str]:
+def _check_accuracy_range(records, attacks) -> list[str]:
+    keys = ("clean_acc", *(f"{attack}_acc" for attack in attacks))
     return [f"{describe_record(record)}: {key} = {record[key]} outside [0, 1]"
-            for record in records for key in ("clean_acc", "fgsm_acc", "pgd_acc")
-            if not 0.0 <= record[key] <= 1.0]
+            for record in records for key in keys if not 0.0 <= record[key] <= 1.0]
 
 
-def _check_gaps(records) -> list[str]:
+def _check_gaps(records, attacks) -> list[str]:
     problems = []
-    for record, attack in product(records, ATTACKS):
+    for record, attack in product(records, attacks):
         expected = record["clean_acc"] - record[f"{attack}_acc"]
         stored = record[f"{attack}_gap"]
         if abs(stored - expected) > GAP_TOLERANCE:
@@ -236,19 +231,19 @@ def _check_fgsm_trend(records) -> list[str]:
     return problems
 
 
-def _check_aggregates(doc, records, grid: _Grid) -> list[str]:
+def _check_aggregates(doc, fresh_rows, attacks, grid: _Grid) -> list[str]:
     stored = doc.get("aggregated")
     if not isinstance(stored, list):
         return ["'aggregated' is missing or not a list"]
     keys = ("dataset", "hidden_width", "epsilon", "n_seeds") + tuple(
-        f"{metric}_mean" for metric in METRICS)
+        f"{metric}_mean" for metric in metrics(attacks))
     problems = []
     rows = {}
     for index, row in enumerate(stored):
         if not isinstance(row, Mapping) or any(key not in row for key in keys):
             problems.append(f"aggregated row {index} lacks some of {', '.join(keys)}")
             continue
-        if not (isinstance(row["dataset"], str) and _is_int(row["hidden_width"])
+        if not (isinstance(row["dataset"], str) and is_integer(row["hidden_width"])
                 and _is_number(row["epsilon"])):
             problems.append(f"aggregated row {index} has a malformed dataset, width or eps")
             continue
@@ -267,11 +262,11 @@ def _check_aggregates(doc, records, grid: _Grid) -> list[str]:
                             f"n_seeds={rows[cell]['n_seeds']}, expected {len(grid.seeds)}")
     # Stale aggregates (records edited or replaced after the fact) disagree
     # with a fresh computation from the records.
-    for fresh in aggregate(records):
+    for fresh in fresh_rows:
         row = rows.get((fresh["dataset"], fresh["hidden_width"], _eps_key(fresh["epsilon"])))
         if row is None:
             continue
-        for metric in METRICS:
+        for metric in metrics(attacks):
             key = f"{metric}_mean"
             if not _is_number(row[key]) or abs(row[key] - fresh[key]) > _AGGREGATE_MATCH:
                 problems.append(f"aggregated {fresh['dataset']} width={fresh['hidden_width']} "
@@ -301,25 +296,21 @@ def _trend_problems(name: str, attack: str, stored, fresh: dict) -> list[str]:
     return problems
 
 
-def _check_summaries(doc, records) -> list[str]:
+def _check_summaries(doc, fresh_summaries, attacks) -> list[str]:
     stored = doc.get("dataset_summaries")
     if not isinstance(stored, Mapping):
         return ["'dataset_summaries' is missing or not an object"]
     problems = []
     if not isinstance(doc.get("summary"), Mapping):
         problems.append("'summary' is missing or not an object")
-    by_dataset = defaultdict(list)
-    for record in records:
-        by_dataset[record["dataset"]].append(record)
-    for name, subset in sorted(by_dataset.items()):
+    for name, fresh in sorted(fresh_summaries.items()):
         summary = stored.get(name)
         if not isinstance(summary, Mapping):
             problems.append(f"no summary for dataset {name}")
             continue
-        fresh = summarize_dataset(subset)
         if len(fresh["widths"]) < 3:
             continue  # too few widths for a correlation; nothing to demand
-        for attack in ATTACKS:
+        for attack in attacks:
             trend = summary.get(f"trend_{attack}_gap")
             problems += _trend_problems(name, attack, trend, fresh[f"trend_{attack}_gap"])
             corr_key = f"corr_logparams_{attack}_gap"
@@ -365,30 +356,26 @@ def _check_figures(out_dir: Path) -> list[str]:
 # the entry point
 # --------------------------------------------------------------------------
 
-def _summary_lines(doc, records, grid: _Grid | None, records_ok: bool) -> list[str]:
+def _summary_lines(records, grid: _Grid | None, summaries, attacks) -> list[str]:
     if grid is None:
         lines = [f"Configuration: unreadable, {len(records)} total experiments"]
     else:
         lines = [f"Configuration: {len(grid.datasets)} datasets, {len(grid.seeds)} seeds, "
                  f"{len(grid.widths)} widths, {len(grid.epsilons)} epsilons, "
                  f"{len(records)} total experiments"]
-    if not records_ok:
+    if summaries is None:
         return lines
-    by_dataset = defaultdict(list)
-    for record in records:
-        by_dataset[record["dataset"]].append(record)
-    order = [name for name in (grid.datasets if grid else []) if name in by_dataset]
-    order += sorted(set(by_dataset) - set(order))
+    order = [name for name in (grid.datasets if grid else []) if name in summaries]
+    order += sorted(set(summaries) - set(order))
     for name in order:
-        summary = summarize_dataset(by_dataset[name])
+        summary = summaries[name]
 
         def corr(attack):
             r = summary[f"corr_logparams_{attack}_gap"]
             return "n/a" if r is None else f"{r:.4f}"
 
-        lines.append(f"  - {name}: {summary['n_experiments']} results, "
-                     f"Corr(log params, FGSM gap) = {corr('fgsm')}, "
-                     f"Corr(log params, PGD gap) = {corr('pgd')}")
+        lines.append(f"  - {name}: {summary['n_experiments']} results, " + ", ".join(
+            f"Corr(log params, {attack_label(a)} gap) = {corr(a)}" for a in attacks))
     return lines
 
 
@@ -428,18 +415,26 @@ def validate_results(out_dir) -> ValidationReport:
     records_ok = run("records match the schema", _check_schema, records)
     grid, grid_problems = _parse_grid(doc["config"])
     run("config lists the sweep", lambda: grid_problems)
+    summaries = None
     if records_ok:
+        attacks = record_attacks(records)
+        # The statistics the document should hold, computed once from its records.
+        summaries = _summarize_by_dataset(records, attacks)
         if grid is not None:
             run("every run of the config present once", _check_complete, doc, records, grid)
-        run("accuracies in [0, 1]", _check_accuracy_range, records)
-        run("gaps equal clean minus robust accuracy", _check_gaps, records)
+        run("accuracies in [0, 1]", _check_accuracy_range, records, attacks)
+        run("gaps equal clean minus robust accuracy", _check_gaps, records, attacks)
         run(f"mean clean accuracy at least {MIN_CLEAN_ACC}", _check_clean_accuracy, records)
-        run("PGD at least as strong as FGSM", _check_pgd_strength, records)
-        run("FGSM accuracy does not rise with eps", _check_fgsm_trend, records)
+        if {"fgsm", "pgd"} <= set(attacks):
+            run("PGD at least as strong as FGSM", _check_pgd_strength, records)
+        if "fgsm" in attacks:
+            run("FGSM accuracy does not rise with eps", _check_fgsm_trend, records)
         if grid is not None:
-            run("aggregates complete", _check_aggregates, doc, records, grid)
-        run("summaries carry correlations", _check_summaries, doc, records)
+            run("aggregates complete", _check_aggregates, doc,
+                _aggregate(records, attacks), attacks, grid)
+        run("summaries carry correlations", _check_summaries, doc, summaries, attacks)
     run("environment metadata present", _check_environment, doc)
     run("figures present and drawn", _check_figures, out_dir)
     return ValidationReport(failures=failures, checks=checks,
-                            summary_lines=_summary_lines(doc, records, grid, records_ok))
+                            summary_lines=_summary_lines(records, grid, summaries,
+                                                         attacks if records_ok else ()))

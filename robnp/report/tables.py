@@ -1,0 +1,135 @@
+"""The per-width summary tables of a sweep: the one the CLI prints, and Markdown.
+
+Both read a results document's ``aggregated`` rows and ``dataset_summaries``, which
+:func:`robnp.report.document.build_results` computed once from the records (and which
+``robnp report`` and ``robnp validate`` check against them); nothing is recomputed here.
+Every attack the run has gets a gap column.
+"""
+
+from __future__ import annotations
+
+from robnp.errors import DataError
+from robnp.report.records import attack_label
+from robnp.report.stats import document_statistics, table_attacks, width_table
+
+__all__ = ["format_summary_table", "format_markdown_table"]
+
+
+def _number(value, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _interval(bounds, digits: int = 4) -> str:
+    if bounds is None:
+        return "n/a"
+    return f"[{_number(bounds[0], digits)}, {_number(bounds[1], digits)}]"
+
+
+def _seeds_phrase(rows) -> str:
+    counts = sorted({row["n_seeds"] for row in rows})
+    number = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"{number} seed" + ("" if counts == [1] else "s")
+
+
+def format_summary_table(results_doc) -> str:
+    """The per-width summary printed at the end of a sweep.
+
+    Parameters
+    ----------
+    results_doc : dict
+        A results document (see :func:`robnp.report.document.build_results`).
+
+    Returns
+    -------
+    str
+        For each dataset a block headed ``[NAME] Per-width summary (mean +/- std
+        across N seeds):`` with one line per width (width, parameter count,
+        clean accuracy and every attack's gap as ``mean +/- std``), followed by
+        the Pearson correlation of each gap with log10 parameter count, its
+        p-value and its 95% confidence interval (``n/a`` where undefined).
+    """
+    aggregated, summaries, names = document_statistics(results_doc)
+    table = width_table(aggregated)
+    attacks = table_attacks(aggregated)
+    labels = [attack_label(a) for a in attacks]
+    blocks = []
+    for name in names:
+        rows = [row for row in table if row["dataset"] == name]
+        header = "".join(f" {f'{label} Gap':>18}" for label in labels)
+        lines = [
+            f"  [{name.upper()}] Per-width summary (mean +/- std across {_seeds_phrase(rows)}):",
+            f"  {'Width':>6} {'Params':>9} {'Clean':>18}{header}",
+            "  " + "-" * (35 + 19 * len(attacks)),
+        ]
+        for row in rows:
+            cells = [f"{row[f'{m}_mean']:.4f} +/- {row[f'{m}_std']:.4f}"
+                     for m in ("clean_acc", *(f"{a}_gap" for a in attacks))]
+            lines.append(f"  {row['hidden_width']:>6d} {row['param_count']:>9d} "
+                         + " ".join(f"{cell:>18}" for cell in cells))
+        lines.append("")
+        summary = summaries[name]
+        width = max(len(label) for label in labels)
+        for attack, label in zip(attacks, labels):
+            r = summary[f"trend_{attack}_gap"]["pearson_r"]
+            lines.append(f"  {f'Corr(log params, {label} gap):':<{23 + width}} {_number(r)}")
+        for attack, label in zip(attacks, labels):
+            trend = summary[f"trend_{attack}_gap"]
+            lines.append(f"  {f'{label} trend p-value (Pearson):':<{25 + width}} "
+                         f"{_number(trend['pearson_p_value'])}, "
+                         f"95% CI for r: {_interval(trend['pearson_r_ci95'])}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def format_markdown_table(results_doc, dataset: str) -> str:
+    """The per-width summary of one dataset as a Markdown table.
+
+    Parameters
+    ----------
+    results_doc : dict
+        A results document (see :func:`robnp.report.document.build_results`).
+    dataset : str
+        Name of the dataset to tabulate.
+
+    Returns
+    -------
+    str
+        A caption line, the table (width, parameters, clean accuracy and every
+        attack's mean gap as ``mean ± std`` to three decimals), and one line
+        with the Pearson trends.
+
+    Raises
+    ------
+    DataError
+        If `dataset` is not in the results.
+    """
+    aggregated, summaries, present = document_statistics(results_doc)
+    if dataset not in present:
+        raise DataError(f"dataset {dataset!r} is not in the results; "
+                        f"available: {', '.join(present)}")
+    rows = width_table([row for row in aggregated if row["dataset"] == dataset])
+    summary = summaries[dataset]
+    attacks = table_attacks(aggregated)
+    labels = [attack_label(a) for a in attacks]
+    lines = [
+        f"*{dataset}: robustness gap by hidden width "
+        f"(mean ± std across {_seeds_phrase(rows)}).*",
+        "",
+        "| Width | Params | Clean Acc | " + " | ".join(f"Mean {l} Gap" for l in labels) + " |",
+        "|---:|---:|---:|" + "---:|" * len(labels),
+    ]
+    for row in rows:
+        cells = [f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}"
+                 for m in ("clean_acc", *(f"{a}_gap" for a in attacks))]
+        lines.append(f"| {row['hidden_width']} | {row['param_count']:,} | " + " | ".join(cells) + " |")
+    trends = []
+    for attack, label in zip(attacks, labels):
+        trend = summary[f"trend_{attack}_gap"]
+        trends.append(f"{label} r = {_number(trend['pearson_r'], 2)} "
+                      f"(p = {_number(trend['pearson_p_value'], 3)}, "
+                      f"95% CI {_interval(trend['pearson_r_ci95'], 2)})")
+    lines += ["", "Pearson correlation of log10(params) with the mean gap: "
+              + "; ".join(trends) + "."]
+    return "\n".join(lines) + "\n"
+
+
