@@ -20,8 +20,22 @@ _COMMANDS = {
     "sweep": "robnp_cli.sweep:sweep",
     "report": "robnp_cli.sweep:report",
     "validate": "robnp_cli.sweep:validate",
+    "train": "robnp_cli.evaluate:train",
+    "attack": "robnp_cli.evaluate:attack",
     "gradcheck": "robnp_cli.gradcheck:gradcheck",
     "scaling": "robnp_cli.scaling:scaling",
+}
+
+# command name -> the line ``robnp --help`` shows for it, so that the help lists every
+# command without importing one (their modules import Numba).
+_SUMMARIES = {
+    "sweep": "Run the robustness-scaling study (train, attack, report).",
+    "report": "Rebuild the table, statistics and figures of a sweep's directory.",
+    "validate": "Check a sweep's results: completeness, consistency, sanity.",
+    "train": "Train one model the study's way and save it.",
+    "attack": "Evaluate a saved model with any registered attacks.",
+    "gradcheck": "Check every gradient block against finite differences.",
+    "scaling": "Scaling-law fits of the adversarial-training paper.",
 }
 
 
@@ -39,6 +53,11 @@ class RobnpGroup(click.Group):
 
     def list_commands(self, ctx):
         return sorted(_COMMANDS)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, _SUMMARIES.get(name, "")) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def get_command(self, ctx, name):
         target = _COMMANDS.get(name)

@@ -14,7 +14,9 @@ _DEFAULTS = StudyConfig()
 
 
 def _show(values) -> str:
-    return ",".join(str(v) for v in values) if isinstance(values, tuple) else str(values)
+    if isinstance(values, tuple):
+        return ",".join(v[0] if isinstance(v, tuple) else str(v) for v in values)
+    return str(values)
 
 
 # (option, field, type, help) — the defaults shown come from StudyConfig.
@@ -33,6 +35,8 @@ _STUDY_OPTIONS = [
     ("--max-epochs", "max_epochs", int, "Epoch limit."),
     ("--patience", "patience", int, "Stop after this many epochs without improvement."),
     ("--pgd-steps", "pgd_steps", int, "PGD iterations (step size eps/4)."),
+    ("--attacks", "attacks", NAME_LIST, "Registered attacks run on every model; options of "
+                                         "each from the config file's [attacks.NAME] table."),
 ]
 
 
@@ -60,8 +64,9 @@ def _format_seconds(seconds: float) -> str:
 @click.option("--resume", is_flag=True, help="Continue a study stored in --out (same config).")
 @click.option("--quiet", "-q", is_flag=True, help="No line per finished task.")
 def sweep(config_file, out_dir, jobs, resume, quiet, **options):
-    """Train every (dataset, seed, width), attack it with FGSM and PGD at every eps,
-    and write results.json, the summary table and figures to --out.
+    """Train every (dataset, seed, width), attack it with every attack (FGSM and PGD
+    unless --attacks says otherwise) at every eps, and write results.json, the summary
+    table and figures to --out.
 
     With no options this is the robustness-scaling study: circles and moons,
     widths 16-512, eps 0.01-0.5, seeds 42, 123, 7 (36 trainings, 180 runs).
@@ -70,6 +75,9 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
     from robnp.study import default_jobs, load_config_file, run_study
 
     values = load_config_file(config_file) if config_file else {}
+    names = options.pop("attacks")
+    if names is not None or "attacks" in values:
+        values["attacks"] = StudyConfig.merge_attacks(values.get("attacks"), names)
     values.update({name: value for name, value in options.items() if value is not None})
     config = StudyConfig.from_mapping(values, source=config_file or "options")
     if jobs is not None and jobs < 1:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from robnp.report import document, plots
+from study_records import study_records
 
 SEEDS = (1, 2)
 WIDTHS = (8, 16, 32)
@@ -13,21 +14,16 @@ ENVIRONMENT = {"python": "3.11", "numpy": "2", "numba": "0.60", "scipy": "1.14",
 
 
 def make_doc(datasets):
-    records = []
-    for d_index, dataset in enumerate(datasets):
-        for s_index, seed in enumerate(SEEDS):
-            for w_index, width in enumerate(WIDTHS):
-                clean = 0.9 + 0.02 * s_index
-                for eps in EPSILONS:
-                    fgsm = clean - eps - 0.03 * w_index * (1 - 2 * d_index) - 0.01 * s_index
-                    pgd = fgsm - 0.02
-                    records.append({
-                        "dataset": dataset, "seed": seed, "hidden_width": width,
-                        "param_count": width * width + 6 * width + 2, "epochs": 10,
-                        "final_loss": 0.3, "clean_acc": clean, "epsilon": eps,
-                        "fgsm_acc": fgsm, "pgd_acc": pgd, "fgsm_gap": clean - fgsm,
-                        "pgd_gap": clean - pgd, "noise": 0.1, "depth": 2, "input_dim": 2,
-                        "task_seconds": 1.0})
+    def clean(dataset, seed, width):
+        return 0.9 + 0.02 * SEEDS.index(seed)
+
+    def robust(attack, dataset, seed, width, eps):
+        d_index, s_index, w_index = datasets.index(dataset), SEEDS.index(seed), WIDTHS.index(width)
+        fgsm = clean(dataset, seed, width) - eps - 0.03 * w_index * (1 - 2 * d_index) - 0.01 * s_index
+        return fgsm - (0.02 if attack == "pgd" else 0.0)
+
+    records = study_records(datasets, SEEDS, WIDTHS, EPSILONS, clean=clean, robust=robust,
+                            epochs=lambda width: 10, task_seconds=1.0)
     config = {"datasets": [{"name": name, "noise": 0.1} for name in datasets],
               "hidden_widths": list(WIDTHS), "epsilons": list(EPSILONS), "seeds": list(SEEDS)}
     return document.build_results(records, config, ENVIRONMENT)

@@ -8,6 +8,7 @@ import pytest
 
 from robnp import _io, report
 from robnp.report import document
+from study_records import study_records
 from robnp.errors import DataError, RobnpError, StoreError
 
 SEEDS = (3, 5)
@@ -21,21 +22,15 @@ ENVIRONMENT = {"python": "3.11", "numpy": "2", "numba": "0.60", "scipy": "1.14",
 
 
 def make_records():
-    records = []
-    for seed in SEEDS:
-        for width in WIDTHS:
-            clean = 0.9 + 0.01 * SEEDS.index(seed)
-            for eps in EPSILONS:
-                fgsm = clean - eps - 0.01 * WIDTHS.index(width)
-                pgd = fgsm - 0.02
-                records.append({
-                    "dataset": "circles", "seed": seed, "hidden_width": width,
-                    "param_count": width * width + 6 * width + 2, "epochs": 30,
-                    "final_loss": 0.25, "clean_acc": clean, "epsilon": eps,
-                    "fgsm_acc": fgsm, "pgd_acc": pgd, "fgsm_gap": clean - fgsm,
-                    "pgd_gap": clean - pgd, "noise": 0.1, "depth": 2, "input_dim": 2,
-                    "task_seconds": 1.0})
-    return records
+    def clean(dataset, seed, width):
+        return 0.9 + 0.01 * SEEDS.index(seed)
+
+    def robust(attack, dataset, seed, width, eps):
+        fgsm = clean(dataset, seed, width) - eps - 0.01 * WIDTHS.index(width)
+        return fgsm - (0.02 if attack == "pgd" else 0.0)
+
+    return study_records(("circles",), SEEDS, WIDTHS, EPSILONS, clean=clean, robust=robust,
+                         final_loss=0.25, task_seconds=1.0)
 
 
 def no_constants(name):

@@ -15,6 +15,7 @@ import pytest
 
 from robnp.report import document, stats, tables
 from robnp.report import records as schema
+from study_records import study_records
 from robnp.errors import DataError
 
 DATASETS = ("circles", "moons")
@@ -49,14 +50,10 @@ def gap_of(dataset, seed, width, eps, attack):
 
 
 def make_record(dataset, seed, width, eps):
-    clean = clean_of(dataset, seed, width)
-    fgsm = clean - gap_of(dataset, seed, width, eps, "fgsm")
-    pgd = clean - gap_of(dataset, seed, width, eps, "pgd")
-    return {"dataset": dataset, "seed": seed, "hidden_width": width,
-            "param_count": params_of(width), "epochs": 40 + width, "final_loss": 0.2,
-            "clean_acc": clean, "epsilon": eps, "fgsm_acc": fgsm, "pgd_acc": pgd,
-            "fgsm_gap": clean - fgsm, "pgd_gap": clean - pgd, "noise": 0.1, "depth": 2,
-            "input_dim": 2}
+    return study_records(
+        (dataset,), (seed,), (width,), (eps,), param_count=params_of,
+        epochs=lambda w: 40 + w, final_loss=0.2, clean=clean_of,
+        robust=lambda attack, d, s, w, e: clean_of(d, s, w) - gap_of(d, s, w, e, attack))[0]
 
 
 def make_records(datasets=DATASETS, widths=WIDTHS):

@@ -8,6 +8,7 @@ import pytest
 
 from robnp import _io, report
 from robnp.report import document, validate
+from study_records import study_records
 from robnp.errors import RobnpError
 
 DATASETS = ("circles", "moons")
@@ -36,22 +37,16 @@ FIGURES = "figures present and drawn"
 
 def make_records():
     """A healthy sweep: clean ~0.9, robust accuracy falling with eps, PGD a bit stronger."""
-    records = []
-    for d_index, dataset in enumerate(DATASETS):
-        for s_index, seed in enumerate(SEEDS):
-            for w_index, width in enumerate(WIDTHS):
-                clean = 0.88 + 0.02 * s_index + 0.01 * w_index
-                for eps in EPSILONS:
-                    fgsm = clean - (0.05 + eps + 0.01 * w_index * (1 - 2 * d_index))
-                    pgd = fgsm - 0.01
-                    records.append({
-                        "dataset": dataset, "seed": seed, "hidden_width": width,
-                        "param_count": width * width + 6 * width + 2, "epochs": 25,
-                        "final_loss": 0.3, "clean_acc": clean, "epsilon": eps,
-                        "fgsm_acc": fgsm, "pgd_acc": pgd, "fgsm_gap": clean - fgsm,
-                        "pgd_gap": clean - pgd, "noise": 0.1, "depth": 2, "input_dim": 2,
-                        "task_seconds": 2.0})
-    return records
+    def clean(dataset, seed, width):
+        return 0.88 + 0.02 * SEEDS.index(seed) + 0.01 * WIDTHS.index(width)
+
+    def robust(attack, dataset, seed, width, eps):
+        d_index, w_index = DATASETS.index(dataset), WIDTHS.index(width)
+        fgsm = clean(dataset, seed, width) - (0.05 + eps + 0.01 * w_index * (1 - 2 * d_index))
+        return fgsm - (0.01 if attack == "pgd" else 0.0)
+
+    return study_records(DATASETS, SEEDS, WIDTHS, EPSILONS, clean=clean, robust=robust,
+                         epochs=lambda width: 25, task_seconds=2.0)
 
 
 def set_accuracy(record, attack, value):

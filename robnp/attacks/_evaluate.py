@@ -270,7 +270,10 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
     radii = check_radii(eps)
     X, y = _inputs(model, X, y)
     chosen = _attack_list(attacks)
-    clean_correct = predict(model, X) == y
+    logits = np.asarray(model.logits(X))
+    for _, options in chosen:
+        options.check_classes(logits.shape[1])
+    clean_correct = logits.argmax(axis=1) == y
     n_eps, n_points = len(radii), X.shape[0]
     worst = np.repeat(~clean_correct[None, :], n_eps, axis=0)
     worst_points = np.repeat(X[None], n_eps, axis=0)

@@ -34,6 +34,10 @@ class AttackOptions:
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
 
+    def check_classes(self, n_classes: int) -> None:
+        """Raise ConfigError if these options cannot attack a ``n_classes``-class model
+        (DLR needs at least 3 classes, for instance); checked before any attack runs."""
+
     def to_dict(self) -> dict:
         """Every option by name, as JSON-ready values (tuples become lists)."""
         return {name: list(value) if isinstance(value, tuple) else value

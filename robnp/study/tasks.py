@@ -22,7 +22,7 @@ from ..report.records import EVALUATION_FIELDS, evaluation_problems, study_rows
 from ..threads import single_blas_thread
 from ..train import TrainConfig, fit
 
-__all__ = ["Task", "TaskResult", "run_task"]
+__all__ = ["Task", "TaskResult", "run_task", "task_data", "train_task"]
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,28 @@ class TaskResult:
         return cls(**data)
 
 
+def task_data(task: Task):
+    """The task's dataset draw, split the study's way: ``X_train, X_test, y_train,
+    y_test``."""
+    X, y = make_dataset(task.dataset, task.n_samples, task.noise, seed=task.seed,
+                        input_dim=task.input_dim)
+    return train_test_split(X, y, task.test_fraction)
+
+
+@single_blas_thread
+def train_task(task: Task, X_train, y_train):
+    """The task's model, initialised from its seed and trained on ``(X_train,
+    y_train)``: ``(model, history)``. A divergence names the task."""
+    n_classes = get_dataset(task.dataset).n_classes
+    model = MLP(task.input_dim, task.hidden, n_classes, seed=task.seed)
+    try:
+        history = fit(model, X_train, y_train, task.train)
+    except TrainingDivergedError as exc:
+        # fit knows the epoch and lr; only the study knows which of its tasks this was.
+        raise TrainingDivergedError(f"task {task.label}: {exc}") from None
+    return model, history
+
+
 @single_blas_thread
 def run_task(task: Task) -> TaskResult:
     """Generate data, train, measure clean accuracy, run every attack at every radius.
@@ -141,16 +163,8 @@ def run_task(task: Task) -> TaskResult:
     test point, each attack's randomness derived from the task's seed).
     """
     start = time.perf_counter()
-    X, y = make_dataset(task.dataset, task.n_samples, task.noise, seed=task.seed,
-                        input_dim=task.input_dim)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, task.test_fraction)
-    n_classes = get_dataset(task.dataset).n_classes
-    model = MLP(task.input_dim, task.hidden, n_classes, seed=task.seed)
-    try:
-        history = fit(model, X_train, y_train, task.train)
-    except TrainingDivergedError as exc:
-        # fit knows the epoch and lr; only the study knows which of its tasks this was.
-        raise TrainingDivergedError(f"task {task.label}: {exc}") from None
+    X_train, X_test, y_train, y_test = task_data(task)
+    model, history = train_task(task, X_train, y_train)
     clean_acc = accuracy(model, X_test, y_test)
     evaluation = evaluate(model, X_test, y_test, task.epsilons, list(task.attacks),
                           seed=task.seed)

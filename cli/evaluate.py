@@ -1,0 +1,191 @@
+"""``robnp train`` and ``robnp attack``: one model the study's way, and a strong
+evaluation of any saved model."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import click
+
+from robnp.study.config import DEFAULT_ATTACKS, StudyConfig
+
+from .options import FLOAT_LIST, NAME_LIST
+
+_DEFAULTS = StudyConfig()
+_DATA_OPTIONS = [
+    ("--dataset", "dataset", str, "Registered dataset name."),
+    ("--seed", "seed", int, "Seed of the data draw (and, for train, of init and shuffle)."),
+    ("--noise", "noise", float, "Gaussian noise of the generator."),
+    ("--n-samples", "n_samples", int, "Points generated (train + test)."),
+    ("--test-fraction", "test_fraction", float, "Fraction held out for testing (the last rows)."),
+    ("--input-dim", "input_dim", int, "Input dimension."),
+]
+_STUDY_DEFAULT = {"dataset": _DEFAULTS.datasets[0], "seed": _DEFAULTS.seeds[0]}
+
+
+def data_options(command):
+    for flag, field, kind, help_text in reversed(_DATA_OPTIONS):
+        shown = _STUDY_DEFAULT.get(field, getattr(_DEFAULTS, field, None))
+        command = click.option(flag, field, type=kind, default=None,
+                               help=f"{help_text}  [default: {shown}]")(command)
+    return command
+
+
+def _study_config(values: dict, **training) -> StudyConfig:
+    """A one-task study configuration from singular data options."""
+    settings = {key: value for key, value in {**values, **training}.items()
+                if value is not None and key not in ("dataset", "seed", "width")}
+    return StudyConfig(datasets=(values.get("dataset") or _STUDY_DEFAULT["dataset"],),
+                       seeds=(_STUDY_DEFAULT["seed"] if values.get("seed") is None
+                              else values["seed"],),
+                       widths=(training.get("width") or 64,), **settings)
+
+
+def sidecar_path(model_path) -> Path:
+    """``model.json`` beside ``model.npz``: the training config and history."""
+    path = Path(model_path)
+    return path.with_suffix(".json") if path.suffix == ".npz" else Path(f"{path}.json")
+
+
+@click.command()
+@data_options
+@click.option("--width", type=int, default=64, show_default=True, help="Hidden width.")
+@click.option("--depth", type=int, default=None,
+              help=f"Hidden layers.  [default: {_DEFAULTS.depth}]")
+@click.option("--lr", type=float, default=None, help=f"Adam learning rate.  [default: {_DEFAULTS.lr}]")
+@click.option("--batch-size", type=int, default=None,
+              help=f"Minibatch size.  [default: {_DEFAULTS.batch_size}]")
+@click.option("--max-epochs", type=int, default=None,
+              help=f"Epoch limit.  [default: {_DEFAULTS.max_epochs}]")
+@click.option("--patience", type=int, default=None,
+              help=f"Early-stopping patience.  [default: {_DEFAULTS.patience}]")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Model file to write (.npz); its config and history go beside it (.json).")
+def train(out_path, width, depth, lr, batch_size, max_epochs, patience, **data):
+    """Train one model the study's way (Adam, early stopping, the study's data draw)
+    and save it, with a JSON of its configuration and training history beside it."""
+    from robnp._io import atomic_write_json
+    from robnp.attacks import accuracy
+    from robnp.model import save_model
+    from robnp.study import task_data, train_task
+
+    if not str(out_path).strip():
+        raise click.BadParameter("must not be empty", param_hint="--out")
+    config = _study_config(data, width=width, depth=depth, lr=lr, batch_size=batch_size,
+                           max_epochs=max_epochs, patience=patience)
+    task = config.tasks()[0]
+    X_train, X_test, y_train, y_test = task_data(task)
+    model, history = train_task(task, X_train, y_train)
+    clean_acc = accuracy(model, X_test, y_test)
+    path = Path(out_path) if str(out_path).endswith(".npz") else Path(f"{out_path}.npz")
+    save_model(model, path)
+    identity = task.identity()
+    del identity["attacks"], identity["epsilons"]
+    sidecar = atomic_write_json(sidecar_path(path), {
+        "format": "robnp.train", "task": identity, "clean_acc": clean_acc,
+        "history": {"epochs": history.epochs, "final_loss": history.final_loss,
+                    "best_loss": history.best_loss, "stopped_early": history.stopped_early,
+                    "loss": [float(v) for v in history.loss]}})
+    click.echo(f"{task.label}: {model.n_params} parameters, {history.epochs} epochs, "
+               f"final loss {history.final_loss:.4f}, clean accuracy {clean_acc:.4f}")
+    click.echo(f"  wrote {path}\n  wrote {sidecar}")
+
+
+def _attack_options(pairs) -> dict:
+    """``--option NAME.KEY=VALUE`` pairs as {attack: {key: value}} (values in TOML
+    syntax: 100, 0.5, true, "dlr")."""
+    from robnp.errors import ConfigError
+
+    tables: dict = {}
+    for pair in pairs:
+        target, sep, text = pair.partition("=")
+        attack, dot, key = target.partition(".")
+        if not sep or not dot or not attack or not key:
+            raise ConfigError(f"--option takes ATTACK.OPTION=VALUE, got {pair!r}")
+        try:
+            value = tomllib.loads(f"value = {text}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare word: a string option such as a loss name
+        tables.setdefault(attack, {})[key] = value
+    return tables
+
+
+def _read_sidecar(model_path) -> dict:
+    import json
+
+    path = sidecar_path(model_path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    task = data.get("task") if isinstance(data, dict) else None
+    return task if isinstance(task, dict) else {}
+
+
+@click.command()
+@click.argument("model_path", type=click.Path(dir_okay=False))
+@data_options
+@click.option("--attacks", type=NAME_LIST, default=",".join(DEFAULT_ATTACKS), show_default=True,
+              help="Registered attacks, run in this order.")
+@click.option("--eps", "epsilons", type=FLOAT_LIST, default="0.05,0.1,0.2", show_default=True,
+              help="Radii.")
+@click.option("--option", "options", multiple=True, metavar="ATTACK.KEY=VALUE",
+              help="An attack option, e.g. apgd-ce.steps=100 (repeatable).")
+@click.option("--cascade", is_flag=True,
+              help="Attack only the points still robust (AutoAttack's scoring; cheaper).")
+@click.option("--no-convergence-check", is_flag=True,
+              help="Skip rerunning iterative attacks with twice the steps.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Also write the evaluation as JSON.")
+def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check, json_path,
+           **data):
+    """Attack a saved model on its dataset's test split: robust accuracy per attack and
+    eps, the per-sample worst case, and the sanity checks that failed.
+
+    The data settings default to those in the JSON written beside the model by
+    ``robnp train``, else to the study's.
+    """
+    from robnp._io import atomic_write_json
+    from robnp.attacks import evaluate
+    from robnp.errors import DataError
+    from robnp.model import load_model
+    from robnp.report.records import attack_label
+    from robnp.study import task_data
+
+    model = load_model(model_path)
+    stored = _read_sidecar(model_path)
+    values = {key: stored.get(key) if data[key] is None else data[key] for key in data}
+    config = _study_config(values)
+    task = config.tasks()[0]
+    if model.n_features != task.input_dim:
+        raise DataError(f"{model_path} takes {model.n_features} input features but dataset "
+                        f"{task.dataset!r} with input_dim={task.input_dim} has "
+                        f"{task.input_dim}; pass --input-dim {model.n_features}")
+    _, X_test, _, y_test = task_data(task)
+    if int(y_test.max()) >= model.n_classes:
+        raise DataError(f"{model_path} has {model.n_classes} classes but dataset "
+                        f"{task.dataset!r} has more")
+    chosen = StudyConfig.merge_attacks(_attack_options(options) or None, attacks)
+    if isinstance(chosen, tuple):
+        chosen = {name: {} for name in chosen}
+    evaluation = evaluate(model, X_test, y_test, epsilons, chosen, seed=task.seed,
+                          cascade=cascade, check_convergence=not no_convergence_check)
+    click.echo(f"{model_path} on {task.label.rsplit(' width=', 1)[0]} test split: "
+               f"{X_test.shape[0]} points, clean accuracy {evaluation.clean_acc:.4f}")
+    head = f"  {'attack':<14}" + "".join(f"{f'eps={e:g}':>12}" for e in evaluation.eps)
+    click.echo(head)
+    click.echo("  " + "-" * (len(head) - 2))
+    for name, result in evaluation.attacks.items():
+        click.echo(f"  {attack_label(name):<14}" + "".join(f"{v:>12.4f}" for v in result.robust_acc))
+    click.echo(f"  {'worst case':<14}" + "".join(f"{v:>12.4f}" for v in evaluation.worst_robust_acc))
+    if cascade:
+        click.echo("  (cascade: each row is the robust accuracy after that attack and those above)")
+    for warning in evaluation.warnings:
+        click.echo(f"warning: {warning}")
+    if json_path:
+        document = evaluation.to_dict()
+        document["model"] = str(model_path)
+        document["data"] = {key: getattr(task, key) for key in
+                            ("dataset", "seed", "noise", "n_samples", "test_fraction", "input_dim")}
+        click.echo(f"  wrote {atomic_write_json(json_path, document)}")

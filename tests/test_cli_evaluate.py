@@ -1,0 +1,124 @@
+"""End-to-end specification of ``robnp train``, ``robnp attack``, ``robnp sweep
+--attacks`` and the help that needs no compiler."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from robnp_cli.main import cli
+
+TINY = ["--n-samples", "300", "--max-epochs", "40", "--width", "8"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_error_line(result):
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("Error:"), lines
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "m.npz"
+    result = run("train", "--dataset", "moons", "--seed", 4, *TINY, "--out", path)
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_train_writes_the_model_and_its_history(model_file):
+    import robnp
+
+    model = robnp.load_model(model_file)
+    assert model.layer_sizes == (2, 8, 8, 2)
+    meta = json.loads(model_file.with_suffix(".json").read_text())
+    assert meta["task"]["dataset"] == "moons" and meta["task"]["seed"] == 4
+    assert meta["task"]["train"]["max_epochs"] == 40
+    assert len(meta["history"]["loss"]) == meta["history"]["epochs"] <= 40
+
+
+def test_attack_prints_a_table_and_writes_json(model_file, tmp_path):
+    import robnp
+    from robnp.study import StudyConfig, task_data
+
+    out = tmp_path / "e.json"
+    result = run("attack", model_file, "--attacks", "fgsm,pgd", "--eps", "0,0.1",
+                 "--option", "pgd.steps=20", "--json", out)
+    assert result.exit_code == 0, result.output
+    assert "worst case" in result.output and "PGD" in result.output
+    saved = json.loads(out.read_text())
+    assert saved["data"]["dataset"] == "moons" and saved["data"]["n_samples"] == 300
+    assert saved["attacks"]["pgd"]["options"]["steps"] == 20
+    # The numbers are those of the library on the same test split.
+    config = StudyConfig(datasets=("moons",), seeds=(4,), widths=(8,), n_samples=300)
+    _, X_test, _, y_test = task_data(config.tasks()[0])
+    model = robnp.load_model(model_file)
+    expected = robnp.robust_accuracy(model, X_test, y_test, "pgd", eps=[0, 0.1], steps=20)
+    assert saved["attacks"]["pgd"]["robust_acc"] == list(expected.values())
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--attacks", "fgsm,bogus"], "unknown attack 'bogus'"),
+    (["--option", "pgd.bogus=1"], "unknown option 'bogus' for attack 'pgd'"),
+    (["--option", "nonsense"], "ATTACK.OPTION=VALUE"),
+    (["--eps", "0.1,nan"], "eps must be a finite number >= 0"),
+    (["--eps", "-0.1"], "eps must be a finite number >= 0"),
+    (["--input-dim", "3"], "takes 2 input features"),
+    (["--dataset", "nowhere"], "unknown dataset 'nowhere'"),
+])
+def test_bad_attack_input_is_one_line_and_exit_2(model_file, args, needle):
+    assert needle in one_error_line(run("attack", model_file, *args))
+
+
+def test_attack_on_a_missing_model_is_one_line(tmp_path):
+    assert "model file not found" in one_error_line(run("attack", tmp_path / "none.npz"))
+
+
+def test_sweep_runs_the_attacks_it_is_given_with_options_from_the_config(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[attacks.fgsm]\n[attacks.pgd]\nrandom-start = true\n')
+    out = tmp_path / "out"
+    result = run("sweep", "--config", config, "--datasets", "moons", "--widths", "4",
+                 "--seeds", "0", "--n-samples", "200", "--max-epochs", "5",
+                 "--epsilons", "0.1", "--jobs", "1", "--out", out, "-q")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["config"]["attacks"] == {"fgsm": {}, "pgd": {"random_start": True}}
+    assert {"fgsm_acc", "pgd_acc"} <= set(doc["results"][0])
+    only = run("sweep", "--attacks", "fgsm", "--datasets", "moons", "--widths", "4",
+               "--seeds", "0", "--n-samples", "200", "--max-epochs", "5", "--epsilons", "0.1",
+               "--jobs", "1", "--out", tmp_path / "only", "-q")
+    assert only.exit_code == 0, only.output
+    row = json.loads((tmp_path / "only" / "results.json").read_text())["results"][0]
+    assert "fgsm_acc" in row and "pgd_acc" not in row
+
+
+@pytest.mark.parametrize("toml,args,needle", [
+    ("", ["--attacks", "fgsm,zap"], "unknown attack 'zap'"),
+    ("[attacks.pgd]\nsteps = 20\n", [], "set PGD's steps with pgd-steps"),
+    ("[attacks.pgd]\nwhat = 1\n", [], "unknown option 'what' for attack 'pgd'"),
+    ("[attacks.pgd]\nloss = 'cw_margin'\n", ["--attacks", "fgsm"], "that --attacks does not run"),
+    ("", ["--attacks", "fgsm,fgsm"], "duplicate"),
+])
+def test_bad_attack_settings_in_a_sweep(tmp_path, toml, args, needle):
+    config = tmp_path / "c.toml"
+    config.write_text(toml)
+    result = run("sweep", "--config", config, *args, "--out", tmp_path / "never")
+    assert needle in one_error_line(result)
+    assert not (tmp_path / "never" / "tasks.sqlite").exists()
+
+
+def test_help_lists_every_command_without_importing_numba():
+    code = ("import sys\nfrom robnp_cli.main import cli\n"
+            "try:\n    cli.main(['--help'], prog_name='robnp')\nexcept SystemExit:\n    pass\n"
+            "print('numba' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("False"), out.stdout
+    for command in ("sweep", "report", "validate", "train", "attack", "gradcheck", "scaling"):
+        assert f"  {command} " in out.stdout

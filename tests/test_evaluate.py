@@ -1,0 +1,235 @@
+"""Specification of robnp.evaluate and the attack registry: the per-sample worst
+case over attacks, long-form records, and the sanity checks that warn."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import robnp
+from robnp.attacks import ATTACKS, AttackOptions, register_attack
+from robnp.errors import ConfigError
+
+EPS = (0.0, 0.05, 0.1, 0.3)
+
+
+@pytest.fixture()
+def test_split(circles_split):
+    return circles_split[1], circles_split[3]
+
+
+@pytest.fixture()
+def scratch_registry(monkeypatch):
+    """Attacks registered inside a test disappear after it."""
+    monkeypatch.setattr("robnp.attacks._registry.ATTACKS", dict(ATTACKS))
+    from robnp.attacks import _registry
+
+    return _registry.ATTACKS
+
+
+def test_each_attack_alone_equals_robust_accuracy(trained_model, test_split):
+    X, y = test_split
+    evaluation = robnp.evaluate(trained_model, X, y, EPS, ["fgsm", "pgd"])
+    for name in ("fgsm", "pgd"):
+        assert evaluation.robust_accuracy(name) == robnp.robust_accuracy(
+            trained_model, X, y, name, eps=EPS)
+
+
+def test_worst_case_is_never_above_any_attack_and_counts_clean_errors(trained_model, test_split):
+    X, y = test_split
+    evaluation = robnp.evaluate(trained_model, X, y, EPS, ["fgsm", "pgd"])
+    clean_wrong = robnp.attacks.predict(trained_model, X) != y
+    for k in range(len(EPS)):
+        union = clean_wrong | evaluation.attacks["fgsm"].success[k] | \
+            evaluation.attacks["pgd"].success[k]
+        np.testing.assert_array_equal(evaluation.worst_success[k], union)
+        for result in evaluation.attacks.values():
+            assert evaluation.worst_robust_acc[k] <= result.robust_acc[k]
+    # eps = 0 changes nothing: the worst case is the clean accuracy.
+    assert evaluation.worst_robust_acc[0] == pytest.approx(robnp.accuracy(trained_model, X, y))
+
+
+def test_worst_points_are_in_the_ball_and_misclassified(trained_model, test_split):
+    X, y = test_split
+    evaluation = robnp.evaluate(trained_model, X, y, EPS, ["fgsm", "pgd"])
+    for k, eps in enumerate(EPS):
+        points = evaluation.worst_points[k]
+        assert np.abs(points - X).max() <= eps + 1e-6
+        broken = evaluation.worst_success[k]
+        assert np.all(robnp.attacks.predict(trained_model, points[broken]) != y[broken])
+
+
+def test_cascade_attacks_only_points_still_robust(trained_model, test_split):
+    X, y = test_split
+    evaluation = robnp.evaluate(trained_model, X, y, EPS, ["pgd", "fgsm"], cascade=True)
+    pgd, fgsm = evaluation.attacks["pgd"], evaluation.attacks["fgsm"]
+    clean_wrong = robnp.attacks.predict(trained_model, X) != y
+    for k in range(len(EPS)):
+        np.testing.assert_array_equal(pgd.attacked[k], ~clean_wrong)
+        np.testing.assert_array_equal(fgsm.attacked[k], ~clean_wrong & ~pgd.success[k])
+    # The cascade's last row is the worst case; PGD's deterministic, so it agrees
+    # with the independent evaluation's worst case.
+    independent = robnp.evaluate(trained_model, X, y, EPS, ["pgd", "fgsm"])
+    np.testing.assert_array_equal(fgsm.robust_acc, evaluation.worst_robust_acc)
+    np.testing.assert_array_equal(evaluation.worst_success, independent.worst_success)
+
+
+def test_records_are_long_form(trained_model, test_split):
+    X, y = test_split
+    evaluation = robnp.evaluate(trained_model, X, y, EPS, ["fgsm", "pgd"])
+    records = evaluation.records()
+    assert [(r["attack"], r["epsilon"]) for r in records] == \
+        [(a, e) for a in ("fgsm", "pgd") for e in EPS]
+    for record in records:
+        assert record["norm"] == "linf" and record["n_points"] == len(y)
+        assert record["robust_acc"] == (len(y) - record["n_success"]) / len(y)
+    assert robnp.report.records.evaluation_problems(records) == []
+    as_json = evaluation.to_dict()
+    assert as_json["attacks"]["pgd"]["options"]["steps"] == 10
+
+
+def test_attacks_are_seeded_by_name(trained_model, test_split):
+    X, y = test_split
+    options = {"pgd": {"random_start": True}}
+    a = robnp.evaluate(trained_model, X, y, (0.2,), options, seed=3)
+    b = robnp.evaluate(trained_model, X, y, (0.2,), {"fgsm": {}, **options}, seed=3)
+    c = robnp.evaluate(trained_model, X, y, (0.2,), options, seed=4)
+    np.testing.assert_array_equal(a.attacks["pgd"].adversarial, b.attacks["pgd"].adversarial)
+    assert not np.array_equal(a.attacks["pgd"].adversarial, c.attacks["pgd"].adversarial)
+
+
+@pytest.mark.parametrize("attacks,match", [
+    (["nope"], "unknown attack 'nope'; known attacks: fgsm, pgd"),
+    ([("pgd", {"stepz": 1})], "unknown option 'stepz' for attack 'pgd'"),
+    (["pgd", "pgd"], "duplicate"),
+    ([], "at least one attack"),
+    ([("pgd", robnp.attacks.FGSMOptions())], "must be a PGDOptions"),
+])
+def test_bad_attack_lists(trained_model, test_split, attacks, match):
+    X, y = test_split
+    with pytest.raises(ConfigError, match=match):
+        robnp.evaluate(trained_model, X, y, (0.1,), attacks)
+
+
+def test_options_checked_against_the_model_before_any_attack_runs(
+        trained_model, test_split, scratch_registry):
+    ran = []
+
+    @dataclass(frozen=True)
+    class ThreeClasses(AttackOptions):
+        def check_classes(self, n_classes):
+            if n_classes < 3:
+                raise ConfigError(f"needs >= 3 classes, the model has {n_classes}")
+
+    register_attack("needs-three", lambda *args: ran.append(1), ThreeClasses, "test")
+    X, y = test_split
+    with pytest.raises(ConfigError, match="needs >= 3 classes, the model has 2"):
+        robnp.evaluate(trained_model, X, y, (0.1,), ["fgsm", "needs-three"])
+    assert ran == []
+
+
+# --------------------------------------------------------------------------
+# sanity checks: each warning fires when, and only when, its condition holds
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Plain(AttackOptions):
+    pass
+
+
+@dataclass(frozen=True)
+class _BlackBox(AttackOptions):
+    black_box = True
+
+
+def test_a_healthy_evaluation_has_no_warnings(trained_model, test_split):
+    X, y = test_split
+    evaluation = robnp.evaluate(trained_model, X, y, (0.0, 0.05, 0.1), ["fgsm", "pgd"])
+    assert evaluation.warnings == ()
+
+
+def test_fgsm_beating_an_iterative_attack_is_flagged(trained_model, test_split, scratch_registry):
+    X, y = test_split
+    register_attack("stays-put", lambda m, X, y, radii, o, rng: [X.copy() for _ in radii],
+                    _Plain, "does nothing")
+    evaluation = robnp.evaluate(trained_model, X, y, (0.1,), ["fgsm", "stays-put"])
+    n_fgsm = int(evaluation.attacks["fgsm"].success[0].sum()
+                 - (robnp.attacks.predict(trained_model, X) != y).sum())
+    assert any(f"FGSM breaks {n_fgsm} point(s) that stays-put leaves robust" in w
+               for w in evaluation.warnings), evaluation.warnings
+
+
+def test_robust_accuracy_rising_with_eps_is_flagged(trained_model, test_split, scratch_registry):
+    X, y = test_split
+
+    def only_small_radii(model, X, y, radii, options, rng):
+        # A broken attack: real PGD below 0.3, nothing above.
+        return [robnp.pgd(model, X, y, e) if e < 0.3 else X.copy() for e in radii]
+
+    register_attack("fading", only_small_radii, _Plain, "test")
+    evaluation = robnp.evaluate(trained_model, X, y, (0.4, 0.2), ["fading"])
+    assert any("fading: robust accuracy rises" in w and "eps=0.2 to" in w
+               for w in evaluation.warnings), evaluation.warnings
+
+
+def test_a_black_box_attack_beating_every_white_box_one_is_flagged(
+        trained_model, test_split, scratch_registry):
+    X, y = test_split
+    register_attack("stays-put", lambda m, X, y, radii, o, rng: [X.copy() for _ in radii],
+                    _Plain, "does nothing")
+    register_attack("oracle", lambda m, X, y, radii, o, rng: [robnp.pgd(m, X, y, e) for e in radii],
+                    _BlackBox, "pretends to be black-box")
+    evaluation = robnp.evaluate(trained_model, X, y, (0.2,), ["stays-put", "oracle"])
+    assert any("black-box oracle breaks" in w and "gradient masking" in w
+               for w in evaluation.warnings), evaluation.warnings
+
+
+def test_zero_input_gradients_are_flagged(test_split):
+    X, y = test_split
+    dead = robnp.MLP(2, (8,), 2, seed=0)
+    dead.coefs_[0][:] = 0  # every hidden unit sees nothing: the input gradient is 0
+    dead.intercepts_[0][:] = 1
+    evaluation = robnp.evaluate(dead, X, y, (0.1,), ["pgd"])
+    assert evaluation.zero_gradient_share == 1.0
+    assert any("100.0% of the points have an input gradient of exactly zero" in w
+               for w in evaluation.warnings)
+
+
+def test_accuracy_above_majority_in_a_ball_covering_the_data_is_flagged(
+        trained_model, test_split, scratch_registry):
+    X, y = test_split
+    register_attack("stays-put", lambda m, X, y, radii, o, rng: [X.copy() for _ in radii],
+                    _Plain, "does nothing")
+    covering = float(np.max(X.max(axis=0) - X.min(axis=0)))
+    evaluation = robnp.evaluate(trained_model, X, y, (covering,), ["stays-put"])
+    assert any("above the majority share" in w for w in evaluation.warnings)
+    strong = robnp.evaluate(trained_model, X, y, (covering,), ["pgd"])
+    assert not any("above the majority share" in w for w in strong.warnings)
+
+
+def test_doubling_the_steps_flags_an_unconverged_attack(trained_model, test_split):
+    X, y = test_split
+    one_step = {"pgd": {"steps": 1, "step_size": 0.05}}
+    evaluation = robnp.evaluate(trained_model, X, y, (0.3,), one_step,
+                                check_convergence=True)
+    assert any("pgd with 2 steps instead of 1 breaks" in w for w in evaluation.warnings)
+    converged = robnp.evaluate(trained_model, X, y, (0.05,), ["pgd"], check_convergence=True)
+    assert not any("not converged" in w for w in converged.warnings), converged.warnings
+
+
+def test_any_object_with_logits_and_input_gradient_can_be_evaluated(trained_model, test_split):
+    class Wrapped:
+        def __init__(self, model):
+            self._model = model
+
+        def logits(self, X):
+            return self._model.logits(X)
+
+        def input_gradient(self, X, y, loss):
+            return self._model.input_gradient(X, y, loss)
+
+    X, y = test_split
+    wrapped = robnp.evaluate(Wrapped(trained_model), X, y, EPS, ["fgsm"])
+    direct = robnp.evaluate(trained_model, X, y, EPS, ["fgsm"])
+    assert wrapped.clean_acc == pytest.approx(robnp.accuracy(trained_model, X, y))
+    np.testing.assert_array_equal(wrapped.worst_success, direct.worst_success)
