@@ -173,6 +173,52 @@ class MLP:
         model.params = np.array(params, dtype=dtype, order="C", copy=True)
         return model
 
+    @classmethod
+    def from_sklearn(cls, clf, *, dtype=np.float64) -> "MLP":
+        """An exact copy of a fitted scikit-learn ``MLPClassifier`` with ReLU hidden layers.
+
+        scikit-learn computes the same ``h @ W + b`` layers (``coefs_[l]`` has shape
+        (fan_in, fan_out), as here). Its multiclass output layer gives softmax logits,
+        kept as they are. Its binary output is one logit ``z`` with
+        ``P(classes_[1]) = sigmoid(z)``; it becomes the two logits ``(0, z)``, whose
+        softmax is ``(1 - sigmoid(z), sigmoid(z))``: the same probabilities and the same
+        decision. Class ``k`` of the result is ``clf.classes_[k]``, so attack labels are
+        indices into ``classes_`` (``np.searchsorted(clf.classes_, y)``).
+
+        Parameters
+        ----------
+        clf : sklearn.neural_network.MLPClassifier, fitted
+        dtype : float32 or float64, default float64 (scikit-learn's own precision)
+
+        Raises
+        ------
+        ConfigError
+            If ``clf`` is not a fitted single-label ``MLPClassifier`` with ReLU
+            hidden layers.
+        """
+        coefs = getattr(clf, "coefs_", None)
+        intercepts = getattr(clf, "intercepts_", None)
+        if coefs is None or intercepts is None or not hasattr(clf, "classes_"):
+            raise ConfigError(f"expected a fitted scikit-learn MLPClassifier, got "
+                              f"{type(clf).__name__}")
+        if getattr(clf, "activation", None) != "relu":
+            raise ConfigError(f"only ReLU hidden layers convert exactly; this classifier's "
+                              f"activation is {getattr(clf, 'activation', None)!r}")
+        output = getattr(clf, "out_activation_", None)
+        if output not in ("softmax", "logistic") or np.ndim(clf.classes_) != 1:
+            raise ConfigError(f"only single-label classifiers convert (softmax or binary "
+                              f"logistic output), got output activation {output!r}")
+        weights = [np.asarray(W, dtype=np.float64) for W in coefs]
+        biases = [np.asarray(b, dtype=np.float64) for b in intercepts]
+        if output == "logistic":
+            if weights[-1].shape[1] != 1 or len(clf.classes_) != 2:
+                raise ConfigError("a logistic output layer converts only for two classes")
+            weights[-1] = np.hstack([np.zeros_like(weights[-1]), weights[-1]])
+            biases[-1] = np.concatenate([[0.0], biases[-1]])
+        sizes = [weights[0].shape[0], *(W.shape[1] for W in weights)]
+        flat = np.concatenate([block for W, b in zip(weights, biases) for block in (W.ravel(), b)])
+        return cls.from_params(sizes, flat, dtype=dtype)
+
     def copy(self) -> "MLP":
         return MLP.from_params(self.layer_sizes, self.params, activation=self.activation)
 
