@@ -94,3 +94,52 @@ def test_plotting_leaves_no_open_figures(written):
     # Figures drawn through pyplot stay registered until closed; robnp draws
     # without it, so a long sweep or report session accumulates nothing.
     assert written["newly_open"] == 0
+
+
+def _drawn(fig):
+    fig.canvas.draw()
+    return fig
+
+
+def test_every_panel_shows_its_own_y_numbers():
+    doc = make_doc(("circles", "moons"))
+    for build in (plots.figure_clean_vs_robust, plots.figure_robustness_gap,
+                  plots.figure_param_scaling):
+        for ax in _drawn(build(doc)).axes:
+            shown = [t.get_text() for t in ax.get_yticklabels() if t.get_visible() and t.get_text()]
+            assert len(shown) >= 3, (build.__name__, ax.get_title())
+
+
+def test_param_scaling_ticks_every_width_and_shows_each_seed():
+    doc = make_doc(("moons",))
+    fig = _drawn(plots.figure_param_scaling(doc))
+    for ax in fig.axes:
+        labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+        assert [label.split("\n")[1] for label in labels] == [f"h={w}" for w in WIDTHS]
+        # one dot per seed and width, no annotation crossing the lines
+        dots = [c for c in ax.collections if c.get_label() == "one seed"]
+        assert len(dots) == 1 and len(dots[0].get_offsets()) == len(SEEDS) * len(WIDTHS)
+        assert not ax.texts
+        assert "too few widths for a 95% CI" in ax.get_title() and "n = 3 widths" in ax.get_title()
+
+
+def test_a_flat_trend_is_not_zoomed_into_a_slope():
+    # Gaps that differ by 0.001 across widths, with no seed noise: the y range
+    # still spans at least 0.05, so the line looks as flat as it is.
+    from study_records import study_records as make
+
+    rows = make(("circles",), SEEDS, WIDTHS, EPSILONS, clean=lambda d, s, w: 0.9,
+                robust=lambda a, d, s, w, e: 0.8 - e - 0.001 * WIDTHS.index(w))
+    doc = document.build_results(rows, {"datasets": [{"name": "circles", "noise": 0.1}]},
+                                 ENVIRONMENT)
+    for ax in plots.figure_param_scaling(doc).axes:
+        low, high = ax.get_ylim()
+        assert high - low >= 0.05
+
+
+def test_the_clean_line_is_drawn_above_every_eps_line():
+    fig = plots.figure_clean_vs_robust(make_doc(("circles",)))
+    for ax in fig.axes:
+        clean = [line for line in ax.lines if line.get_label() == "clean"]
+        others = [line for line in ax.lines if line.get_label().startswith("ε")]
+        assert clean and all(clean[0].get_zorder() > line.get_zorder() for line in others)

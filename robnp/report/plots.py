@@ -98,8 +98,8 @@ def _width_axis(ax, widths) -> None:
 
 def _band(ax, x, mean, std, color, label, **line_kw):
     mean, std = np.asarray(mean), np.asarray(std)
-    (line,) = ax.plot(x, mean, color=color, label=label, marker="o", markersize=3.5,
-                      linewidth=1.6, **line_kw)
+    style = {"marker": "o", "markersize": 3.5, "linewidth": 1.6, **line_kw}
+    (line,) = ax.plot(x, mean, color=color, label=label, **style)
     ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, linewidth=0)
     return line
 
@@ -111,7 +111,15 @@ def _series(rows, key) -> tuple[list, list, list]:
             [row[f"{key}_std"] for row in rows])
 
 
-def _legend(fig, axes, title: str | None) -> None:
+def _label_every_panel(axes) -> None:
+    # sharey hides the numbers of all but the first panel of a row; a reader looking
+    # at the PGD panel alone must still read its values.
+    for ax in axes.flat:
+        ax.tick_params(axis="y", labelleft=True)
+
+
+def _legend(fig, axes, title: str | None, loc: str = "outside right upper",
+            ncols: int = 1) -> None:
     handles, labels = {}, []
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -120,7 +128,7 @@ def _legend(fig, axes, title: str | None) -> None:
                 labels.append(label)
     if labels:
         fig.legend([handles[label] for label in labels], labels, title=title,
-                   loc="outside right upper", fontsize=9)
+                   loc=loc, ncols=ncols, fontsize=9)
 
 
 def _draw_per_eps(data: _PlotData, metric: str):
@@ -138,8 +146,11 @@ def _draw_per_eps(data: _PlotData, metric: str):
         for col_index, (attack, label) in enumerate(data.attacks):
             ax = axes[row_index, col_index]
             if accuracy:
+                # Drawn above every eps line (a small eps nearly equals clean accuracy
+                # and would hide it), dashed and unfilled so the line below shows through.
                 _band(ax, *_series(table_rows, "clean_acc"), color="black",
-                      label="clean", linestyle="--")
+                      label="clean", linestyle=(0, (4, 2)), zorder=5, linewidth=1.3,
+                      marker="")
             for eps in data.epsilons:
                 rows = [row for row in data.aggregated
                         if row["dataset"] == dataset and row["epsilon"] == eps]
@@ -155,51 +166,89 @@ def _draw_per_eps(data: _PlotData, metric: str):
                 ax.axhline(0.0, color="grey", linewidth=0.8)
                 ax.set_ylabel(f"{label} gap")
                 ax.set_title(f"{dataset}: {label} robustness gap")
+    _label_every_panel(axes)
     _legend(fig, axes, None if accuracy else "attack radius")
     return fig
 
 
-def _draw_param_scaling(data: _PlotData):
+def _seed_points(results, dataset, attack) -> tuple[list, list]:
+    """Each seed's mean gap over eps at each width: ``(param counts, gaps)``."""
+    by_task = {}
+    for row in results:
+        if row["dataset"] == dataset:
+            key = (row["param_count"], row["seed"])
+            by_task.setdefault(key, []).append(row[f"{attack}_gap"])
+    keys = sorted(by_task)
+    seeds = sorted({seed for _, seed in keys})
+    # Side by side around the width's position (a log axis: multiplicative offsets),
+    # so the error bar does not hide them.
+    offset = {seed: 1.06 ** (index - (len(seeds) - 1) / 2) for index, seed in enumerate(seeds)}
+    return ([count * offset[seed] for count, seed in keys],
+            [float(np.mean(by_task[k])) for k in keys])
+
+
+def _draw_param_scaling(data: _PlotData, results):
     fig = _new_figure(len(data.datasets), len(data.attacks),
                       f"Mean robustness gap over eps vs parameter count "
-                      f"(mean across {data.n_seeds} seeds, bars = ±1 std)")
+                      f"(line: mean across {data.n_seeds} seeds, bars: ±1 std, dots: each seed)")
     axes = fig.subplots(len(data.datasets), len(data.attacks), squeeze=False,
                         sharey="row")
     for row_index, dataset in enumerate(data.datasets):
         rows = sorted((row for row in data.table if row["dataset"] == dataset),
                       key=lambda row: row["hidden_width"])
         params = [row["param_count"] for row in rows]
+        lows, highs, noise = [], [], []
         for col_index, (attack, label) in enumerate(data.attacks):
             ax = axes[row_index, col_index]
-            means = [row[f"{attack}_gap_mean"] for row in rows]
-            stds = [row[f"{attack}_gap_std"] for row in rows]
+            means = np.array([row[f"{attack}_gap_mean"] for row in rows])
+            stds = np.array([row[f"{attack}_gap_std"] for row in rows])
             color = _ATTACK_COLORS[col_index % len(_ATTACK_COLORS)]
+            seed_x, seed_y = _seed_points(results, dataset, attack)
+            ax.scatter(seed_x, seed_y, s=10, color="dimgray", alpha=0.6, zorder=3,
+                       label="one seed", linewidths=0)
             ax.errorbar(params, means, yerr=stds, color=color, marker="o", capsize=3,
-                        linewidth=1.6)
-            for row, mean in zip(rows, means):
-                ax.annotate(f"h={row['hidden_width']}", (row["param_count"], mean),
-                            textcoords="offset points", xytext=(7, 3), fontsize=7,
-                            color="dimgray")
-            trend = data.summaries[dataset][f"trend_{attack}_gap"]
+                        linewidth=1.6, zorder=4, label="mean ± std")
+            lows.append(min(np.min(means - stds), min(seed_y)))
+            highs.append(max(np.max(means + stds), max(seed_y)))
+            noise.append(float(np.median(stds)))
+            # Widths label the ticks, where no line can cross them.
             ax.set_xscale("log")
             ax.minorticks_off()
-            ax.margins(x=0.12)  # room for the width labels beside the end points
-            ax.set_xlabel("parameter count (log scale)")
+            ax.set_xticks(params)
+            ax.set_xticklabels([f"{p:,}\nh={row['hidden_width']}" for p, row in zip(params, rows)],
+                               fontsize=8)
+            ax.margins(x=0.08)
+            ax.set_xlabel("parameter count (log scale), hidden width")
             ax.set_ylabel(f"mean {label} gap")
-            # The trend goes in the title, where it can never hide a point.
-            ax.set_title(f"{dataset}: {label} gap vs size\n{_trend_text(trend)}", fontsize=10)
+            trend = data.summaries[dataset][f"trend_{attack}_gap"]
+            ax.set_title(f"{dataset}: {label} gap vs size\n{_trend_text(trend, len(rows))}",
+                         fontsize=10)
             ax.grid(True, which="major", alpha=0.3)
+        # A flat trend must look flat: the y range spans at least four times the
+        # seed-to-seed spread (and 0.05), so differences smaller than the noise do not
+        # fill the panel.
+        low, high = min(lows), max(highs)
+        span = max(high - low, 4 * max(noise), 0.05) * 1.1
+        middle = (low + high) / 2
+        axes[row_index, 0].set_ylim(middle - span / 2, middle + span / 2)
+    _label_every_panel(axes)
+    _legend(fig, axes, None, loc="outside lower center", ncols=2)
     return fig
 
 
-def _trend_text(trend) -> str:
+def _trend_text(trend, n_widths: int) -> str:
     def number(value, digits=2):
         return "n/a" if value is None else f"{value:.{digits}f}"
 
     interval = trend["pearson_r_ci95"]
-    ci = "n/a" if interval is None else f"[{interval[0]:.2f}, {interval[1]:.2f}]"
-    return (f"Pearson r = {number(trend['pearson_r'])} (p = {number(trend['pearson_p_value'], 3)}, "
-            f"95% CI {ci}), Spearman ρ = {number(trend['spearman_rho'])}")
+    # Fisher's interval needs n > 3 points; at n = 3 it is [-1, 1] by construction.
+    if interval is None or n_widths <= 3:
+        ci = "too few widths for a 95% CI"
+    else:
+        ci = f"95% CI [{interval[0]:.2f}, {interval[1]:.2f}]"
+    return (f"Pearson r = {number(trend['pearson_r'])} (p = "
+            f"{number(trend['pearson_p_value'], 3)}), {ci}\n"
+            f"Spearman ρ = {number(trend['spearman_rho'])}, n = {n_widths} widths")
 
 
 def figure_clean_vs_robust(results_doc):
@@ -244,7 +293,7 @@ def figure_param_scaling(results_doc):
     -------
     matplotlib.figure.Figure
     """
-    return _draw_param_scaling(_plot_data(results_doc))
+    return _draw_param_scaling(_plot_data(results_doc), results_doc["results"])
 
 
 def write_figures(results_doc, out_dir) -> list[Path]:
@@ -267,7 +316,7 @@ def write_figures(results_doc, out_dir) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     builders = (lambda: _draw_per_eps(data, "acc"),
                 lambda: _draw_per_eps(data, "gap"),
-                lambda: _draw_param_scaling(data))
+                lambda: _draw_param_scaling(data, results_doc["results"]))
     paths = []
     for name, build in zip(FIGURE_FILES, builders):
         paths.append(atomic_savefig(build(), out_dir / name, dpi=_DPI))
