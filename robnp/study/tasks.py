@@ -72,9 +72,26 @@ class Task:
         return (self.width,) * self.depth
 
     def cost(self) -> float:
-        """Relative cost (multiply-adds per example), to start expensive tasks first."""
+        """Estimated floating-point operations of :func:`run_task`, an upper bound
+        that assumes training runs all ``max_epochs``.
+
+        Per training row and epoch: the forward and the two backward products
+        (3 x 2 multiply-add flops per weight); per minibatch, Adam's update (about 10
+        flops per parameter); per test row, one forward and backward pass for the
+        clean accuracy and gradient, and at every radius FGSM's evaluation and PGD's
+        steps plus its evaluation. Used to start expensive tasks first and to weight
+        the progress estimate; only ratios between tasks matter.
+        """
         sizes = (self.input_dim, *self.hidden, get_dataset(self.dataset).n_classes)
-        return float(sum(a * b for a, b in zip(sizes[:-1], sizes[1:])))
+        weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+        n_params = weights + sum(sizes[1:])
+        n_test = int(self.n_samples * self.test_fraction)
+        n_train = self.n_samples - n_test
+        n_batches = -(-n_train // self.batch_size)
+        per_epoch = 6.0 * weights * n_train + 10.0 * n_params * n_batches
+        passes = 3 + len(self.epsilons) * (1 + 3 * self.pgd_steps + 1)
+        attacks = 2.0 * weights * n_test * passes
+        return float(self.max_epochs) * per_epoch + attacks
 
 
 @dataclass(frozen=True)
