@@ -150,9 +150,7 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
     if config is None:
         config = StudyConfig.from_mapping(values, source=source)
     cores = default_jobs()
-    if jobs is not None and jobs > cores:
-        click.echo(f"Warning: --jobs {jobs} exceeds the {cores} core(s) available; "
-                   f"workers will share cores.", err=True)
+    asked = jobs
     jobs = jobs or cores
 
     status = None
@@ -163,6 +161,9 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
             click.echo(f"{n_stored} task(s) already stored in {out_dir}; "
                        f"running the remaining {n_todo}.", err=True)
         workers = worker_count(jobs, n_todo)
+        if asked is not None and asked > cores:
+            click.echo(f"Warning: --jobs {asked} exceeds the {cores} core(s) available; "
+                       f"workers will share cores.", err=True)
         where = f"in {workers} worker processes" if workers else "in this process"
         click.echo(f"Running {n_todo} training task(s) ({config.n_runs} runs in all) "
                    f"{where}.", err=True)

@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass
 
 from .errors import ConfigError
+from .train import _EPOCHS_PER_CALL, _PERMUTATION_BUDGET
 
 __all__ = ["MAX_SIZE", "check_size", "MemoryEstimate", "available_memory", "format_bytes", "training_memory",
            "gradcheck_memory", "check_fits"]
@@ -27,6 +28,7 @@ __all__ = ["MAX_SIZE", "check_size", "MemoryEstimate", "available_memory", "form
 _FLOAT32 = 4
 _FLOAT64 = 8
 _INT64 = 8
+_ROW_OBJECT = 160  # bytes of a small NumPy array object and its list slot
 
 
 @dataclass(frozen=True)
@@ -176,10 +178,12 @@ def training_memory(*, n_features: int, hidden, n_classes: int, n_samples: int,
     # Initialisation draws every block in float64 and concatenates them before the
     # float32 cast; training holds parameters, gradient and two Adam moments.
     parameters = n_params * (2 * _FLOAT64 + _FLOAT32) + n_params * 4 * _FLOAT32
-    # Generated float64 data and labels, the split's copies, the float32 copy fit
-    # and the attacks take, and the permutations (up to 2**20 entries at a time).
-    data = (n_samples * (sizes[0] * (2 * _FLOAT64 + _FLOAT32) + 2 * _INT64)
-            + max(n_train, 1 << 20) * _INT64 + n_train * _INT64)
+    # Generated float64 data and labels with the generator's temporaries, the
+    # split's copies, the float32 copy fit and the attacks take, and the shuffles
+    # fit draws for one compiled call.
+    epochs_at_once = max(1, min(_EPOCHS_PER_CALL, _PERMUTATION_BUDGET // max(n_train, 1)))
+    data = (n_samples * (sizes[0] * (6 * _FLOAT64 + _FLOAT32) + 3 * _INT64)
+            + (epochs_at_once + 1) * n_train * _INT64)
     workspaces = (_workspace_bytes(sizes, batch_rows, _FLOAT32)
                   + batch_rows * (sizes[0] * _FLOAT32 + _INT64)
                   # evaluation and attacks on the test rows: a workspace, the input
@@ -211,8 +215,9 @@ def gradcheck_memory(*, n_features: int, hidden, n_classes: int,
     parameters = n_params * 7 * _FLOAT64
     batch = (n_samples * sizes[0] * 5 * _FLOAT64 + n_samples * 2 * _INT64
              + _workspace_bytes(sizes, n_samples, _FLOAT64)
-             # the pre-activations of every hidden layer, kept while sampling
-             + n_samples * sum(sizes[1:]) * _FLOAT64)
+             # the pre-activations of every hidden layer, kept while sampling, and
+             # the accepted rows, collected one NumPy row object (~100 B) at a time
+             + n_samples * sum(sizes[1:]) * _FLOAT64 + n_samples * 2 * _ROW_OBJECT)
     return MemoryEstimate((
         ("parameters and gradients", widths, float(parameters)),
         ("batch and workspaces", f"samples={n_samples}, {widths}", float(batch)),
