@@ -124,7 +124,7 @@ def test_report_from_an_incomplete_store_says_how_to_finish(copy):
     assert snapshot(copy) == before
 
 
-def test_bare_resume_continues_the_stored_configuration(copy, finished):
+def test_bare_resume_continues_the_stored_configuration(copy, finished, no_figures):
     drop_one_task(copy)
     result = run("sweep", "--out", copy, "--resume", "--quiet", "--jobs", "1")
     assert result.exit_code == 0, result.output
@@ -133,7 +133,7 @@ def test_bare_resume_continues_the_stored_configuration(copy, finished):
         assert load(copy)[key] == load(finished)[key], key
 
 
-def test_resume_with_agreeing_options_continues(copy):
+def test_resume_with_agreeing_options_continues(copy, no_figures):
     drop_one_task(copy)
     result = run("sweep", "--out", copy, "--resume", "--quiet", "--jobs", "1",
                  "--widths", "4,6,8", "--n-samples", "100")
