@@ -52,6 +52,70 @@ def _format_seconds(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+_FLAGS = {field: flag for flag, field, _, _ in _STUDY_OPTIONS}
+
+
+def _resumed_config(out_dir, values: dict, source: str) -> StudyConfig | None:
+    """The configuration stored in ``out_dir`` if it holds finished tasks, after
+    checking that every setting given agrees with it; None when there is none."""
+    from robnp.errors import StoreError
+    from robnp.study.store import read_store
+
+    found = read_store(out_dir, with_results=False)
+    if found is None:
+        return None
+    stored = found[0]
+    given = StudyConfig.from_mapping(
+        {**{name: getattr(stored, name) for name in StudyConfig.field_names()}, **values},
+        source=source)
+    differences = [
+        f"{_FLAGS.get(name, name.replace('_', '-'))} {_show(getattr(given, name))} differs "
+        f"from the stored {name.replace('_', '-')} {_show(getattr(stored, name))}"
+        for name in given.differences(stored)]
+    if differences:
+        raise StoreError(f"{out_dir} holds a different configuration: "
+                         f"{'; '.join(differences)}; drop those options to continue it, "
+                         f"or choose another --out directory")
+    return stored
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that it unwinds like Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+class _Status:
+    """One progress line: on a terminal, a bar redrawn in place below the log
+    lines; elsewhere, nothing but the log lines."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.tty = sys.stderr.isatty()
+        self.shown = False
+
+    def log(self, line: str) -> None:
+        click.echo(f"\r\033[K{line}" if self.shown else line, err=True)
+        self.shown = False
+
+    def update(self, done: int, eta: float) -> None:
+        if not self.tty:
+            return
+        width = 30
+        filled = width * done // max(self.total, 1)
+        bar = "#" * filled + "-" * (width - filled)
+        eta_text = f"  ETA {_format_seconds(eta)}" if done < self.total else ""
+        click.echo(f"\r\033[Ktasks [{bar}] {done}/{self.total}{eta_text}", err=True, nl=False)
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            click.echo("", err=True)
+            self.shown = False
+
+
 @click.command()
 @study_options
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
@@ -61,7 +125,9 @@ def _format_seconds(seconds: float) -> str:
               type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--jobs", type=int, default=None,
               help="Worker processes.  [default: all cores]")
-@click.option("--resume", is_flag=True, help="Continue a study stored in --out (same config).")
+@click.option("--resume", is_flag=True,
+              help="Continue the study stored in --out with its stored settings "
+                   "(options given must agree with them).")
 @click.option("--quiet", "-q", is_flag=True, help="No line per finished task.")
 def sweep(config_file, out_dir, jobs, resume, quiet, **options):
     """Train every (dataset, seed, width), attack it with every attack (FGSM and PGD
@@ -71,51 +137,71 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
     With no options this is the robustness-scaling study: circles and moons,
     widths 16-512, eps 0.01-0.5, seeds 42, 123, 7 (36 trainings, 180 runs).
     """
+    import signal
+
     from robnp.report import format_summary_table
     from robnp.study import default_jobs, load_config_file, run_study
+    from robnp.study.executor import worker_count
 
+    if not out_dir.strip():
+        raise click.BadParameter("must name a directory, got an empty value",
+                                 param_hint="--out")
+    if jobs is not None and jobs < 1:
+        raise click.BadParameter(f"must be >= 1, got {jobs}", param_hint="--jobs")
     values = load_config_file(config_file) if config_file else {}
     names = options.pop("attacks")
     if names is not None or "attacks" in values:
         values["attacks"] = StudyConfig.merge_attacks(values.get("attacks"), names)
     values.update({name: value for name, value in options.items() if value is not None})
-    config = StudyConfig.from_mapping(values, source=config_file or "options")
-    if jobs is not None and jobs < 1:
-        raise click.BadParameter(f"must be >= 1, got {jobs}", param_hint="--jobs")
-    jobs = jobs or default_jobs()
+    source = config_file or "options"
+    config = _resumed_config(out_dir, values, source) if resume else None
+    if config is None:
+        config = StudyConfig.from_mapping(values, source=source)
+    cores = default_jobs()
+    asked = jobs
+    jobs = jobs or cores
 
-    bar = None
+    status = None
 
     def on_start(n_todo, n_stored):
-        nonlocal bar
+        nonlocal status
         if n_stored:
             click.echo(f"{n_stored} task(s) already stored in {out_dir}; "
                        f"running the remaining {n_todo}.", err=True)
+        workers = worker_count(jobs, n_todo)
+        if asked is not None and asked > cores:
+            click.echo(f"Warning: --jobs {asked} exceeds the {cores} core(s) available; "
+                       f"workers will share cores.", err=True)
+        where = f"in {workers} worker processes" if workers else "in this process"
         click.echo(f"Running {n_todo} training task(s) ({config.n_runs} runs in all) "
-                   f"on {jobs} worker(s).", err=True)
-        bar = click.progressbar(length=n_todo, label="tasks", show_pos=True, show_eta=True,
-                                file=sys.stderr)
-        bar.__enter__()
+                   f"{where}.", err=True)
+        status = _Status(n_todo)
+        status.update(0, 0.0)
 
     def on_progress(progress):
         if not quiet:
             r = progress.result
-            line = (f"[{progress.n_done:>3}/{progress.n_total}] {progress.task.label:<32} "
-                    f"{r.epochs:>5} epochs  loss {r.final_loss:.4f}  clean {r.clean_acc:.4f}  "
-                    f"{r.seconds:6.1f}s  ETA {_format_seconds(progress.eta)}")
-            click.echo(f"\r\033[K{line}" if sys.stderr.isatty() else line, err=True)
-        bar.update(1)
+            eta = f"  ETA {_format_seconds(progress.eta)}" if not status.tty else ""
+            status.log(f"[{progress.n_done:>3}/{progress.n_total}] {progress.task.label:<32} "
+                       f"{r.epochs:>5} epochs  loss {r.final_loss:.4f}  "
+                       f"clean {r.clean_acc:.4f}  {r.seconds:6.1f}s{eta}")
+        status.update(progress.n_done, progress.eta)
 
+    previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         outcome = run_study(config, out_dir, jobs=jobs, resume=resume,
                             on_progress=on_progress, on_start=on_start)
-    except KeyboardInterrupt:
-        click.echo(f"\nInterrupted. Finished tasks are stored in {out_dir}; "
-                   f"rerun with --resume to finish.", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        if status is not None:
+            status.close()
+        what = "Terminated" if isinstance(exc, _Terminated) else "Interrupted"
+        click.echo(f"{what}. Finished tasks are stored in {out_dir}; finish with "
+                   f"robnp sweep --out {out_dir} --resume", err=True)
+        sys.exit(143 if isinstance(exc, _Terminated) else 130)
     finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+        signal.signal(signal.SIGTERM, previous_term)
+        if status is not None:
+            status.close()
     click.echo(format_summary_table(outcome.document))
     click.echo(f"\nRan {outcome.n_ran} task(s), reused {outcome.n_reused}, "
                f"in {_format_seconds(outcome.seconds)}.")
@@ -127,12 +213,23 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
 @click.argument("out_dir", type=click.Path(file_okay=False))
 def report(out_dir):
     """Rebuild the summary table, results.json statistics and figures of OUT_DIR
-    from its stored records, without training."""
-    from robnp.report import format_summary_table, regenerate
+    from its stored records, without training; from tasks.sqlite when results.json
+    is missing. Refuses (exit 2, nothing rewritten) records robnp validate finds
+    inconsistent."""
+    from pathlib import Path
 
-    document = regenerate(out_dir)
+    from robnp.report import RESULTS_FILE, format_summary_table, regenerate
+    from robnp.study.runner import rebuild_report
+    from robnp.study.store import STORE_NAME
+
+    if not (Path(out_dir) / RESULTS_FILE).exists() and (Path(out_dir) / STORE_NAME).is_file():
+        document, _ = rebuild_report(out_dir)
+        source = STORE_NAME
+    else:
+        document = regenerate(out_dir)
+        source = "its records"
     click.echo(format_summary_table(document))
-    click.echo(f"\nRegenerated results.json and figures in {out_dir}.")
+    click.echo(f"\nRegenerated results.json and figures in {out_dir} from {source}.")
 
 
 @click.command()

@@ -20,7 +20,8 @@ from . import kernels
 from .errors import ConfigError
 from .gradients import loss_and_input_gradient, param_gradient
 from .losses import loss_code
-from .model import MLP
+from .limits import check_fits, gradcheck_memory
+from .model import MLP, _check_sizes, _is_sequence
 
 __all__ = ["BlockCheck", "GradCheckReport", "check_model_gradients", "check_gradients",
            "sample_away_from_kinks", "relative_error"]
@@ -184,6 +185,13 @@ def check_gradients(hidden: Sequence[int] = (17, 17), n_features: int = 2, n_cla
             or n_samples < 1:
         raise ConfigError(f"n_samples must be an integer >= 1, got {n_samples!r}")
     loss_code(loss)
+    # Refuse what cannot fit before allocating any of it (sizes checked as MLP does).
+    if not _is_sequence(hidden):
+        raise ConfigError(f"hidden must be a sequence of widths, got {hidden!r}")
+    sizes = _check_sizes((n_features, *hidden, n_classes))
+    check_fits(gradcheck_memory(n_features=sizes[0], hidden=sizes[1:-1],
+                                n_classes=sizes[-1], n_samples=n_samples),
+               f"a gradient check of layers {sizes} on {n_samples} samples")
     rng = np.random.default_rng(seed)
     model = MLP(n_features, hidden, n_classes, dtype=np.float64, seed=rng)
     X, y = sample_away_from_kinks(model, n_samples, rng, kink_margin, loss)

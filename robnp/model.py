@@ -288,7 +288,19 @@ class MLP:
             raise DataError("X has no rows")
         if not np.issubdtype(X.dtype, np.number):
             raise DataError(f"X must be numeric, got dtype {X.dtype}")
-        X = np.ascontiguousarray(X, dtype=self.dtype)
+        original = X
+        with np.errstate(over="ignore"):
+            X = np.ascontiguousarray(X, dtype=self.dtype)
+        # Every attack, accuracy and gradient path starts here: a NaN or infinity let
+        # through would come back as NaN points and a meaningless accuracy.
+        finite = np.isfinite(X)
+        if not finite.all():
+            row, column = (int(i) for i in np.argwhere(~finite)[0])
+            value = original[row, column]
+            why = (f"is {value}" if not np.isfinite(value) else
+                   f"= {value} overflows {self.dtype.name}")
+            raise DataError(f"X must hold finite numbers: X[{row}, {column}] (row {row}, "
+                            f"column {column}) {why}")
         return X
 
     def check_labels(self, y, n_rows: int) -> np.ndarray:
@@ -363,6 +375,19 @@ def save_model(model: MLP, path) -> None:
         raise ModelFileError(str(exc)) from None
 
 
+def _reason(exc: BaseException) -> str:
+    """Why a file could not be read, without advice to unpickle it."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, zipfile.BadZipFile):
+        return "not a valid zip archive"
+    if isinstance(exc, EOFError):
+        return "the file is empty or truncated"
+    if "pickle" in str(exc):
+        return "its content is neither a zip archive nor a NumPy array"
+    return str(exc)
+
+
 def load_model(path) -> MLP:
     """Read a model written by :func:`save_model`. Never unpickles; a missing,
     truncated or inconsistent file raises :class:`~robnp.errors.ModelFileError`."""
@@ -373,8 +398,10 @@ def load_model(path) -> MLP:
     except FileNotFoundError:
         raise ModelFileError(f"model file not found: {path}") from None
     except unreadable as exc:
-        raise ModelFileError(f"cannot read model file {path} (not an .npz archive written "
-                             f"by save_model?): {exc}") from None
+        # NumPy's own message for a file it cannot parse suggests allow_pickle, which
+        # would execute code from the file: say what the file should be instead.
+        raise ModelFileError(f"cannot read model file {path}: expected an .npz archive "
+                             f"written by robnp's save_model ({_reason(exc)})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         # np.load hands back a .npy file's array itself.
         raise ModelFileError(f"{path} is not a robnp model: expected an .npz archive "
@@ -383,7 +410,8 @@ def load_model(path) -> MLP:
         with archive:
             files = dict(archive.items())
     except unreadable as exc:
-        raise ModelFileError(f"cannot read model file {path}: {exc}") from None
+        raise ModelFileError(f"cannot read model file {path}: expected an .npz archive "
+                             f"written by robnp's save_model ({_reason(exc)})") from None
     if "meta" not in files:
         raise ModelFileError(f"{path} is not a robnp model: no 'meta' entry")
     try:
@@ -406,6 +434,13 @@ def load_model(path) -> MLP:
                 raise ModelFileError(
                     f"{path}: array {name!r} has shape {files[name].shape}, "
                     f"expected {shape} for layer sizes {sizes}")
+            finite = np.isfinite(files[name])
+            if not finite.all():
+                where = tuple(int(i) for i in np.argwhere(~finite)[0])
+                raise ModelFileError(
+                    f"{path}: array {name!r} holds a non-finite value "
+                    f"({files[name][where]} at index {where}); a model's parameters "
+                    f"must be finite numbers")
             blocks.append(files[name].ravel())
     extra = set(files) - {"meta"} - {f"{kind}_{i}" for i in range(len(sizes) - 1)
                                       for kind in ("coef", "intercept")}

@@ -30,3 +30,11 @@ def reference_forward(model, X):
         A = np.maximum(Z, 0) if layer < len(coefs) - 1 else Z
         activations.append(A)
     return activations
+
+
+@pytest.fixture
+def no_figures(monkeypatch):
+    """Skip drawing figures in sweep tests about something else (matplotlib is slow)."""
+    import robnp.report.document
+
+    monkeypatch.setattr(robnp.report.document, "write_figures", lambda document, out_dir: [])

@@ -179,7 +179,10 @@ def write_report(results_doc, out_dir) -> dict[str, Path]:
         ``"robustness_gap"``, ``"param_scaling"``) mapped to its file.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
     # results.json first: it is the one file the figures can be rebuilt from.
     written = {"results": atomic_write_json(out_dir / RESULTS_FILE, results_doc)}
     for name, path in zip(FIGURE_FILES, write_figures(results_doc, out_dir)):
@@ -208,9 +211,11 @@ def regenerate(out_dir) -> dict:
     Raises
     ------
     StoreError, DataError
-        As :func:`load_results`, or if the stored records break the schema.
+        As :func:`load_results`; a DataError, with nothing rewritten, if the
+        records fail one of :data:`INTEGRITY_CHECKS` of :mod:`robnp.report.validate`.
     """
     old = load_results(out_dir)
+    _refuse_invalid(out_dir)
     environment = old.get("environment")
     rebuilt = build_results(old["results"], old["config"],
                             environment if isinstance(environment, Mapping) else {},
@@ -219,3 +224,26 @@ def regenerate(out_dir) -> dict:
     document.update(rebuilt)
     write_report(document, out_dir)
     return document
+
+
+#: The checks of :func:`robnp.report.validate.validate_results` a report is not rebuilt
+#: without: what the records and configuration say must be true for the figures
+#: drawn from them to be true. The plausibility checks (clean accuracy, PGD versus
+#: FGSM, trends) describe a healthy study, not a consistent one, and the aggregate,
+#: summary and figure checks concern exactly what a report rebuilds.
+INTEGRITY_CHECKS = ("records match the schema", "config lists the sweep",
+                    "every run of the config present once", "accuracies in [0, 1]",
+                    "gaps equal clean minus robust accuracy")
+
+
+def _refuse_invalid(out_dir) -> None:
+    from robnp.report.validate import validate_results
+
+    outcome = validate_results(out_dir)
+    problems = [failure for failure in outcome.failures
+                if failure.split(": ", 1)[0] in INTEGRITY_CHECKS]
+    if problems:
+        shown = "; ".join(problems[:3])
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise DataError(f"{Path(out_dir) / RESULTS_FILE} is invalid, nothing rewritten: "
+                        f"{shown}{more}; see robnp validate {out_dir}")

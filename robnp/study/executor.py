@@ -5,12 +5,26 @@ state) and with every BLAS and Numba thread count set to 1 in their environment:
 each worker occupies one core, and ``--jobs`` decides how many cores are used.
 Results arrive as they finish; their order never affects their values, since each
 task is a pure function of its content.
+
+A worker never outlives the process that started it. It ignores SIGINT and
+SIGTERM (a terminal or a batch scheduler sends those to the whole process group;
+the parent decides what happens), asks Linux to kill it when its parent dies
+(``prctl(PR_SET_PDEATHSIG)``), and on every platform watches the pipe that
+connects it to its parent and exits when that closes. When the parent stops
+early (an exception, Ctrl-C, SIGTERM, the caller closing the generator) it kills
+the workers instead of waiting for their tasks to finish.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
+import sys
+import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -19,10 +33,13 @@ from typing import Iterable, Iterator
 from ..errors import WorkerError
 from .tasks import Task, TaskResult, run_task
 
-__all__ = ["run_tasks", "default_jobs"]
+__all__ = ["run_tasks", "default_jobs", "worker_count"]
 
 _THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                      "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# How long to wait for killed workers to be reaped before giving up on them.
+_KILL_GRACE_SECONDS = 1.0
 
 
 def default_jobs() -> int:
@@ -31,6 +48,14 @@ def default_jobs() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
+
+
+def worker_count(jobs: int, n_tasks: int) -> int:
+    """Worker processes :func:`run_tasks` starts for ``n_tasks`` tasks; 0 means the
+    tasks run in the calling process (one job, or at most one task)."""
+    if jobs <= 1 or n_tasks <= 1:
+        return 0
+    return min(jobs, n_tasks)
 
 
 @contextmanager
@@ -47,26 +72,76 @@ def _single_threaded_children():
                 os.environ[name] = value
 
 
+def _die_with_parent_on_linux() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # no prctl: the watcher thread below still ends the worker
+
+
+def _watch_parent(sentinel) -> None:
+    # The sentinel is the read end of a pipe whose write end only the parent holds:
+    # it becomes readable when the parent is gone, however it ended.
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Run in each worker before its first task (see the module docstring)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent_on_linux()
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_watch_parent, args=(parent.sentinel,), daemon=True,
+                         name="robnp-parent-watch").start()
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """End every worker of ``pool`` now, without waiting for its task."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        try:
+            process.kill()
+        except (OSError, ValueError, AttributeError):
+            pass  # already gone
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        try:
+            process.join(_KILL_GRACE_SECONDS)
+        except (OSError, ValueError, AssertionError):
+            pass
+
+
 def run_tasks(tasks: Iterable[Task], jobs: int = 1) -> Iterator[tuple[Task, TaskResult]]:
     """Run ``tasks`` and yield ``(task, result)`` as each finishes.
 
-    With ``jobs == 1`` tasks run here, one after another; otherwise in ``jobs``
-    worker processes, the most expensive first so that the last task to finish
-    is a cheap one. When a task fails, the tasks not yet started are cancelled,
-    those already running are waited for and their results yielded, and only then
-    is the first failure raised: a caller that stores each result as it arrives
-    keeps every task that finished. Closing the generator early (or an exception
-    such as KeyboardInterrupt) cancels the tasks not yet started.
+    With ``jobs == 1`` (or a single task) tasks run here, one after another;
+    otherwise in ``worker_count(jobs, len(tasks))`` worker processes, the most
+    expensive first so that the last task to finish is a cheap one. When a task
+    fails, the tasks not yet started are cancelled, those already running are
+    waited for and their results yielded, and only then is the first failure
+    raised: a caller that stores each result as it arrives keeps every task that
+    finished. Closing the generator early, or an exception such as
+    KeyboardInterrupt reaching it, kills the workers at once.
     """
     tasks = sorted(tasks, key=lambda task: -task.cost())
-    if jobs <= 1 or len(tasks) <= 1:
+    workers = worker_count(jobs, len(tasks))
+    if workers == 0:
         for task in tasks:
             yield task, run_task(task)
         return
     order = {task: position for position, task in enumerate(tasks)}
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)),
-                               mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=workers,
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=(os.getpid(),))
     failure = None
+    finished = False
     try:
         # Workers are spawned as tasks are submitted: they inherit this environment.
         with _single_threaded_children():
@@ -85,8 +160,12 @@ def run_tasks(tasks: Iterable[Task], jobs: int = 1) -> Iterator[tuple[Task, Task
                     failure = (task, error)
                     for other in pending:
                         other.cancel()
+        finished = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            _kill_workers(pool)
     if failure is not None:
         task, error = failure
         if isinstance(error, BrokenProcessPool):

@@ -20,18 +20,21 @@ from __future__ import annotations
 
 import platform
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from .._version import __version__
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
+from ..limits import check_fits, training_memory
 from .config import StudyConfig
 from .executor import default_jobs, run_tasks
-from .store import TaskStore, check_writable
+from .store import STORE_NAME, TaskStore, check_writable, read_store
 from .tasks import Task, TaskResult
 
-__all__ = ["run_study", "StudyOutcome", "Progress", "environment"]
+__all__ = ["run_study", "rebuild_report", "check_memory", "StudyOutcome", "Progress",
+           "environment"]
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,19 @@ class Progress:
     n_done: int
     n_total: int
     elapsed: float
+    cost_done: float = 0.0
+    cost_total: float = 0.0
 
     @property
     def eta(self) -> float:
-        """Seconds left, extrapolated from the tasks finished in this run."""
+        """Seconds left: the cost of the tasks still to run (:meth:`Task.cost`) at the
+        seconds per unit of cost observed so far in this run. Tasks differ in cost
+        by orders of magnitude and the most expensive run first, so counting tasks
+        would overestimate the rest of the run."""
+        if self.n_done >= self.n_total:
+            return 0.0
+        if self.cost_done > 0 and self.cost_total > 0:
+            return self.elapsed / self.cost_done * max(self.cost_total - self.cost_done, 0.0)
         return self.elapsed / self.n_done * (self.n_total - self.n_done) if self.n_done else 0.0
 
 
@@ -96,31 +108,90 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None, resume: 
     -------
     StudyOutcome
     """
-    from ..report import build_results, write_report
-
     if jobs is None:
         jobs = default_jobs()
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if str(out_dir) == "":
+        raise ConfigError("out_dir must name a directory, got an empty path")
     out_dir = Path(out_dir)
+    tasks = config.tasks()
+    # Here, before any file is written or worker started: the same refusal for any jobs.
+    check_memory(tasks)
     check_writable(out_dir)
     start = time.perf_counter()
     with TaskStore.open(out_dir, config, resume=resume) as store:
-        tasks = config.tasks()
         done = store.done_keys()
         todo = [task for task in tasks if task.key not in done]
         if on_start is not None:
             on_start(len(todo), len(tasks) - len(todo))
-        for n_done, (task, result) in enumerate(run_tasks(todo, jobs), start=1):
-            store.put(result)
-            if on_progress is not None:
-                on_progress(Progress(task, result, n_done, len(todo),
-                                     time.perf_counter() - start))
+        cost_total = sum(task.cost() for task in todo)
+        cost_done = 0.0
+        with closing(run_tasks(todo, jobs)) as finished:
+            for n_done, (task, result) in enumerate(finished, start=1):
+                store.put(result)
+                cost_done += task.cost()
+                if on_progress is not None:
+                    on_progress(Progress(task, result, n_done, len(todo),
+                                         time.perf_counter() - start, cost_done, cost_total))
         stored = store.results()
+    document, paths = _write_study(config, stored, out_dir)
+    return StudyOutcome(document, paths, len(tasks), len(todo), len(tasks) - len(todo),
+                        time.perf_counter() - start)
+
+
+def check_memory(tasks) -> None:
+    """Refuse (:class:`~robnp.errors.ConfigError`) a study whose largest task cannot
+    fit in the memory this machine has available (see :mod:`robnp.limits`)."""
+    from ..data import get_dataset
+
+    for task in tasks:
+        estimate = training_memory(
+            n_features=task.input_dim, hidden=task.hidden,
+            n_classes=get_dataset(task.dataset).n_classes, n_samples=task.n_samples,
+            test_fraction=task.test_fraction, batch_size=task.train.batch_size,
+            max_epochs=task.train.max_epochs)
+        check_fits(estimate, f"task {task.label}")
+
+
+def _write_study(config: StudyConfig, stored: dict[str, TaskResult], out_dir: Path):
+    """Build the results document from every task's stored result and write it."""
+    from ..report import build_results, write_report
+
+    tasks = config.tasks()
     results = [stored[task.key] for task in tasks]
     records = [record for result in results for record in result.records]
     document = build_results(records, config.to_dict(), environment(),
                              tasks=[result.summary(task) for task, result in zip(tasks, results)])
-    paths = write_report(document, out_dir)
-    return StudyOutcome(document, paths, len(tasks), len(todo), len(tasks) - len(todo),
-                        time.perf_counter() - start)
+    return document, write_report(document, out_dir)
+
+
+def rebuild_report(out_dir) -> tuple[dict, dict]:
+    """Write results.json and the figures of ``out_dir`` from its task store alone
+    (the store knows its configuration), without training.
+
+    Returns
+    -------
+    (document, paths)
+        As :func:`run_study` writes them.
+
+    Raises
+    ------
+    StoreError
+        If ``out_dir`` holds no store, a damaged one, or one missing some tasks of
+        its configuration (then ``robnp sweep --resume`` finishes it).
+    """
+    out_dir = Path(out_dir)
+    found = read_store(out_dir)
+    if found is None:
+        raise StoreError(f"no {STORE_NAME} with finished tasks in {out_dir}: nothing to "
+                         f"report yet")
+    config, stored = found
+    missing = [task for task in config.tasks() if task.key not in stored]
+    if missing:
+        raise StoreError(
+            f"{out_dir / STORE_NAME} holds {len(stored)} of the study's "
+            f"{len(config.tasks())} tasks (missing {missing[0].label}"
+            f"{' and others' if len(missing) > 1 else ''}); finish it with "
+            f"robnp sweep --out {out_dir} --resume")
+    return _write_study(config, stored, out_dir)

@@ -31,7 +31,7 @@ from ..errors import StoreError
 from .config import StudyConfig
 from .tasks import TaskResult
 
-__all__ = ["TaskStore", "STORE_NAME"]
+__all__ = ["TaskStore", "STORE_NAME", "read_store"]
 
 STORE_NAME = "tasks.sqlite"
 
@@ -64,6 +64,13 @@ def _read(connection: sqlite3.Connection, path: Path, query: str) -> list[tuple]
         raise StoreError(f"{path} is not a readable robnp task store: {exc}") from None
 
 
+def _cause(exc: BaseException) -> str:
+    """The reason an I/O call failed, without Python's decoration."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
 def _parse_result(path: Path, key: str, text) -> TaskResult:
     try:
         result = TaskResult.from_json(text)
@@ -75,6 +82,66 @@ def _parse_result(path: Path, key: str, text) -> TaskResult:
                          f"task {result.key!r}; move the file away or choose another "
                          f"--out directory")
     return result
+
+
+def _stored_meta(connection: sqlite3.Connection, path: Path) -> tuple[dict, int, dict | None]:
+    """``(meta records, finished task count, stored configuration)`` of a store,
+    read without writing; a StoreError if the file is not a readable store."""
+    tables = _tables(connection, path)
+    if tables and tables != _SCHEMA:
+        found = "; ".join(f"{name}({', '.join(columns)})"
+                          for name, columns in sorted(tables.items()))
+        raise StoreError(
+            f"{path} is not a robnp task store (it holds {found}, not meta(key, value); "
+            f"tasks(key, result)); move it away or choose another --out directory")
+    stored = dict(_read(connection, path, "SELECT key, value FROM meta")) if tables else {}
+    n_done = _read(connection, path, "SELECT COUNT(*) FROM tasks")[0][0] if tables else 0
+    previous = None
+    if stored or n_done:
+        missing = [name for name in _REQUIRED_META if not isinstance(stored.get(name), str)]
+        if missing:
+            raise StoreError(
+                f"{path} is damaged: its {' and '.join(missing)} record is missing; "
+                f"move the file away or choose another --out directory")
+        try:
+            previous = json.loads(stored["config"])
+        except ValueError:
+            previous = None
+        if not isinstance(previous, dict):
+            raise StoreError(
+                f"{path} is damaged: its stored configuration is unreadable; move the "
+                f"file away or choose another --out directory")
+    return stored, n_done, previous
+
+
+def read_store(out_dir, *, with_results: bool = True
+               ) -> tuple[StudyConfig, dict[str, TaskResult]] | None:
+    """The configuration and finished tasks stored in ``out_dir``, or None when it
+    holds no store with a finished task. Reads only; a file that is not a readable
+    store is a :class:`~robnp.errors.StoreError` and is left as it was. With
+    ``with_results=False`` the tasks are not read (an empty dict is returned)."""
+    path = Path(out_dir) / STORE_NAME
+    if not path.is_file():
+        return None
+    try:
+        connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from None
+    try:
+        _, n_done, previous = _stored_meta(connection, path)
+        if not n_done:
+            return None
+        try:
+            config = StudyConfig.from_dict(previous)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StoreError(f"{path}: its stored configuration is not one this robnp "
+                             f"version can read ({exc})") from None
+        results = {key: _parse_result(path, key, text) for key, text in
+                   _read(connection, path, "SELECT key, result FROM tasks")
+                   } if with_results else {}
+    finally:
+        connection.close()
+    return config, results
 
 
 class TaskStore:
@@ -131,31 +198,8 @@ class TaskStore:
     def _check(connection, path: Path, out_dir: Path, config: StudyConfig, resume: bool):
         """Check an existing store (reads only), then create or take it over if it
         holds no finished task."""
-        tables = _tables(connection, path)
+        stored, n_done, previous = _stored_meta(connection, path)
         connection.execute("PRAGMA synchronous=FULL")
-        if tables and tables != _SCHEMA:
-            found = "; ".join(f"{name}({', '.join(columns)})"
-                              for name, columns in sorted(tables.items()))
-            raise StoreError(
-                f"{path} is not a robnp task store (it holds {found}, not meta(key, value); "
-                f"tasks(key, result)); move it away or choose another --out directory")
-        stored = dict(_read(connection, path, "SELECT key, value FROM meta")) if tables else {}
-        n_done = _read(connection, path, "SELECT COUNT(*) FROM tasks")[0][0] if tables else 0
-        previous = None
-        if stored or n_done:
-            missing = [name for name in _REQUIRED_META if not isinstance(stored.get(name), str)]
-            if missing:
-                raise StoreError(
-                    f"{path} is damaged: its {' and '.join(missing)} record is missing; "
-                    f"move the file away or choose another --out directory")
-            try:
-                previous = json.loads(stored["config"])
-            except ValueError:
-                previous = None
-            if not isinstance(previous, dict):
-                raise StoreError(
-                    f"{path} is damaged: its stored configuration is unreadable; move the "
-                    f"file away or choose another --out directory")
         if n_done:
             if not resume:
                 raise StoreError(
@@ -191,18 +235,26 @@ class TaskStore:
             raise StoreError(f"cannot write results store {path}: {exc}") from None
 
     def done_keys(self) -> set[str]:
-        return {row[0] for row in self._db.execute("SELECT key FROM tasks")}
+        return {row[0] for row in _read(self._db, self.path, "SELECT key FROM tasks")}
 
     def put(self, result: TaskResult) -> None:
         """Store one finished task durably (committed before returning)."""
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?)",
-                             (result.key, result.to_json()))
+        text = result.to_json()
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?)",
+                                 (result.key, text))
+        except sqlite3.Error as exc:
+            # The transaction is rolled back: every task committed before is intact.
+            raise StoreError(
+                f"cannot write results store {self.path}: {_cause(exc)}; the tasks "
+                f"stored before are intact, free the space or fix the directory and "
+                f"rerun with --resume") from None
 
     def results(self) -> dict[str, TaskResult]:
         return {key: _parse_result(self.path, key, text)
-                for key, text in self._db.execute("SELECT key, result FROM tasks")}
+                for key, text in _read(self._db, self.path, "SELECT key, result FROM tasks")}
 
     def close(self) -> None:
         self._db.close()

@@ -71,9 +71,37 @@ class Task:
         return (self.width,) * self.depth
 
     def cost(self) -> float:
-        """Relative cost (multiply-adds per example), to start expensive tasks first."""
+        """Estimated floating-point operations of :func:`run_task`, an upper bound
+        that assumes training runs all ``max_epochs``.
+
+        Per training row and epoch: the forward and the two backward products
+        (3 x 2 multiply-add flops per weight); per minibatch, Adam's update (about 10
+        flops per parameter); per test row, one forward and backward pass for the
+        clean accuracy and gradient, and at every radius FGSM's evaluation and PGD's
+        steps plus its evaluation. Used to start expensive tasks first and to weight
+        the progress estimate; only ratios between tasks matter.
+        """
         sizes = (self.input_dim, *self.hidden, get_dataset(self.dataset).n_classes)
-        return float(sum(a * b for a, b in zip(sizes[:-1], sizes[1:])))
+        weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+        n_params = weights + sum(sizes[1:])
+        n_test = int(self.n_samples * self.test_fraction)
+        n_train = self.n_samples - n_test
+        n_batches = -(-n_train // self.train.batch_size)
+        per_epoch = 6.0 * weights * n_train + 10.0 * n_params * n_batches
+        passes = 3 + len(self.epsilons) * sum(_attack_passes(options) for _, options in self.attacks)
+        attacks = 2.0 * weights * n_test * passes
+        return float(self.train.max_epochs) * per_epoch + attacks
+
+
+def _attack_passes(options) -> float:
+    """Forward-pass equivalents of one attack at one radius: a gradient step costs a
+    forward and a backward pass (about 3), a query one forward pass, and the final
+    evaluation one more (times the restarts the options ask for)."""
+    steps = getattr(options, "steps", None)
+    queries = getattr(options, "n_queries", None)
+    restarts = getattr(options, "n_restarts", 1) or 1
+    per_run = 3.0 * steps if steps is not None else float(queries or 3)
+    return restarts * per_run + 1
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,242 @@
+"""Memory limits checked before memory is spent.
+
+A width of 10**9 or 10**12 samples does not fail gracefully inside NumPy: it ends
+in a ``MemoryError`` (or a ``ValueError`` about array dimensions) deep in a
+worker, after other work has started. The functions here estimate, from the sizes
+alone, the bytes a piece of work will hold at its peak, compare that with the
+memory the machine has available, and raise one :class:`~robnp.errors.ConfigError`
+that names the size responsible, the estimate and the machine's memory.
+
+The estimates count the arrays robnp allocates (parameters, gradients, Adam
+moments, kernel workspaces, data, buffers); they leave out the interpreter, NumPy,
+Numba and compiled code (a few hundred MB per process), so they refuse only what
+cannot fit, not everything that will not.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .train import _EPOCHS_PER_CALL, _PERMUTATION_BUDGET
+
+__all__ = ["MAX_SIZE", "check_size", "MemoryEstimate", "available_memory", "format_bytes", "training_memory",
+           "gradcheck_memory", "check_fits"]
+
+_FLOAT32 = 4
+_FLOAT64 = 8
+_INT64 = 8
+_ROW_OBJECT = 160  # bytes of a small NumPy array object and its list slot
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak bytes of one piece of work, by part.
+
+    Attributes
+    ----------
+    parts : tuple of (str, str, float)
+        ``(what, the sizes it grows with, bytes)`` for each part.
+    """
+
+    parts: tuple[tuple[str, str, float], ...]
+
+    @property
+    def total(self) -> float:
+        return float(sum(part[2] for part in self.parts))
+
+    @property
+    def largest(self) -> tuple[str, str, float]:
+        return max(self.parts, key=lambda part: part[2])
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in binary units: ``'7.6 GiB'``; astronomically large values in
+    powers of ten (``'3.2e+22 B'``)."""
+    if not math.isfinite(n) or n >= 1024 ** 7:
+        return f"{n:.1e} B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _cgroup_headroom() -> float | None:
+    """Bytes left under this process's cgroup v2 memory limit, if it has one."""
+    try:
+        with open("/proc/self/cgroup", encoding="ascii") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("0::"):
+            base = os.path.join("/sys/fs/cgroup", line[3:].lstrip("/"))
+            try:
+                with open(os.path.join(base, "memory.max"), encoding="ascii") as handle:
+                    limit = handle.read().strip()
+                with open(os.path.join(base, "memory.current"), encoding="ascii") as handle:
+                    current = int(handle.read().strip())
+            except (OSError, ValueError):
+                return None
+            if limit == "max":
+                return None
+            try:
+                return max(0.0, float(int(limit) - current))
+            except ValueError:
+                return None
+    return None
+
+
+def available_memory() -> float | None:
+    """Bytes of memory available to new allocations, or None if unknown.
+
+    ``MemAvailable`` from ``/proc/meminfo`` (what Linux can hand out without
+    swapping), else free physical pages from ``os.sysconf``; the smaller of that
+    and what a cgroup memory limit leaves.
+    """
+    found = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    found = float(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        found = None
+    if found is None:
+        try:
+            found = float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            found = None
+    headroom = _cgroup_headroom()
+    if headroom is not None:
+        found = headroom if found is None else min(found, headroom)
+    return found
+
+
+#: Largest count any size may take: beyond it a float no longer holds every integer
+#: and NumPy's index arithmetic is near overflow; no machine has memory for it anyway.
+MAX_SIZE = 2 ** 53
+
+
+def check_size(name: str, value) -> int:
+    """``value`` as an int if it is at most :data:`MAX_SIZE`; a ConfigError otherwise."""
+    if value > MAX_SIZE:
+        raise ConfigError(f"{name} must be at most 2**53 = {MAX_SIZE}, got {value}")
+    return int(value)
+
+
+def _layer_sizes(n_features, hidden, n_classes) -> tuple[int, ...]:
+    return (check_size("input_dim", n_features),
+            *(check_size("width", h) for h in hidden),
+            check_size("n_classes", n_classes))
+
+
+def _param_count(sizes) -> int:
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def _workspace_bytes(sizes, rows: int, itemsize: int) -> float:
+    """The four kernel buffers of ``MLP.workspace(rows)``."""
+    return float(rows * (sum(sizes[1:]) + sizes[-1] + 2 * max(sizes)) * itemsize)
+
+
+def training_memory(*, n_features: int, hidden, n_classes: int, n_samples: int,
+                    test_fraction: float, batch_size: int,
+                    max_epochs: int) -> MemoryEstimate:
+    """Peak bytes of one study task: generate data, train a float32 MLP with Adam,
+    attack its test rows.
+
+    Parameters
+    ----------
+    n_features, hidden, n_classes : int, sequence of int, int
+        The model's layer sizes.
+    n_samples : int
+        Rows generated (train + test).
+    test_fraction : float
+    batch_size, max_epochs : int
+        Training sizes; ``fit`` keeps one float64 loss per possible epoch.
+
+    Returns
+    -------
+    MemoryEstimate
+    """
+    check_size("n_samples", n_samples)
+    check_size("batch_size", batch_size)
+    check_size("max_epochs", max_epochs)
+    sizes = _layer_sizes(n_features, hidden, n_classes)
+    n_params = _param_count(sizes)
+    n_test = int(n_samples * test_fraction)
+    n_train = n_samples - n_test
+    batch_rows = min(batch_size, max(n_train, 1))
+    widths = ", ".join(f"{name}={value}" for name, value in
+                       (("width", max(sizes[1:-1], default=0)), ("depth", len(sizes) - 2),
+                        ("input_dim", sizes[0])))
+    # Initialisation draws every block in float64 and concatenates them before the
+    # float32 cast; training holds parameters, gradient and two Adam moments.
+    parameters = n_params * (2 * _FLOAT64 + _FLOAT32) + n_params * 4 * _FLOAT32
+    # Generated float64 data and labels with the generator's temporaries, the
+    # split's copies, the float32 copy fit and the attacks take, and the shuffles
+    # fit draws for one compiled call.
+    epochs_at_once = max(1, min(_EPOCHS_PER_CALL, _PERMUTATION_BUDGET // max(n_train, 1)))
+    data = (n_samples * (sizes[0] * (6 * _FLOAT64 + _FLOAT32) + 3 * _INT64)
+            + (epochs_at_once + 1) * n_train * _INT64)
+    workspaces = (_workspace_bytes(sizes, batch_rows, _FLOAT32)
+                  + batch_rows * (sizes[0] * _FLOAT32 + _INT64)
+                  # evaluation and attacks on the test rows: a workspace, the input
+                  # gradient, the adversarial points and PGD's scratch
+                  + _workspace_bytes(sizes, n_test, _FLOAT32)
+                  + 4 * n_test * sizes[0] * _FLOAT32)
+    losses = max_epochs * _FLOAT64
+    return MemoryEstimate((
+        ("parameters and Adam moments", widths, float(parameters)),
+        ("data", f"n_samples={n_samples}, input_dim={sizes[0]}", float(data)),
+        ("workspaces", f"batch_size={batch_size}, {n_test} test rows, {widths}",
+         float(workspaces)),
+        ("epoch-loss buffer", f"max_epochs={max_epochs}", float(losses)),
+    ))
+
+
+def gradcheck_memory(*, n_features: int, hidden, n_classes: int,
+                     n_samples: int) -> MemoryEstimate:
+    """Peak bytes of :func:`robnp.gradcheck.check_gradients` (float64 throughout).
+
+    Parameters, the float64 copy, the analytic and numeric gradients (the numeric
+    one and its split views) and the initialisation's draws; the batch, its copy,
+    the input gradients and a workspace for its rows.
+    """
+    check_size("samples", n_samples)
+    sizes = _layer_sizes(n_features, hidden, n_classes)
+    n_params = _param_count(sizes)
+    widths = f"hidden={','.join(str(s) for s in sizes[1:-1]) or 'none'}"
+    parameters = n_params * 7 * _FLOAT64
+    batch = (n_samples * sizes[0] * 5 * _FLOAT64 + n_samples * 2 * _INT64
+             + _workspace_bytes(sizes, n_samples, _FLOAT64)
+             # the pre-activations of every hidden layer, kept while sampling, and
+             # the accepted rows, collected one NumPy row object (~100 B) at a time
+             + n_samples * sum(sizes[1:]) * _FLOAT64 + n_samples * 2 * _ROW_OBJECT)
+    return MemoryEstimate((
+        ("parameters and gradients", widths, float(parameters)),
+        ("batch and workspaces", f"samples={n_samples}, {widths}", float(batch)),
+    ))
+
+
+def check_fits(estimate: MemoryEstimate, what: str, available: float | None = None) -> None:
+    """Raise :class:`~robnp.errors.ConfigError` if ``estimate`` exceeds the memory
+    available (:func:`available_memory` unless given); nothing if that is unknown.
+
+    The message names ``what`` is being refused, its largest part and the sizes it
+    grows with, the estimate, and the memory available.
+    """
+    if available is None:
+        available = available_memory()
+    if available is None or estimate.total <= available:
+        return
+    part, sizes, _ = estimate.largest
+    raise ConfigError(
+        f"{what} needs about {format_bytes(estimate.total)} of memory, mostly {part} "
+        f"({sizes}), but this machine has {format_bytes(available)} available; "
+        f"reduce those sizes")

@@ -1,0 +1,165 @@
+"""Sizes that cannot fit are refused before memory is spent, with one line that names
+the size, the estimate and the machine's memory, the same for any --jobs; the
+estimates are upper bounds of what robnp really allocates."""
+
+import tracemalloc
+
+import pytest
+from click.testing import CliRunner
+
+import robnp.limits
+from robnp.errors import ConfigError
+from robnp.gradcheck import check_gradients
+from robnp.limits import (
+    MAX_SIZE, available_memory, check_fits, format_bytes, gradcheck_memory, training_memory,
+)
+from robnp.study import StudyConfig
+from robnp.study.tasks import Task, run_task
+from robnp_cli.main import cli
+
+TINY = ["--datasets", "moons", "--widths", "4", "--seeds", "0", "--epsilons", "0.1",
+        "--n-samples", "100", "--max-epochs", "5", "--quiet"]
+EIGHT_GIB = 8 * 1024 ** 3
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_error_line(result):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), lines
+    return lines[0]
+
+
+@pytest.fixture
+def eight_gib(monkeypatch):
+    """A machine with 8 GiB available, so that messages do not drift with the load."""
+    monkeypatch.setattr(robnp.limits, "available_memory", lambda: float(EIGHT_GIB))
+
+
+@pytest.mark.parametrize("option,value,names", [
+    ("--widths", "1000000000", "width=1000000000"),
+    ("--n-samples", "1000000000000", "n_samples=1000000000000"),
+    ("--max-epochs", "100000000000000", "max_epochs=100000000000000"),
+], ids=["width 1e9", "1e12 samples", "1e14 epochs"])
+def test_a_task_that_cannot_fit_is_refused_alike_for_any_jobs(tmp_path, eight_gib, option,
+                                                             value, names):
+    lines = set()
+    for jobs in ("1", "2", "64"):
+        out = tmp_path / f"out{jobs}"
+        position = TINY.index(option)
+        args = TINY[:position] + TINY[position + 2:]  # the tiny value replaced below
+        line = one_error_line(run("sweep", *args, option, value, "--jobs", jobs, "--out", out))
+        assert not out.exists()  # refused before the directory was made
+        lines.add(line.replace(str(out), "OUT"))
+    assert len(lines) == 1, lines
+    line = lines.pop()
+    assert names in line and "8.0 GiB available" in line and "needs about" in line
+
+
+def test_an_epoch_count_past_any_integer_type_is_one_line(tmp_path):
+    position = TINY.index("--max-epochs")
+    args = TINY[:position] + TINY[position + 2:]
+    line = one_error_line(run("sweep", *args, "--max-epochs", str(10 ** 30),
+                              "--out", tmp_path / "o"))
+    assert "max_epochs" in line and str(10 ** 30) in line
+
+
+def test_gradcheck_on_huge_layers_is_one_line(eight_gib):
+    line = one_error_line(run("gradcheck", "--hidden", "100000,100000"))
+    assert "hidden=100000,100000" in line and "8.0 GiB available" in line
+
+
+def test_gradcheck_library_call_refuses_before_allocating(eight_gib):
+    tracemalloc.start()
+    with pytest.raises(ConfigError, match="needs about"):
+        check_gradients((100000, 100000))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1024 ** 2
+
+
+def test_an_empty_out_is_refused(tmp_path):
+    line = one_error_line(run("sweep", *TINY, "--out", ""))
+    assert "--out" in line
+
+
+def test_the_machine_memory_is_known_and_plausible():
+    available = available_memory()
+    assert available is not None and available > 0
+    with open("/proc/meminfo") as handle:
+        total = next(int(line.split()[1]) * 1024 for line in handle
+                     if line.startswith("MemTotal:"))
+    assert available <= total
+
+
+def test_check_fits_passes_what_fits_and_names_the_largest_part():
+    estimate = training_memory(n_features=2, hidden=(10 ** 6, 10 ** 6), n_classes=2,
+                               n_samples=100, test_fraction=0.2, batch_size=10, max_epochs=5)
+    check_fits(estimate, "a task", available=estimate.total)  # exactly enough: fine
+    with pytest.raises(ConfigError, match="mostly parameters and Adam moments "
+                                          r"\(width=1000000, depth=2"):
+        check_fits(estimate, "a task", available=estimate.total - 1)
+
+
+def test_sizes_beyond_two_to_the_53_are_refused_by_name():
+    with pytest.raises(ConfigError, match="max_epochs must be at most 2\\*\\*53"):
+        training_memory(n_features=2, hidden=(4,), n_classes=2, n_samples=10,
+                        test_fraction=0.2, batch_size=4, max_epochs=MAX_SIZE + 1)
+
+
+def test_format_bytes():
+    assert format_bytes(512) == "512 B"
+    assert format_bytes(1536) == "1.5 KiB"
+    assert format_bytes(8 * 1024 ** 3) == "8.0 GiB"
+    assert format_bytes(2.0 ** 80) == "1.2e+24 B"
+
+
+def _task(dataset, width, n_samples, max_epochs, batch_size, input_dim):
+    config = StudyConfig(datasets=(dataset,), noise=0.15, n_samples=n_samples,
+                         test_fraction=0.2, input_dim=input_dim, seeds=(0,), widths=(width,),
+                         depth=2, batch_size=batch_size, max_epochs=max_epochs,
+                         epsilons=(0.1, 0.2), pgd_steps=3)
+    return config.tasks()[0]
+
+
+def _peak_bytes(function, *args):
+    function(*args)  # compile first: Numba's own allocations are not the task's
+    tracemalloc.start()
+    try:
+        function(*args)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("dataset,width,n_samples,max_epochs,batch_size,input_dim", [
+    ("moons", 4, 100, 5, 256, 2),
+    ("moons", 256, 1000, 5, 64, 2),
+    ("circles", 8, 5000, 20, 1000, 10),
+    ("circles", 512, 300, 3, 256, 2),
+    ("moons", 16, 40000, 2, 256, 2),
+])
+def test_the_task_estimate_bounds_what_a_task_allocates(dataset, width, n_samples, max_epochs,
+                                                        batch_size, input_dim):
+    task = _task(dataset, width, n_samples, max_epochs, batch_size, input_dim)
+    peak = _peak_bytes(run_task, task)
+    estimate = training_memory(n_features=input_dim, hidden=task.hidden, n_classes=2,
+                               n_samples=n_samples, test_fraction=0.2,
+                               batch_size=batch_size, max_epochs=max_epochs).total
+    assert peak <= estimate <= 5 * peak + 65536
+
+
+@pytest.mark.parametrize("hidden,n_features,n_classes,n_samples", [
+    ((17, 17), 2, 3, 33), ((30, 30, 30), 3, 4, 50), ((4,), 2, 2, 400), ((4, 4), 20, 2, 60),
+])
+def test_the_gradcheck_estimate_bounds_what_it_allocates(hidden, n_features, n_classes,
+                                                         n_samples):
+    peak = _peak_bytes(check_gradients, hidden, n_features, n_classes, n_samples)
+    estimate = gradcheck_memory(n_features=n_features, hidden=hidden, n_classes=n_classes,
+                                n_samples=n_samples).total
+    assert peak <= estimate <= 5 * peak + 65536
