@@ -12,7 +12,17 @@ from robnp.errors import DataError
 from robnp.report.records import attack_label
 from robnp.report.stats import document_statistics, table_attacks, width_table
 
-__all__ = ["format_summary_table", "format_markdown_table"]
+__all__ = ["format_summary_table", "format_markdown_table", "failed_trainings"]
+
+
+def failed_trainings(results_doc) -> dict[tuple, str]:
+    """``(dataset, seed, width) -> reason`` for every task whose rows carry a
+    ``training_failed`` flag (a training that ended without NaN but did not learn)."""
+    failed = {}
+    for row in results_doc.get("results") or []:
+        if isinstance(row, dict) and row.get("training_failed"):
+            failed[(row["dataset"], row["seed"], row["hidden_width"])] = row["training_failed"]
+    return failed
 
 
 def _number(value, digits: int = 4) -> str:
@@ -52,6 +62,7 @@ def format_summary_table(results_doc) -> str:
     table = width_table(aggregated)
     attacks = table_attacks(aggregated)
     labels = [attack_label(a) for a in attacks]
+    failed = failed_trainings(results_doc)
     blocks = []
     for name in names:
         rows = [row for row in table if row["dataset"] == name]
@@ -61,11 +72,13 @@ def format_summary_table(results_doc) -> str:
             f"  {'Width':>6} {'Params':>9} {'Clean':>18}{header}",
             "  " + "-" * (35 + 19 * len(attacks)),
         ]
+        flagged_widths = {width for (dataset, _, width) in failed if dataset == name}
         for row in rows:
             cells = [f"{row[f'{m}_mean']:.4f} +/- {row[f'{m}_std']:.4f}"
                      for m in ("clean_acc", *(f"{a}_gap" for a in attacks))]
+            mark = "  ! training failed" if row["hidden_width"] in flagged_widths else ""
             lines.append(f"  {row['hidden_width']:>6d} {row['param_count']:>9d} "
-                         + " ".join(f"{cell:>18}" for cell in cells))
+                         + " ".join(f"{cell:>18}" for cell in cells) + mark)
         lines.append("")
         summary = summaries[name]
         width = max(len(label) for label in labels)
@@ -78,6 +91,10 @@ def format_summary_table(results_doc) -> str:
                          f"{_number(trend['pearson_p_value'])}, "
                          f"95% CI for r: {_interval(trend['pearson_r_ci95'])}")
         blocks.append("\n".join(lines))
+    if failed:
+        blocks.append("\n".join(
+            [f"Warning: {len(failed)} training(s) failed without diverging; their numbers "
+             f"describe untrained models:"] + [f"  {reason}" for reason in failed.values()]))
     return "\n\n".join(blocks) + "\n"
 
 

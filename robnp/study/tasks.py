@@ -14,9 +14,12 @@ import json
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..attacks import AttackOptions, accuracy, evaluate
 from ..data import get_dataset, make_dataset, train_test_split
 from ..errors import TrainingDivergedError
+from ..losses import mean_loss
 from ..model import MLP
 from ..report.records import EVALUATION_FIELDS, evaluation_problems, study_rows
 from ..threads import single_blas_thread
@@ -181,6 +184,21 @@ def train_task(task: Task, X_train, y_train):
     return model, history
 
 
+def training_problem(task: Task, initial_loss: float, history, clean_acc: float,
+                     y_test) -> str | None:
+    """Why a training that ended without NaN still failed, or None: a final loss above
+    the loss at initialisation, or clean accuracy no better than always answering the
+    test split's majority class."""
+    majority = float(np.bincount(y_test).max() / len(y_test))
+    if history.final_loss > initial_loss:
+        return (f"task {task.label}: final training loss {history.final_loss:.4g} is above "
+                f"its initial loss {initial_loss:.4g} (lr={task.train.lr:g})")
+    if clean_acc <= majority:
+        return (f"task {task.label}: clean accuracy {clean_acc:.4f} is no better than the "
+                f"majority class's share {majority:.4f}")
+    return None
+
+
 @single_blas_thread
 def run_task(task: Task) -> TaskResult:
     """Generate data, train, measure clean accuracy, run every attack at every radius.
@@ -192,6 +210,9 @@ def run_task(task: Task) -> TaskResult:
     """
     start = time.perf_counter()
     X_train, X_test, y_train, y_test = task_data(task)
+    initial = MLP(task.input_dim, task.hidden, get_dataset(task.dataset).n_classes,
+                  seed=task.seed)
+    initial_loss = mean_loss(initial, X_train, y_train)
     model, history = train_task(task, X_train, y_train)
     clean_acc = accuracy(model, X_test, y_test)
     evaluation = evaluate(model, X_test, y_test, task.epsilons, list(task.attacks),
@@ -200,6 +221,9 @@ def run_task(task: Task) -> TaskResult:
              "param_count": model.n_params, "epochs": history.epochs,
              "final_loss": history.final_loss, "clean_acc": clean_acc,
              "noise": task.noise, "depth": task.depth, "input_dim": task.input_dim}
+    problem = training_problem(task, initial_loss, history, clean_acc, y_test)
+    if problem is not None:  # only then: a healthy study keeps the study's keys
+        facts["training_failed"] = problem
     return TaskResult(key=task.key, model=facts, evaluations=tuple(evaluation.records()),
                       epochs=history.epochs, final_loss=history.final_loss,
                       clean_acc=clean_acc, seconds=time.perf_counter() - start)
