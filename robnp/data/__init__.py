@@ -1,16 +1,16 @@
-"""Synthetic classification datasets and the train/test split.
+"""Synthetic classification datasets: the registry and the train/test split.
 
-The two generators of the robustness-scaling study, ``circles`` and ``moons``, follow
-its procedure draw for draw (same NumPy ``default_rng`` stream, same order), so the
-same arguments give the same points and labels.  Generators live in a registry:
-adding a dataset is one decorated function.
+The generators themselves, each with its generating process written down exactly,
+live in :mod:`robnp.data.synthetic`; the exact class densities, Bayes posteriors
+and Bayes errors they imply in :mod:`robnp.data.bayes`.  A dataset is one
+registered function ``generate(n_samples, noise, seed, input_dim=2)`` returning
+``(X, y)``; a dataset with a variable number of classes also takes
+``n_classes=...`` (registered with ``min_classes``).
 
-Higher input dimensions (the study's "3D input features" extension) come from
-``input_dim``: the 2-D generators keep their points in the first two coordinates
-and append ``input_dim - 2`` nuisance coordinates of pure Gaussian noise (standard
-deviation ``noise``) that carry no label information, drawn after everything else
-so that the first two coordinates stay identical to the 2-D dataset.  ``spheres``
-is natively ``input_dim``-dimensional: two concentric spheres.
+Built in: ``circles`` and ``moons`` (the robustness-scaling study's, draw for draw;
+``input_dim > 2`` appends label-free Gaussian coordinates), ``spheres`` (natively
+``input_dim``-dimensional), and the multi-class ``blobs`` and ``spirals`` (3
+classes unless ``n_classes`` says otherwise; extra dimensions are noise too).
 """
 
 from __future__ import annotations
@@ -20,19 +20,28 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
+from .synthetic import (make_blobs, make_circles, make_moons, make_spheres, make_spirals,
+                        with_nuisance)
 
 __all__ = [
     "Dataset",
     "DATASETS",
     "register_dataset",
     "dataset_names",
+    "get_dataset",
     "make_dataset",
     "make_circles",
     "make_moons",
     "make_spheres",
+    "make_blobs",
+    "make_spirals",
     "train_test_split",
 ]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,10 @@ class Dataset:
     """A registered generator.
 
     ``generate(n_samples, noise, seed, input_dim)`` returns ``(X, y)``: ``X`` float32
-    of shape ``(n_samples, input_dim)``, ``y`` int64 of shape ``(n_samples,)``.
+    of shape ``(n_samples, input_dim)``, ``y`` int64 of shape ``(n_samples,)`` with
+    labels in ``range(n_classes)``.  When ``min_classes`` is set, the generator also
+    takes ``n_classes=`` (any integer ``>= min_classes``; ``n_classes`` is then the
+    default); when it is ``None`` the class count is fixed at ``n_classes``.
     """
 
     name: str
@@ -48,18 +60,76 @@ class Dataset:
     n_classes: int
     min_input_dim: int
     description: str
+    min_classes: int | None = None
+
+    @property
+    def variable_classes(self) -> bool:
+        """Whether the generator takes an ``n_classes`` argument."""
+        return self.min_classes is not None
+
+    def classes(self, n_classes=None) -> int:
+        """The number of classes one call generates, validated.
+
+        Parameters
+        ----------
+        n_classes : int or None
+            ``None`` means the dataset's default.  A fixed-class dataset accepts
+            only ``None`` or its own count; a variable one any integer
+            ``>= min_classes``.
+
+        Returns
+        -------
+        int
+
+        Raises
+        ------
+        ConfigError
+            For any other value, naming the dataset and the allowed values.
+        """
+        if n_classes is None:
+            return self.n_classes
+        if not self.variable_classes:
+            if _is_int(n_classes) and n_classes == self.n_classes:
+                return self.n_classes
+            raise ConfigError(f"n_classes for dataset {self.name!r} is fixed at "
+                              f"{self.n_classes} (or None), got {n_classes!r}")
+        if not _is_int(n_classes) or n_classes < self.min_classes:
+            raise ConfigError(f"n_classes must be an integer >= {self.min_classes} for "
+                              f"dataset {self.name!r}, got {n_classes!r}")
+        return int(n_classes)
 
 
 DATASETS: dict[str, Dataset] = {}
 
 
-def register_dataset(name: str, *, n_classes: int = 2, min_input_dim: int = 2):
-    """Decorator adding ``generate(n_samples, noise, seed, input_dim)`` to the registry."""
+def register_dataset(name: str, *, n_classes: int = 2, min_input_dim: int = 2,
+                     min_classes: int | None = None):
+    """Decorator adding a generator to the registry.
+
+    Parameters
+    ----------
+    name : str
+    n_classes : int
+        The class count (with ``min_classes``: the default class count).
+    min_input_dim : int
+        Smallest ``input_dim`` the generator accepts.
+    min_classes : int or None
+        ``None`` (the default): the generator has the signature
+        ``generate(n_samples, noise, seed, input_dim=2)`` and always makes
+        ``n_classes`` classes.  An integer ``>= 2``: the generator has an extra
+        keyword ``n_classes`` and accepts any value ``>= min_classes``.
+    """
+    if not _is_int(n_classes) or n_classes < 2:
+        raise ConfigError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    if min_classes is not None and (not _is_int(min_classes)
+                                    or not 2 <= min_classes <= n_classes):
+        raise ConfigError(f"min_classes must be None or an integer in [2, n_classes="
+                          f"{n_classes}], got {min_classes!r}")
 
     def decorate(generate):
         doc = (generate.__doc__ or "").strip().splitlines()
         DATASETS[name] = Dataset(name, generate, n_classes, min_input_dim,
-                                 doc[0] if doc else "")
+                                 doc[0] if doc else "", min_classes)
         return generate
 
     return decorate
@@ -79,116 +149,18 @@ def get_dataset(name: str) -> Dataset:
         ) from None
 
 
-def _check_common(n_samples, noise):
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
-        raise ConfigError(f"n_samples must be an integer >= 2, got {n_samples!r}")
-    if not np.isfinite(noise) or noise < 0:
-        raise ConfigError(f"noise must be a finite number >= 0, got {noise!r}")
-
-
-def _finish(X, y, rng, n_samples):
-    """Shuffle rows and labels with one permutation and cast, as the study does."""
-    order = rng.permutation(n_samples)
-    return X[order].astype(np.float32), y[order].astype(np.int64)
-
-
-def make_circles(n_samples: int, noise: float, factor: float = 0.5, seed=None):
-    """Two concentric circles: outer (label 0) of radius 1, inner (label 1) of
-    radius ``factor``, Gaussian noise of standard deviation ``noise``.
-
-    Returns
-    -------
-    X : ndarray of shape (n_samples, 2), float32
-    y : ndarray of shape (n_samples,), int64
-    """
-    _check_common(n_samples, noise)
-    if not 0 < factor < 1:
-        raise ConfigError(f"factor must be in (0, 1), got {factor!r}")
-    rng = np.random.default_rng(seed)
-    n_out = n_samples // 2
-    n_in = n_samples - n_out
-    theta_out = rng.uniform(0, 2 * np.pi, n_out)
-    theta_in = rng.uniform(0, 2 * np.pi, n_in)
-    X = np.vstack([
-        np.column_stack([np.cos(theta_out), np.sin(theta_out)]),
-        factor * np.column_stack([np.cos(theta_in), np.sin(theta_in)]),
-    ])
-    y = np.concatenate([np.zeros(n_out), np.ones(n_in)])
-    X = X + rng.normal(0, noise, X.shape)
-    return _finish(X, y, rng, n_samples)
-
-
-def make_moons(n_samples: int, noise: float, seed=None):
-    """Two interleaving half circles: the upper moon (label 0) and the lower,
-    shifted moon (label 1), with Gaussian noise of standard deviation ``noise``.
-
-    Returns
-    -------
-    X : ndarray of shape (n_samples, 2), float32
-    y : ndarray of shape (n_samples,), int64
-    """
-    _check_common(n_samples, noise)
-    rng = np.random.default_rng(seed)
-    n_up = n_samples // 2
-    n_low = n_samples - n_up
-    t_up = np.linspace(0, np.pi, n_up)
-    t_low = np.linspace(0, np.pi, n_low)
-    X = np.vstack([
-        np.column_stack([np.cos(t_up), np.sin(t_up)]),
-        np.column_stack([1 - np.cos(t_low), 1 - np.sin(t_low) - 0.5]),
-    ])
-    y = np.concatenate([np.zeros(n_up), np.ones(n_low)])
-    X = X + rng.normal(0, noise, X.shape)
-    return _finish(X, y, rng, n_samples)
-
-
-def make_spheres(n_samples: int, noise: float, input_dim: int = 3, factor: float = 0.5,
-                 seed=None):
-    """Two concentric spheres in ``input_dim`` dimensions: the unit sphere (label 0)
-    and one of radius ``factor`` (label 1), directions uniform, Gaussian noise.
-
-    Returns
-    -------
-    X : ndarray of shape (n_samples, input_dim), float32
-    y : ndarray of shape (n_samples,), int64
-    """
-    _check_common(n_samples, noise)
-    if input_dim < 2:
-        raise ConfigError(f"input_dim must be >= 2 for spheres, got {input_dim!r}")
-    rng = np.random.default_rng(seed)
-    n_out = n_samples // 2
-    n_in = n_samples - n_out
-    directions = rng.normal(size=(n_samples, input_dim))
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    radius = np.concatenate([np.ones(n_out), np.full(n_in, factor)])
-    X = directions * radius[:, None]
-    y = np.concatenate([np.zeros(n_out), np.ones(n_in)])
-    X = X + rng.normal(0, noise, X.shape)
-    return _finish(X, y, rng, n_samples)
-
-
-def _with_nuisance(X, noise, seed, input_dim):
-    """Append ``input_dim - 2`` label-free Gaussian coordinates to 2-D points."""
-    if input_dim == 2:
-        return X
-    # A child stream of the dataset seed: the 2-D part stays bit-identical.
-    rng = np.random.default_rng([0 if seed is None else seed, input_dim])
-    extra = rng.normal(0, noise, (X.shape[0], input_dim - 2)).astype(np.float32)
-    return np.ascontiguousarray(np.hstack([X, extra]))
-
-
 @register_dataset("circles")
 def _circles(n_samples, noise, seed, input_dim=2):
     """Concentric circles (radius 1 and 0.5); extra dimensions are noise."""
     X, y = make_circles(n_samples, noise, seed=seed)
-    return _with_nuisance(X, noise, seed, input_dim), y
+    return with_nuisance(X, noise, seed, input_dim), y
 
 
 @register_dataset("moons")
 def _moons(n_samples, noise, seed, input_dim=2):
     """Two interleaving moons; extra dimensions are noise."""
     X, y = make_moons(n_samples, noise, seed=seed)
-    return _with_nuisance(X, noise, seed, input_dim), y
+    return with_nuisance(X, noise, seed, input_dim), y
 
 
 @register_dataset("spheres")
@@ -197,9 +169,36 @@ def _spheres(n_samples, noise, seed, input_dim=3):
     return make_spheres(n_samples, noise, input_dim=input_dim, seed=seed)
 
 
+@register_dataset("blobs", n_classes=3, min_classes=2)
+def _blobs(n_samples, noise, seed, input_dim=2, n_classes=3):
+    """Isotropic Gaussian blobs centred on the unit circle; extra dimensions are noise."""
+    X, y = make_blobs(n_samples, noise, n_classes=n_classes, seed=seed)
+    return with_nuisance(X, noise, seed, input_dim), y
+
+
+@register_dataset("spirals", n_classes=3, min_classes=2)
+def _spirals(n_samples, noise, seed, input_dim=2, n_classes=3):
+    """Interleaved spiral arms, one per class; extra dimensions are noise."""
+    X, y = make_spirals(n_samples, noise, n_classes=n_classes, seed=seed)
+    return with_nuisance(X, noise, seed, input_dim), y
+
+
 def make_dataset(name: str, n_samples: int = 2000, noise: float = 0.15, seed=None,
-                 input_dim: int = 2):
+                 input_dim: int = 2, n_classes: int | None = None):
     """Generate the registered dataset ``name``.
+
+    Parameters
+    ----------
+    name : str
+    n_samples : int
+    noise : float
+        Standard deviation of the Gaussian noise.
+    seed : int or None
+    input_dim : int
+        Must be ``>= get_dataset(name).min_input_dim``.
+    n_classes : int or None
+        ``None``: the dataset's default; otherwise validated by
+        :meth:`Dataset.classes`.
 
     Returns
     -------
@@ -207,11 +206,13 @@ def make_dataset(name: str, n_samples: int = 2000, noise: float = 0.15, seed=Non
     y : ndarray of shape (n_samples,), int64
     """
     dataset = get_dataset(name)
-    if isinstance(input_dim, bool) or not isinstance(input_dim, (int, np.integer)) \
-            or input_dim < dataset.min_input_dim:
+    if not _is_int(input_dim) or input_dim < dataset.min_input_dim:
         raise ConfigError(
             f"input_dim must be an integer >= {dataset.min_input_dim} for {name!r}, "
             f"got {input_dim!r}")
+    k = dataset.classes(n_classes)
+    if dataset.variable_classes:
+        return dataset.generate(n_samples, noise, seed, input_dim, n_classes=k)
     return dataset.generate(n_samples, noise, seed, input_dim)
 
 
@@ -219,12 +220,47 @@ def train_test_split(X, y, test_fraction: float = 0.2):
     """Split as the study does: the first ``n - int(n * test_fraction)`` rows train,
     the rest test (the generators already shuffle).
 
+    Parameters
+    ----------
+    X : array_like of shape (n_samples, ...), finite numbers
+    y : array_like of shape (n_samples,)
+    test_fraction : float in [0, 1)
+        The rule for this function.  ``0`` is legal and gives an empty test set
+        (a plain split has no reason to forbid it); ``1`` is not, since it would
+        leave nothing to train on.  The study asks for more (a non-empty train
+        *and* test set), which its configuration checks itself.
+
     Returns
     -------
-    X_train, X_test, y_train, y_test
+    X_train, X_test, y_train, y_test : ndarrays
+        Views of the (array-converted) inputs.
+
+    Raises
+    ------
+    ConfigError
+        ``test_fraction`` not a number in [0, 1).
+    DataError
+        ``X`` and ``y`` of different lengths, or a NaN or infinite value in ``X``
+        (the message names the first such row).
     """
-    if not 0 <= test_fraction < 1:
-        raise ConfigError(f"test_fraction must be in [0, 1), got {test_fraction!r}")
+    if not (isinstance(test_fraction, (int, float, np.integer, np.floating))
+            and not isinstance(test_fraction, bool) and 0 <= test_fraction < 1):
+        raise ConfigError(f"test_fraction must be a number in [0, 1), got {test_fraction!r}")
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim < 1 or y.ndim < 1:
+        raise DataError(f"X and y must be arrays with one row per sample, got shapes "
+                        f"{X.shape} and {y.shape}")
     n = X.shape[0]
+    if y.shape[0] != n:
+        raise DataError(f"X and y must have the same number of rows, got {n} and "
+                        f"{y.shape[0]}")
+    try:
+        finite = np.isfinite(X.reshape(n, -1)).all(axis=1)
+    except TypeError:
+        raise DataError(f"X must hold numbers, got dtype {X.dtype}") from None
+    if not finite.all():
+        row = int(np.argmin(finite))
+        raise DataError(f"X must be finite; row {row} holds NaN or inf: {X[row].tolist()}")
     n_train = n - int(n * test_fraction)
     return X[:n_train], X[n_train:], y[:n_train], y[n_train:]
