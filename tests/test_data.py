@@ -123,3 +123,112 @@ def test_a_new_dataset_is_one_registered_function():
         assert "stripes" in robnp.dataset_names()
     finally:
         DATASETS.pop("stripes")
+
+
+# -- multi-class datasets and the class-count registry -------------------------------
+
+@pytest.mark.parametrize("name", ["blobs", "spirals"])
+@pytest.mark.parametrize("n,k", [(300, 3), (301, 4), (7, 7)])
+def test_multiclass_generators_draw_the_documented_class_counts(name, n, k):
+    X, y = make_dataset(name, n, 0.1, seed=3, n_classes=k)
+    assert X.dtype == np.float32 and y.dtype == np.int64 and X.shape == (n, 2)
+    # n // k each, one more for the first n % k classes
+    expected = [n // k + (1 if c < n % k else 0) for c in range(k)]
+    np.testing.assert_array_equal(np.bincount(y, minlength=k), expected)
+    X2, y2 = make_dataset(name, n, 0.1, seed=3, n_classes=k)
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+
+
+def test_blobs_default_to_three_classes_and_sit_on_the_unit_circle_without_noise():
+    X, y = make_dataset("blobs", 90, 0.0, seed=1)
+    assert set(np.unique(y)) == {0, 1, 2}
+    angle = 2 * np.pi * y / 3
+    np.testing.assert_allclose(X, np.column_stack([np.cos(angle), np.sin(angle)]), atol=1e-7)
+
+
+def test_spiral_arms_follow_their_formula_without_noise():
+    k = 4
+    X, y = make_dataset("spirals", 203, 0.0, seed=5, n_classes=k)
+    for c in range(k):
+        pts = X[y == c].astype(np.float64)
+        rho = np.linalg.norm(pts, axis=1)
+        order = np.argsort(rho)
+        t = np.linspace(0, 1, len(pts))
+        np.testing.assert_allclose(rho[order], 0.25 + 0.75 * t, atol=1e-6)
+        phi = 2 * np.pi * c / k + 2 * np.pi * t
+        np.testing.assert_allclose(pts[order], (0.25 + 0.75 * t)[:, None]
+                                   * np.column_stack([np.cos(phi), np.sin(phi)]), atol=1e-6)
+
+
+def test_multiclass_extra_dimensions_are_noise_and_keep_the_plane():
+    X2, y2 = make_dataset("spirals", 120, 0.1, seed=2, n_classes=5)
+    X4, y4 = make_dataset("spirals", 120, 0.1, seed=2, input_dim=4, n_classes=5)
+    np.testing.assert_array_equal(X4[:, :2], X2)
+    np.testing.assert_array_equal(y4, y2)
+
+
+def test_the_registry_knows_each_call_s_class_count():
+    from robnp.data import get_dataset
+    assert get_dataset("circles").classes() == 2
+    assert get_dataset("circles").classes(2) == 2
+    assert get_dataset("blobs").classes() == 3
+    assert get_dataset("blobs").classes(6) == 6
+    for name, bad in [("circles", 3), ("moons", 1), ("blobs", 1), ("blobs", True), ("spirals", 2.0)]:
+        with pytest.raises(ConfigError, match=f"n_classes.*{name}"):
+            get_dataset(name).classes(bad)
+    with pytest.raises(ConfigError, match="n_classes.*fixed at 2"):
+        make_dataset("circles", 100, 0.1, seed=0, n_classes=3)
+    with pytest.raises(ConfigError, match="n_samples must be >= n_classes"):
+        make_dataset("blobs", 4, 0.1, seed=0, n_classes=5)
+
+
+def test_a_registered_dataset_may_take_a_class_count():
+    from robnp.data import DATASETS, get_dataset, register_dataset
+
+    @register_dataset("bands", n_classes=4, min_classes=3)
+    def _bands(n_samples, noise, seed, input_dim=2, n_classes=4):
+        """Horizontal bands."""
+        rng = np.random.default_rng(seed)
+        X = rng.uniform(0, 1, (n_samples, input_dim)).astype(np.float32)
+        return X, np.minimum((X[:, 1] * n_classes).astype(np.int64), n_classes - 1)
+
+    try:
+        assert get_dataset("bands").classes() == 4
+        _, y = make_dataset("bands", 400, 0.0, seed=0, n_classes=6)
+        assert set(np.unique(y)) == set(range(6))
+        with pytest.raises(ConfigError, match="n_classes must be an integer >= 3"):
+            make_dataset("bands", 400, 0.0, seed=0, n_classes=2)
+    finally:
+        DATASETS.pop("bands")
+    with pytest.raises(ConfigError, match="min_classes"):
+        register_dataset("nope", n_classes=3, min_classes=4)
+
+
+# -- the split's input checks -------------------------------------------------------
+
+def test_split_refuses_misaligned_arrays():
+    from robnp.errors import DataError
+    with pytest.raises(DataError, match="same number of rows, got 10 and 9"):
+        robnp.train_test_split(np.zeros((10, 2)), np.zeros(9), 0.2)
+
+
+def test_split_names_the_first_non_finite_row():
+    from robnp.errors import DataError
+    X = np.zeros((6, 2))
+    X[4, 0] = np.inf
+    X[3, 1] = np.nan
+    with pytest.raises(DataError, match="row 3"):
+        robnp.train_test_split(X, np.zeros(6), 0.5)
+
+
+@pytest.mark.parametrize("fraction", [1, 1.0, -0.1, float("nan"), True, "0.2"])
+def test_split_fraction_must_lie_in_zero_one(fraction):
+    with pytest.raises(ConfigError, match=r"test_fraction must be a number in \[0, 1\)"):
+        robnp.train_test_split(np.zeros((10, 2)), np.zeros(10), fraction)
+
+
+def test_split_with_fraction_zero_keeps_every_row_for_training():
+    X = np.arange(10.0).reshape(5, 2)
+    X_train, X_test, y_train, y_test = robnp.train_test_split(X, np.arange(5), 0)
+    assert X_train.shape == (5, 2) and X_test.shape == (0, 2) and y_test.shape == (0,)

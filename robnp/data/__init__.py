@@ -1,0 +1,266 @@
+"""Synthetic classification datasets: the registry and the train/test split.
+
+The generators themselves, each with its generating process written down exactly,
+live in :mod:`robnp.data.synthetic`; the exact class densities, Bayes posteriors
+and Bayes errors they imply in :mod:`robnp.data.bayes`.  A dataset is one
+registered function ``generate(n_samples, noise, seed, input_dim=2)`` returning
+``(X, y)``; a dataset with a variable number of classes also takes
+``n_classes=...`` (registered with ``min_classes``).
+
+Built in: ``circles`` and ``moons`` (the robustness-scaling study's, draw for draw;
+``input_dim > 2`` appends label-free Gaussian coordinates), ``spheres`` (natively
+``input_dim``-dimensional), and the multi-class ``blobs`` and ``spirals`` (3
+classes unless ``n_classes`` says otherwise; extra dimensions are noise too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from .synthetic import (make_blobs, make_circles, make_moons, make_spheres, make_spirals,
+                        with_nuisance)
+
+__all__ = [
+    "Dataset",
+    "DATASETS",
+    "register_dataset",
+    "dataset_names",
+    "get_dataset",
+    "make_dataset",
+    "make_circles",
+    "make_moons",
+    "make_spheres",
+    "make_blobs",
+    "make_spirals",
+    "train_test_split",
+]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registered generator.
+
+    ``generate(n_samples, noise, seed, input_dim)`` returns ``(X, y)``: ``X`` float32
+    of shape ``(n_samples, input_dim)``, ``y`` int64 of shape ``(n_samples,)`` with
+    labels in ``range(n_classes)``.  When ``min_classes`` is set, the generator also
+    takes ``n_classes=`` (any integer ``>= min_classes``; ``n_classes`` is then the
+    default); when it is ``None`` the class count is fixed at ``n_classes``.
+    """
+
+    name: str
+    generate: Callable[..., tuple[np.ndarray, np.ndarray]]
+    n_classes: int
+    min_input_dim: int
+    description: str
+    min_classes: int | None = None
+
+    @property
+    def variable_classes(self) -> bool:
+        """Whether the generator takes an ``n_classes`` argument."""
+        return self.min_classes is not None
+
+    def classes(self, n_classes=None) -> int:
+        """The number of classes one call generates, validated.
+
+        Parameters
+        ----------
+        n_classes : int or None
+            ``None`` means the dataset's default.  A fixed-class dataset accepts
+            only ``None`` or its own count; a variable one any integer
+            ``>= min_classes``.
+
+        Returns
+        -------
+        int
+
+        Raises
+        ------
+        ConfigError
+            For any other value, naming the dataset and the allowed values.
+        """
+        if n_classes is None:
+            return self.n_classes
+        if not self.variable_classes:
+            if _is_int(n_classes) and n_classes == self.n_classes:
+                return self.n_classes
+            raise ConfigError(f"n_classes for dataset {self.name!r} is fixed at "
+                              f"{self.n_classes} (or None), got {n_classes!r}")
+        if not _is_int(n_classes) or n_classes < self.min_classes:
+            raise ConfigError(f"n_classes must be an integer >= {self.min_classes} for "
+                              f"dataset {self.name!r}, got {n_classes!r}")
+        return int(n_classes)
+
+
+DATASETS: dict[str, Dataset] = {}
+
+
+def register_dataset(name: str, *, n_classes: int = 2, min_input_dim: int = 2,
+                     min_classes: int | None = None):
+    """Decorator adding a generator to the registry.
+
+    Parameters
+    ----------
+    name : str
+    n_classes : int
+        The class count (with ``min_classes``: the default class count).
+    min_input_dim : int
+        Smallest ``input_dim`` the generator accepts.
+    min_classes : int or None
+        ``None`` (the default): the generator has the signature
+        ``generate(n_samples, noise, seed, input_dim=2)`` and always makes
+        ``n_classes`` classes.  An integer ``>= 2``: the generator has an extra
+        keyword ``n_classes`` and accepts any value ``>= min_classes``.
+    """
+    if not _is_int(n_classes) or n_classes < 2:
+        raise ConfigError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    if min_classes is not None and (not _is_int(min_classes)
+                                    or not 2 <= min_classes <= n_classes):
+        raise ConfigError(f"min_classes must be None or an integer in [2, n_classes="
+                          f"{n_classes}], got {min_classes!r}")
+
+    def decorate(generate):
+        doc = (generate.__doc__ or "").strip().splitlines()
+        DATASETS[name] = Dataset(name, generate, n_classes, min_input_dim,
+                                 doc[0] if doc else "", min_classes)
+        return generate
+
+    return decorate
+
+
+def dataset_names() -> list[str]:
+    return sorted(DATASETS)
+
+
+def get_dataset(name: str) -> Dataset:
+    """The registered dataset ``name``; a clear error lists the known names."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(dataset_names())}"
+        ) from None
+
+
+@register_dataset("circles")
+def _circles(n_samples, noise, seed, input_dim=2):
+    """Concentric circles (radius 1 and 0.5); extra dimensions are noise."""
+    X, y = make_circles(n_samples, noise, seed=seed)
+    return with_nuisance(X, noise, seed, input_dim), y
+
+
+@register_dataset("moons")
+def _moons(n_samples, noise, seed, input_dim=2):
+    """Two interleaving moons; extra dimensions are noise."""
+    X, y = make_moons(n_samples, noise, seed=seed)
+    return with_nuisance(X, noise, seed, input_dim), y
+
+
+@register_dataset("spheres")
+def _spheres(n_samples, noise, seed, input_dim=3):
+    """Concentric spheres (radius 1 and 0.5) in input_dim dimensions."""
+    return make_spheres(n_samples, noise, input_dim=input_dim, seed=seed)
+
+
+@register_dataset("blobs", n_classes=3, min_classes=2)
+def _blobs(n_samples, noise, seed, input_dim=2, n_classes=3):
+    """Isotropic Gaussian blobs centred on the unit circle; extra dimensions are noise."""
+    X, y = make_blobs(n_samples, noise, n_classes=n_classes, seed=seed)
+    return with_nuisance(X, noise, seed, input_dim), y
+
+
+@register_dataset("spirals", n_classes=3, min_classes=2)
+def _spirals(n_samples, noise, seed, input_dim=2, n_classes=3):
+    """Interleaved spiral arms, one per class; extra dimensions are noise."""
+    X, y = make_spirals(n_samples, noise, n_classes=n_classes, seed=seed)
+    return with_nuisance(X, noise, seed, input_dim), y
+
+
+def make_dataset(name: str, n_samples: int = 2000, noise: float = 0.15, seed=None,
+                 input_dim: int = 2, n_classes: int | None = None):
+    """Generate the registered dataset ``name``.
+
+    Parameters
+    ----------
+    name : str
+    n_samples : int
+    noise : float
+        Standard deviation of the Gaussian noise.
+    seed : int or None
+    input_dim : int
+        Must be ``>= get_dataset(name).min_input_dim``.
+    n_classes : int or None
+        ``None``: the dataset's default; otherwise validated by
+        :meth:`Dataset.classes`.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, input_dim), float32
+    y : ndarray of shape (n_samples,), int64
+    """
+    dataset = get_dataset(name)
+    if not _is_int(input_dim) or input_dim < dataset.min_input_dim:
+        raise ConfigError(
+            f"input_dim must be an integer >= {dataset.min_input_dim} for {name!r}, "
+            f"got {input_dim!r}")
+    k = dataset.classes(n_classes)
+    if dataset.variable_classes:
+        return dataset.generate(n_samples, noise, seed, input_dim, n_classes=k)
+    return dataset.generate(n_samples, noise, seed, input_dim)
+
+
+def train_test_split(X, y, test_fraction: float = 0.2):
+    """Split as the study does: the first ``n - int(n * test_fraction)`` rows train,
+    the rest test (the generators already shuffle).
+
+    Parameters
+    ----------
+    X : array_like of shape (n_samples, ...), finite numbers
+    y : array_like of shape (n_samples,)
+    test_fraction : float in [0, 1)
+        The rule for this function.  ``0`` is legal and gives an empty test set
+        (a plain split has no reason to forbid it); ``1`` is not, since it would
+        leave nothing to train on.  The study asks for more (a non-empty train
+        *and* test set), which its configuration checks itself.
+
+    Returns
+    -------
+    X_train, X_test, y_train, y_test : ndarrays
+        Views of the (array-converted) inputs.
+
+    Raises
+    ------
+    ConfigError
+        ``test_fraction`` not a number in [0, 1).
+    DataError
+        ``X`` and ``y`` of different lengths, or a NaN or infinite value in ``X``
+        (the message names the first such row).
+    """
+    if not (isinstance(test_fraction, (int, float, np.integer, np.floating))
+            and not isinstance(test_fraction, bool) and 0 <= test_fraction < 1):
+        raise ConfigError(f"test_fraction must be a number in [0, 1), got {test_fraction!r}")
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim < 1 or y.ndim < 1:
+        raise DataError(f"X and y must be arrays with one row per sample, got shapes "
+                        f"{X.shape} and {y.shape}")
+    n = X.shape[0]
+    if y.shape[0] != n:
+        raise DataError(f"X and y must have the same number of rows, got {n} and "
+                        f"{y.shape[0]}")
+    try:
+        finite = np.isfinite(X.reshape(n, -1)).all(axis=1)
+    except TypeError:
+        raise DataError(f"X must hold numbers, got dtype {X.dtype}") from None
+    if not finite.all():
+        row = int(np.argmin(finite))
+        raise DataError(f"X must be finite; row {row} holds NaN or inf: {X[row].tolist()}")
+    n_train = n - int(n * test_fraction)
+    return X[:n_train], X[n_train:], y[:n_train], y[n_train:]
