@@ -20,6 +20,7 @@ _DATA_OPTIONS = [
     ("--n-samples", "n_samples", int, "Points generated (train + test)."),
     ("--test-fraction", "test_fraction", float, "Fraction held out for testing (the last rows)."),
     ("--input-dim", "input_dim", int, "Input dimension."),
+    ("--n-classes", "n_classes", int, "Classes of blobs and spirals."),
 ]
 _STUDY_DEFAULT = {"dataset": _DEFAULTS.datasets[0], "seed": _DEFAULTS.seeds[0]}
 
@@ -187,5 +188,6 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
         document = evaluation.to_dict()
         document["model"] = str(model_path)
         document["data"] = {key: getattr(task, key) for key in
-                            ("dataset", "seed", "noise", "n_samples", "test_fraction", "input_dim")}
+                            ("dataset", "seed", "noise", "n_samples", "test_fraction", "input_dim",
+                             "n_classes")}
         click.echo(f"  wrote {atomic_write_json(json_path, document)}")

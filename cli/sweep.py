@@ -28,6 +28,7 @@ _STUDY_OPTIONS = [
     ("--widths", "widths", INT_LIST, "Hidden widths."),
     ("--depth", "depth", int, "Hidden layers per model."),
     ("--input-dim", "input_dim", int, "Input dimension (>2 adds label-free noise coordinates)."),
+    ("--n-classes", "n_classes", int, "Classes of blobs and spirals (others keep theirs)."),
     ("--epsilons", "epsilons", FLOAT_LIST, "L-infinity attack radii."),
     ("--seeds", "seeds", INT_LIST, "Seeds (each: one data draw, init and shuffle per width)."),
     ("--lr", "lr", float, "Adam learning rate."),

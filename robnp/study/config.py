@@ -83,6 +83,9 @@ class StudyConfig:
         config file's ``[attacks.NAME]`` table, or the attack's options object).
         Stored as ``(name, options object)`` pairs; PGD's ``steps`` and
         ``step_fraction`` are ``pgd_steps`` and ``pgd_step_fraction``.
+    n_classes : int or None
+        Classes of the datasets that take a class count (``blobs``, ``spirals``);
+        None: each dataset's default. Datasets with a fixed count ignore it.
     """
 
     datasets: tuple[str, ...] = ("circles", "moons")
@@ -102,6 +105,7 @@ class StudyConfig:
     pgd_steps: int = 10
     pgd_step_fraction: float = 0.25
     attacks: tuple = DEFAULT_ATTACKS
+    n_classes: int | None = None
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -114,6 +118,10 @@ class StudyConfig:
             if self.input_dim < dataset.min_input_dim:
                 raise ConfigError(f"input_dim must be >= {dataset.min_input_dim} for "
                                   f"dataset {name!r}, got {self.input_dim}")
+        if self.n_classes is not None:
+            set_("n_classes", _checks.integer("n_classes", self.n_classes, 2))
+            for name in self.datasets:
+                self.classes_of(name)  # the dataset's own minimum
         set_("widths", _checks.sequence(
             "widths", self.widths, lambda name, v: _checks.integer(name, v, 1),
             what="integers >= 1"))
@@ -139,6 +147,11 @@ class StudyConfig:
             raise ConfigError(
                 f"n_samples={self.n_samples} with test_fraction={self.test_fraction} "
                 f"leaves an empty train or test set")
+
+    def classes_of(self, dataset: str) -> int:
+        """The class count of ``dataset`` in this study."""
+        spec = get_dataset(dataset)
+        return spec.classes(self.n_classes if spec.variable_classes else None)
 
     # -- the library's configuration objects --------------------------------------------
     def train_config(self, seed: int | None = None) -> TrainConfig:
@@ -244,12 +257,14 @@ class StudyConfig:
             "datasets": [{"name": name, "noise": self.noise} for name in self.datasets],
         }
         for name in self.field_names():
-            if name not in ("widths", "epsilons", "seeds", "datasets", "attacks"):
+            if name not in ("widths", "epsilons", "seeds", "datasets", "attacks", "n_classes"):
                 out[name] = getattr(self, name)
         # Settings the study did not have appear only when they differ from its
         # defaults, so a study configuration keeps its results.json byte for byte.
         if self.attack_names != DEFAULT_ATTACKS or any(self._attack_tables().values()):
             out["attacks"] = self._attack_tables()
+        if self.n_classes is not None:
+            out["n_classes"] = self.n_classes
         return out
 
     @classmethod
@@ -275,7 +290,8 @@ class StudyConfig:
     def tasks(self) -> list[Task]:
         """One task per (dataset, seed, width), in that nesting order."""
         return [
-            Task(dataset=dataset, noise=self.noise, n_samples=self.n_samples,
+            Task(dataset=dataset, n_classes=self.classes_of(dataset), noise=self.noise,
+                 n_samples=self.n_samples,
                  test_fraction=self.test_fraction, input_dim=self.input_dim, seed=seed,
                  width=width, depth=self.depth, train=self.train_config(seed),
                  epsilons=self.epsilons, attacks=self.attacks)

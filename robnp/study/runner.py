@@ -143,12 +143,10 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None, resume: 
 def check_memory(tasks) -> None:
     """Refuse (:class:`~robnp.errors.ConfigError`) a study whose largest task cannot
     fit in the memory this machine has available (see :mod:`robnp.limits`)."""
-    from ..data import get_dataset
-
     for task in tasks:
         estimate = training_memory(
             n_features=task.input_dim, hidden=task.hidden,
-            n_classes=get_dataset(task.dataset).n_classes, n_samples=task.n_samples,
+            n_classes=task.n_classes, n_samples=task.n_samples,
             test_fraction=task.test_fraction, batch_size=task.train.batch_size,
             max_epochs=task.train.max_epochs)
         check_fits(estimate, f"task {task.label}")

@@ -41,6 +41,7 @@ class Task:
     """
 
     dataset: str
+    n_classes: int
     noise: float
     n_samples: int
     test_fraction: float
@@ -84,7 +85,7 @@ class Task:
         steps plus its evaluation. Used to start expensive tasks first and to weight
         the progress estimate; only ratios between tasks matter.
         """
-        sizes = (self.input_dim, *self.hidden, get_dataset(self.dataset).n_classes)
+        sizes = (self.input_dim, *self.hidden, self.n_classes)
         weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
         n_params = weights + sum(sizes[1:])
         n_test = int(self.n_samples * self.test_fraction)
@@ -166,7 +167,9 @@ def task_data(task: Task):
     """The task's dataset draw, split the study's way: ``X_train, X_test, y_train,
     y_test``."""
     X, y = make_dataset(task.dataset, task.n_samples, task.noise, seed=task.seed,
-                        input_dim=task.input_dim)
+                        input_dim=task.input_dim,
+                        n_classes=task.n_classes if get_dataset(task.dataset).variable_classes
+                        else None)
     return train_test_split(X, y, task.test_fraction)
 
 
@@ -174,8 +177,7 @@ def task_data(task: Task):
 def train_task(task: Task, X_train, y_train):
     """The task's model, initialised from its seed and trained on ``(X_train,
     y_train)``: ``(model, history)``. A divergence names the task."""
-    n_classes = get_dataset(task.dataset).n_classes
-    model = MLP(task.input_dim, task.hidden, n_classes, seed=task.seed)
+    model = MLP(task.input_dim, task.hidden, task.n_classes, seed=task.seed)
     try:
         history = fit(model, X_train, y_train, task.train)
     except TrainingDivergedError as exc:
@@ -210,8 +212,7 @@ def run_task(task: Task) -> TaskResult:
     """
     start = time.perf_counter()
     X_train, X_test, y_train, y_test = task_data(task)
-    initial = MLP(task.input_dim, task.hidden, get_dataset(task.dataset).n_classes,
-                  seed=task.seed)
+    initial = MLP(task.input_dim, task.hidden, task.n_classes, seed=task.seed)
     initial_loss = mean_loss(initial, X_train, y_train)
     model, history = train_task(task, X_train, y_train)
     clean_acc = accuracy(model, X_test, y_test)
