@@ -22,6 +22,7 @@ _COMMANDS = {
     "validate": "robnp_cli.sweep:validate",
     "gradcheck": "robnp_cli.gradcheck:gradcheck",
     "scaling": "robnp_cli.scaling:scaling",
+    "verify": "robnp_cli.verify:verify",
 }
 
 
