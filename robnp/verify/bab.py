@@ -50,6 +50,7 @@ import numpy as np
 from ..attacks import check_eps, pgd
 from ..errors import ConfigError
 from ..gradients import input_gradient
+from ..threads import single_blas_thread
 from .bounds import _Box, _Net, _bounds, input_region
 
 __all__ = ["Verification", "Bracket", "verify", "verify_radii", "exact_robust_accuracy",
@@ -450,6 +451,7 @@ def _check_common(model, X, y, norm, budget, bounds):
     return X, y, budget, bounds
 
 
+@single_blas_thread
 def verify(model, X, y, eps: float, norm: str = "linf", budget: int = 4096, bounds=None,
            seed=0) -> Verification:
     """Decide, point by point, whether ``model`` is robust in the eps-ball.
@@ -484,6 +486,7 @@ def verify(model, X, y, eps: float, norm: str = "linf", budget: int = 4096, boun
     return _verify(model, X, y, eps, norm, budget, bounds, seed)
 
 
+@single_blas_thread
 def verify_radii(model, X, y, epsilons, norm: str = "linf", budget: int = 4096,
                  bounds=None, seed=0) -> list[Verification]:
     """:func:`verify` at every radius, in the order given.

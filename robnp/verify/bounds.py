@@ -72,6 +72,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..threads import single_blas_thread
 
 __all__ = ["MarginBounds", "input_region", "margin_bounds", "box_margin_bounds",
            "ball_margin_bounds", "METHODS"]
@@ -508,6 +509,7 @@ def _check_labels(net, y, n):
     return y.astype(np.int64)
 
 
+@single_blas_thread
 def box_margin_bounds(model, lo, hi, y, method: str = "crown") -> MarginBounds:
     """Margin bounds over explicit boxes ``lo <= x <= hi``.
 
@@ -531,6 +533,7 @@ def box_margin_bounds(model, lo, hi, y, method: str = "crown") -> MarginBounds:
     return _bounds(net, _Box(lo, hi), _check_labels(net, y, lo.shape[0]), method)
 
 
+@single_blas_thread
 def ball_margin_bounds(model, center, radius, y, method: str = "crown") -> MarginBounds:
     """Margin bounds over L2 balls ``||x - center||_2 <= radius`` (via the dual norm:
     a linear function ``a x`` is at least ``a center - radius ||a||_2`` there)."""
@@ -588,6 +591,7 @@ def input_region(model, X, eps: float, norm: str = "linf", bounds=None):
     return _Box(lo, hi)
 
 
+@single_blas_thread
 def margin_bounds(model, X, y, eps: float, *, norm: str = "linf", bounds=None,
                   method: str = "crown") -> MarginBounds:
     """Sound lower bounds on every margin ``z_y - z_j`` over each point's eps-ball.

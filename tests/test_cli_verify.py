@@ -1,0 +1,83 @@
+"""``robnp verify``: the table, the JSON file, and one-line errors with exit 2."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import robnp
+from robnp.verify import verify_radii
+from robnp_cli.main import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    X, y = robnp.make_dataset("moons", 300, 0.15, seed=1)
+    X_train, _, y_train, _ = robnp.train_test_split(X, y, 0.2)
+    model = robnp.MLP(2, (8, 8), 2, seed=1)
+    robnp.fit(model, X_train, y_train, max_epochs=100, seed=1)
+    path = tmp_path_factory.mktemp("verify") / "moons8.npz"
+    robnp.save_model(model, path)
+    return path
+
+
+def test_verify_prints_a_table_and_writes_counts_that_match_the_library(model_file, tmp_path):
+    out = tmp_path / "verify.json"
+    result = run("verify", model_file, "--dataset", "moons", "--seed", 1, "--n-samples", 300,
+                 "--eps", "0.05,0.2", "--json", out)
+    assert result.exit_code == 0, result.output
+    assert "60 test points" in result.output
+    # the same test split, regenerated here the study's way
+    X, y = robnp.make_dataset("moons", 300, 0.15, seed=1)
+    _, X_test, _, y_test = robnp.train_test_split(X, y, 0.2)
+    expected = verify_radii(robnp.load_model(model_file), X_test, y_test, [0.05, 0.2], seed=1)
+    document = json.loads(out.read_text())
+    assert document["n_points"] == 60
+    for row, verification in zip(document["results"], expected):
+        assert row["robust"] == verification.count("robust")
+        assert row["not_robust"] == verification.count("not_robust")
+        assert row["undecided"] == 0
+        assert row["exact"] == verification.bracket.exact
+        line = (f"{row['eps']:>10g}{row['robust']:>8}{row['not_robust']:>6}{0:>7}   "
+                f"{row['exact']:.4f} (exact)")
+        assert line in result.output
+    assert document["results"][0]["robust"] >= document["results"][1]["robust"]
+
+
+def test_a_small_budget_prints_the_bracket(model_file):
+    result = run("verify", model_file, "--dataset", "moons", "--seed", 1, "--n-samples", 300,
+                 "--eps", "0.5", "--budget", 1)
+    assert result.exit_code == 0, result.output
+    assert "(exact)" in result.output or "[" in result.output
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--eps", "-0.1"], "--eps"),
+    (["--eps", "0.1,x"], "--eps"),
+    (["--budget", "0"], "--budget"),
+    (["--test-fraction", "1.5"], "test_fraction"),
+    (["--dataset", "spirals"], "unknown dataset"),
+])
+def test_bad_options_are_one_line_and_exit_2(model_file, extra, needle):
+    args = ["verify", model_file, "--dataset", "moons", "--seed", 1, "--n-samples", 300, *extra]
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and needle in lines[0]
+
+
+def test_a_model_that_does_not_fit_the_dataset_is_refused(tmp_path):
+    three_class = tmp_path / "three.npz"
+    robnp.save_model(robnp.MLP(2, (4,), 3, seed=0), three_class)
+    one_input = tmp_path / "one.npz"
+    robnp.save_model(robnp.MLP(1, (4,), 2, seed=0), one_input)
+    for path, needle in ((three_class, "3 outputs"), (one_input, "input_dim"),
+                         (tmp_path / "missing.npz", "not found")):
+        result = run("verify", path, "--dataset", "moons", "--seed", 0)
+        assert result.exit_code == 2, result.output
+        assert needle in result.output and len(result.output.strip().splitlines()) == 1
