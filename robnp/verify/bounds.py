@@ -287,8 +287,9 @@ def _backward(net, region, inter, S, s0, k):
 
     Parameters
     ----------
-    S : ndarray (m, w_k) shared by every row, or (n, m, w_k)
-    s0 : ndarray (m,) or (n, m)
+    S : ndarray (m, w_k) shared by every row, or (n, m, w_k); None for
+        ``[I; -I]``, i.e. lower bounds of ``z_k`` and of ``-z_k``
+    s0 : ndarray (m,) or (n, m); ignored when S is None
     k : int, 1-based index of the linear layer whose output ``z_k`` S acts on
     inter : list of (l, u), bounds of ``z_1 .. z_{k-1}``, each (n, w)
 
@@ -299,14 +300,20 @@ def _backward(net, region, inter, S, s0, k):
     """
     n = region.magnitude().shape[0]
     W, b = net.Ws[k - 1], net.bs[k - 1]
-    shared = S.ndim == 2
-    # Through the linear layer k: S z_k = (S W^T) h_{k-1} + S b.
-    Lam = S @ W.T
-    E = _slack(np.abs(S) @ np.abs(W.T), W.shape[1])
-    const = _down(S @ b - _slack(np.abs(S) @ np.abs(b), b.shape[0]))
-    const = _add_down(const, s0)
+    shared = S is None or S.ndim == 2
+    if S is None:
+        # Both bounds of z_k itself: the rows of [W^T; -W^T] are exact, no product.
+        Lam = np.concatenate([W.T, -W.T])
+        E = np.zeros_like(Lam)
+        const = np.concatenate([b, -b])
+    else:
+        # Through the linear layer k: S z_k = (S W^T) h_{k-1} + S b.
+        Lam = S @ W.T
+        E = _slack(np.abs(S) @ np.abs(W.T), W.shape[1])
+        const = _down(S @ b - _slack(np.abs(S) @ np.abs(b), b.shape[0]))
+        const = _add_down(const, s0)
     if shared:
-        const = np.broadcast_to(const, (n, S.shape[0]))
+        const = np.broadcast_to(const, (n, Lam.shape[0]))
     for layer in range(k - 1, 0, -1):
         l, u = inter[layer - 1]
         W, b = net.Ws[layer - 1], net.bs[layer - 1]
@@ -367,9 +374,7 @@ def _intermediate_bounds(net, region, method):
             l, u = il, iu
             if method != "ibp":
                 w = net.Ws[k - 1].shape[1]
-                eye = np.eye(w)
-                S = np.concatenate([eye, -eye])
-                low, _ = _backward(net, region, inter, S, np.zeros(2 * w), k)
+                low, _ = _backward(net, region, inter, None, None, k)
                 l = np.maximum(l, low[:, :w])
                 u = np.minimum(u, -low[:, w:])
         inter.append((_clean_lower(l), np.where(np.isnan(u), _INF, u)))
