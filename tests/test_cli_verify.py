@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -24,6 +23,11 @@ def model_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("verify") / "moons8.npz"
     robnp.save_model(model, path)
     return path
+
+
+def test_verify_is_listed_in_the_help():
+    result = run("--help")
+    assert result.exit_code == 0 and "verify" in result.output
 
 
 def test_verify_prints_a_table_and_writes_counts_that_match_the_library(model_file, tmp_path):

@@ -113,10 +113,6 @@ def _add_down(a, b):
     return _down(a + b)
 
 
-def _add_up(a, b):
-    return _up(a + b)
-
-
 def _clean_lower(x):
     """NaN (from inf - inf) is no bound: -inf."""
     return np.where(np.isnan(x), -_INF, x)
