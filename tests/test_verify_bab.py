@@ -137,6 +137,24 @@ def test_branch_and_bound_alone_agrees_with_the_milp(hidden, dtype, eps):
     np.testing.assert_array_equal((result.verdict == "robust")[clear], reference[clear] > 0)
 
 
+@pytest.mark.parametrize("d", [3, 4])
+def test_inputs_of_dimension_3_and_4_are_decided_and_agree_with_the_milp(d):
+    """Complete in practice for small input dimension: branch and bound alone."""
+    X, y = robnp.make_dataset("spheres", 400, 0.1, seed=d, input_dim=d)
+    model = robnp.MLP(d, (8, 6), 2, seed=d)
+    robnp.fit(model, X[:300], y[:300], max_epochs=100, seed=d)
+    X, y = model.check_input(X[300:]), y[300:]
+    right = model.predict(X) == y
+    X, y = X[right][:40], y[right][:40]
+    result = _verify(model, X, y, 0.2, "linf", 4096, None, 0, attacks=False)
+    assert result.count("undecided") == 0
+    _check_counterexamples(model, X, y, result)
+    reference = np.array([milp_min_margin(model, X[i], y[i], 0.2) for i in range(len(y))])
+    clear = np.abs(reference) > 1e-5
+    np.testing.assert_array_equal((result.verdict == "robust")[clear], reference[clear] > 0)
+    assert 5 < result.count("robust") < len(y) - 5
+
+
 def test_three_classes_agree_with_the_milp():
     model, X, y = _trained("circles", (8,), 2, np.float32, seed=4)
     # a three-class problem: relabel a third of the points and retrain
