@@ -59,8 +59,11 @@ bounded explicitly:
    on an already rounded ``h~`` satisfies
    ``|z~ - z| <= |h~ - h| |W| + gamma_m(k + 1) (|h~| |W| + |b|) + (k + 2) 2**-126``;
    ReLU is exact and 1-Lipschitz, so the errors carry forward layer by layer, with
-   ``|h~| <= relu(u) + |h~ - h|`` from the layer's bounds. The final per-logit error
-   ``D`` gives ``lower[i, j] = exact_lower[i, j] - D_y - D_j`` (rounded down).
+   ``|h~| <= relu(u + e)`` for a pre-activation error bound ``e``, and no error at all
+   for a neuron with ``u + e <= 0``. The margin's allowance is
+   ``|h~ - h| . |W_y - W_j| + r_y + r_j`` (last hidden layer's error through the
+   difference of the two output columns, plus the output layer's own rounding of each
+   logit), and ``lower[i, j] = exact_lower[i, j] - allowance`` (rounded down).
 
 A bound that overflows or becomes NaN is reported as ``-inf``.
 """
@@ -377,24 +380,41 @@ def _intermediate_bounds(net, region, method):
     return inter
 
 
-def _model_error(net, region, inter):
-    """Bound on |logits as the model computes them - exact logits|, (n, n_classes)."""
-    u = net.u_model
+def _rounding(net, k, mag):
+    """Bound on the model's fresh rounding in layer k's output, given |h~| <= mag."""
+    W, b = net.Ws[k], net.bs[k]
+    fan_in = W.shape[0]
+    size = _up(mag @ np.abs(W) + np.abs(b))
+    size = _up(size + _slack(size, fan_in + 1))
+    return _up(_gamma(fan_in + 1, net.u_model) * (1 + 1e-6) * size + (fan_in + 2) * _TINY32)
+
+
+def _model_error(net, region, inter, y):
+    """Allowance for the model's own rounding in every margin, (n, n_classes).
+
+    Per hidden layer, with ``e`` the bound on ``|z~ - z|``: ``h~ = relu(z~) <=
+    relu(u + e)``, and ``|h~ - h| <= min(e, relu(u + e))`` (zero for a neuron that
+    stays negative even when rounded up). The margin's error is then
+    ``|h~ - h| . |W_y - W_j| + r_y + r_j`` with ``r`` the last layer's fresh rounding.
+    """
     mag = region.magnitude()                 # the input is exact in the model's dtype
-    err = np.zeros_like(mag)
-    for k in range(net.n_layers):
-        W, b = net.Ws[k], net.bs[k]
-        fan_in = W.shape[0]
-        absW = np.abs(W)
-        carried = err @ absW
-        carried = _up(carried + _slack(carried, fan_in))
-        size = _up((mag + err) @ absW + np.abs(b))
-        size = _up(size + _slack(size, fan_in + 1))
-        rounding = _up(_gamma(fan_in + 1, u) * (1 + 1e-6) * size + (fan_in + 2) * _TINY32)
-        err = _up(carried + rounding)
-        if k < net.n_layers - 1:
-            mag = np.maximum(inter[k][1], 0.0)
-    return np.where(np.isfinite(err), err, _INF)
+    herr = np.zeros_like(mag)
+    for k in range(net.n_layers - 1):
+        absW = np.abs(net.Ws[k])
+        carried = herr @ absW
+        carried = _up(carried + _slack(carried, absW.shape[0]))
+        zerr = _up(carried + _rounding(net, k, mag))
+        reach = np.maximum(_up(inter[k][1] + zerr), 0.0)
+        herr = np.minimum(zerr, reach)
+        mag = reach
+    fresh = _rounding(net, net.n_layers - 1, mag)                       # (n, C)
+    W = net.Ws[-1]
+    rows = np.arange(y.shape[0])
+    spread = _up(np.abs(W.T[y][:, None, :] - W.T[None, :, :]) * (1 + 4 * _U64))  # (n, C, w)
+    carried = np.matmul(spread, herr[:, :, None])[..., 0]
+    carried = _up(carried + _slack(carried, W.shape[0]))
+    allowance = _up(_up(carried + fresh[rows, y][:, None]) + fresh)
+    return np.where(np.isfinite(allowance), allowance, _INF)
 
 
 # ---------------------------------------------------------------------------
@@ -413,7 +433,8 @@ class MarginBounds:
     exact_lower : ndarray (n, n_classes), float64
         Bound for the network in exact arithmetic; ``+inf`` at the row's class.
     float_error : ndarray (n, n_classes), float64
-        ``exact_lower - lower``'s allowance ``D_y + D_j`` for the model's rounding.
+        The allowance for the model's own rounding subtracted from ``exact_lower``
+        (0 at the own class).
     coefficients : ndarray (n, n_classes, d), float64 or None
         CROWN's linear lower bound of each margin in x (zero row at the own class);
         None for IBP alone.
@@ -478,8 +499,7 @@ def _bounds(net, region, y, method):
                                           net.n_layers)
             lowers.append(low)
         exact = lowers[0] if len(lowers) == 1 else np.maximum(lowers[0], lowers[1])
-        D = _model_error(net, region, inter)
-        float_error = _up(D[rows, y][:, None] + D)
+        float_error = _model_error(net, region, inter, y)
         lower = _clean_lower(_down(exact - float_error))
     exact = exact.copy()
     exact[rows, y] = _INF
