@@ -26,8 +26,9 @@ dtype*, classifies every input of the eps-ball around it as its label:
    on which every neuron is stable is a region where the network is affine, so its
    minimum is at that corner and the bound is exact up to rounding: if the corner
    is classified correctly yet the bound is not positive, the margin there is
-   within floating-point error of zero and the point is ``undecided``. Rounds are
-   vectorised over all points and many boxes at once.
+   within floating-point error of zero: the box is set aside, and unless another box
+   yields a counterexample the point ends ``undecided``. Rounds are vectorised over
+   all points and many boxes at once.
 
 ``budget`` bounds the number of sub-boxes bounded per point; a point whose budget
 runs out is ``undecided``. For inputs of dimension <= 4 this is complete in
@@ -321,6 +322,7 @@ def _branch_and_bound(run, net, rows, root_lo, root_hi, root, budget):
     """Input splitting with a best-first heap of sub-boxes per point."""
     heaps = {}
     certified_min = {}
+    ambiguous = {}
     order = 0
     worst = root.lower.min(axis=1)
     worst_class = root.lower.argmin(axis=1)
@@ -368,8 +370,11 @@ def _branch_and_bound(run, net, rows, root_lo, root_hi, root, budget):
             if run.decided_by[row] != "":
                 continue
             if bounds.stable[i]:
-                # affine box, corner correct, bound not positive: margin ~ 0
-                run.give_up(np.array([row]), c_worst[i], "rounding")
+                # An affine box whose minimising corner is classified correctly, yet
+                # the bound is not positive: the margin there is zero to within the
+                # rounding allowance, and splitting cannot help. The rest of the
+                # point's boxes may still hold a counterexample.
+                ambiguous[row] = min(ambiguous.get(row, np.inf), c_worst[i])
                 continue
             heapq.heappush(heaps[row], (c_worst[i], order, child_lo[i], child_hi[i],
                                         c_dims[i]))
@@ -378,10 +383,13 @@ def _branch_and_bound(run, net, rows, root_lo, root_hi, root, budget):
             if run.decided_by[row] != "":
                 del heaps[row]
             elif not heaps[row]:
-                run.certify(np.array([row]), certified_min[row], "bab")
+                if row in ambiguous:
+                    run.give_up(np.array([row]), ambiguous[row], "rounding")
+                else:
+                    run.certify(np.array([row]), certified_min[row], "bab")
                 del heaps[row]
             elif run.branches[row] >= budget:
-                low = min(certified_min[row], heaps[row][0][0])
+                low = min(certified_min[row], heaps[row][0][0], ambiguous.get(row, np.inf))
                 run.give_up(np.array([row]), low, "budget")
                 del heaps[row]
 
