@@ -53,11 +53,28 @@ def test_verify_prints_a_table_and_writes_counts_that_match_the_library(model_fi
     assert document["results"][0]["robust"] >= document["results"][1]["robust"]
 
 
-def test_a_small_budget_prints_the_bracket(model_file):
+def test_l2_balls_are_verified_too(model_file):
     result = run("verify", model_file, "--dataset", "moons", "--seed", 1, "--n-samples", 300,
-                 "--eps", "0.5", "--budget", 1)
+                 "--eps", "0.05", "--norm", "l2")
     assert result.exit_code == 0, result.output
-    assert "(exact)" in result.output or "[" in result.output
+    assert ", l2," in result.output and "0.05" in result.output
+
+
+def test_a_small_budget_prints_the_bracket(trained_model, tmp_path):
+    """The conftest model and its split (circles, 600 points, noise 0.1, seed 3)."""
+    path, out = tmp_path / "circles32.npz", tmp_path / "rough.json"
+    robnp.save_model(trained_model, path)
+    result = run("verify", path, "--dataset", "circles", "--seed", 3, "--n-samples", 600,
+                 "--noise", 0.1, "--test-fraction", 0.25, "--eps", "0.2", "--budget", 1,
+                 "--json", out)
+    assert result.exit_code == 0, result.output
+    row = json.loads(out.read_text())["results"][0]
+    X, y = robnp.make_dataset("circles", 600, 0.1, seed=3)
+    _, X_test, _, y_test = robnp.train_test_split(X, y, 0.25)
+    expected = verify_radii(trained_model, X_test, y_test, [0.2], budget=1, seed=3)[0]
+    assert row["undecided"] == expected.count("undecided") > 0
+    assert row["exact"] is None
+    assert f"[{row['certified_accuracy']:.4f}, {row['attack_accuracy']:.4f}]" in result.output
 
 
 @pytest.mark.parametrize("extra,needle", [
