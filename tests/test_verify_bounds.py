@@ -178,3 +178,18 @@ def test_bad_input_is_a_clear_error():
         box_margin_bounds(model, X + 1, X, [0, 1])
     with pytest.raises(DataError, match="does not meet"):
         margin_bounds(model, X + 5, [0, 1], 0.1, bounds=(-1, 1))
+
+
+def test_bounds_computed_in_chunks_are_the_same(monkeypatch):
+    """Large batches are cut into chunks to bound memory; the cut changes nothing."""
+    import robnp.verify.bounds as bounds_module
+
+    model = _net(np.float64, (16, 16, 16), 3, seed=4)
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(100, 2))
+    y = rng.integers(0, 3, 100)
+    whole = margin_bounds(model, X, y, 0.2)
+    monkeypatch.setattr(bounds_module, "_CHUNK_ELEMENTS", 3000)      # 5-row chunks
+    parts = margin_bounds(model, X, y, 0.2)
+    for field in ("lower", "exact_lower", "float_error", "coefficients", "stable"):
+        np.testing.assert_array_equal(getattr(parts, field), getattr(whole, field))

@@ -180,6 +180,9 @@ class _Box:
         penalty = np.matmul(E, mag)[..., 0]
         return _down(value - _slack(err, 2 * d) - _up(penalty * (1 + 1e-9)))
 
+    def take(self, rows):
+        return _Box(self.lo[rows], self.hi[rows])
+
     def split(self, dim, which):
         """Halves of every box along its own ``dim`` (n,): lower (which=0) or upper."""
         n = self.lo.shape[0]
@@ -202,6 +205,9 @@ class _Ball:
 
     def magnitude(self):
         return _up(np.abs(self.center) + self.radius[:, None])
+
+    def take(self, rows):
+        return _Ball(self.center[rows], self.radius[rows])
 
     def _norm_up(self, A):
         d = A.shape[-1]
@@ -464,9 +470,30 @@ def _margin_spec(net, y):
     return S
 
 
+_CHUNK_ELEMENTS = 1 << 23      # largest coefficient tensor built at once (64 MB)
+
+
 def _bounds(net, region, y, method):
+    """Bounds for every row, in chunks small enough that CROWN's per-row
+    coefficient tensors (rows x outputs x inputs of a layer) stay in memory."""
     if method not in METHODS:
         raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
+    widths = [W.shape[1] for W in net.Ws]
+    per_row = max([net.n_classes * max(widths)]
+                  + [2 * widths[k] * widths[k - 2] for k in range(2, len(widths) - 1)])
+    chunk = max(1, _CHUNK_ELEMENTS // per_row)
+    n = y.shape[0]
+    if n <= chunk:
+        return _bounds_chunk(net, region, y, method)
+    parts = [_bounds_chunk(net, region.take(slice(i, i + chunk)), y[i:i + chunk], method)
+             for i in range(0, n, chunk)]
+    return MarginBounds(*(None if getattr(parts[0], f) is None
+                          else np.concatenate([getattr(p, f) for p in parts])
+                          for f in ("lower", "exact_lower", "float_error", "coefficients",
+                                    "stable")))
+
+
+def _bounds_chunk(net, region, y, method):
     n = y.shape[0]
     rows = np.arange(n)
     inter_method = "ibp" if method == "ibp" else "crown"
