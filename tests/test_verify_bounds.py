@@ -181,7 +181,8 @@ def test_bad_input_is_a_clear_error():
 
 
 def test_bounds_computed_in_chunks_are_the_same(monkeypatch):
-    """Large batches are cut into chunks to bound memory; the cut changes nothing."""
+    """Large batches are cut into chunks to bound memory; the cut changes nothing but
+    the last bits (BLAS may sum in another order for another shape)."""
     import robnp.verify.bounds as bounds_module
 
     model = _net(np.float64, (16, 16, 16), 3, seed=4)
@@ -191,5 +192,7 @@ def test_bounds_computed_in_chunks_are_the_same(monkeypatch):
     whole = margin_bounds(model, X, y, 0.2)
     monkeypatch.setattr(bounds_module, "_CHUNK_ELEMENTS", 3000)      # 5-row chunks
     parts = margin_bounds(model, X, y, 0.2)
-    for field in ("lower", "exact_lower", "float_error", "coefficients", "stable"):
-        np.testing.assert_array_equal(getattr(parts, field), getattr(whole, field))
+    np.testing.assert_array_equal(parts.stable, whole.stable)
+    for field in ("lower", "exact_lower", "float_error", "coefficients"):
+        np.testing.assert_allclose(getattr(parts, field), getattr(whole, field),
+                                   rtol=1e-9, atol=1e-12)
