@@ -21,7 +21,9 @@ What is guaranteed
 ------------------
 Let ``R`` be the region (see :func:`input_region`) and ``z~(x)`` the logits the
 model computes at ``x`` in its own dtype, with *any* order of summation in its dot
-products, with or without fused multiply-adds. Then for every ``x`` in ``R``, every
+products, with or without fused multiply-adds (as BLAS computes them: sums of
+products, not a fast matrix-multiplication algorithm), in IEEE round-to-nearest
+arithmetic. Then for every ``x`` in ``R``, every
 row ``i`` and every class ``j != y_i``::
 
     z~_y(x) - z~_j(x)  >=  MarginBounds.lower[i, j]        (a real-number inequality)
@@ -39,7 +41,7 @@ bounded explicitly:
 1. *The verifier's own rounding.* Every dot product ``s = sum_k a_k b_k`` of ``k``
    terms is computed as ``s~`` together with the error bound
    ``|s~ - s| <= gamma_k / (1 - gamma_k) * fl(sum_k |a_k| |b_k|) + k * 2**-1000``
-   (Higham, "Accuracy and Stability of Numerical Algorithms", 2002, eq. 3.5:
+   (Higham, "Accuracy and Stability of Numerical Algorithms", 2002, section 3.1:
    ``|s~ - s| <= gamma_k sum |a_k b_k|`` for any summation order, where
    ``gamma_k = k u / (1 - k u)`` and ``u = 2**-53``; the computed sum of
    non-negative terms is at least ``(1 - gamma_k)`` times the exact one; the last
