@@ -100,7 +100,8 @@ class Verification:
     decided_by : ndarray of shape (n,), str
         ``clean``, ``attack``, ``bound`` (whole-ball bound), ``bab`` (branch and
         bound), ``budget`` (ran out), ``rounding`` (margin zero to within
-        rounding), or ``unsplit`` (no branch and bound for this norm).
+        rounding), ``unsplit`` (no branch and bound for this norm), or, from
+        :func:`verify_radii`, ``larger`` (robust at a larger radius).
     branches : ndarray of shape (n,), int64
         Sub-boxes bounded by branch and bound for the point.
     """
