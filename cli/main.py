@@ -24,6 +24,7 @@ _COMMANDS = {
     "attack": "robnp_cli.evaluate:attack",
     "gradcheck": "robnp_cli.gradcheck:gradcheck",
     "scaling": "robnp_cli.scaling:scaling",
+    "verify": "robnp_cli.verify:verify",
 }
 
 # command name -> the line ``robnp --help`` shows for it, so that the help lists every
@@ -34,6 +35,7 @@ _SUMMARIES = {
     "validate": "Check a sweep's results: completeness, consistency, sanity.",
     "train": "Train one model the study's way and save it.",
     "attack": "Evaluate a saved model with any registered attacks.",
+    "verify": "Exact robust accuracy of a saved model (bounds, branch and bound).",
     "gradcheck": "Check every gradient block against finite differences.",
     "scaling": "Scaling-law fits of the adversarial-training paper.",
 }

@@ -35,7 +35,7 @@ _EXPORTS = {
     "evaluate": "attacks", "Evaluation": "attacks",
     "get_attack": "attacks",
 }
-_SUBPACKAGES = ("attacks", "report", "study", "scaling")
+_SUBPACKAGES = ("attacks", "data", "report", "study", "scaling", "verify")
 
 __all__ = ["__version__", *_EXPORTS, *_SUBPACKAGES,
            "RobnpError", "ConfigError", "DataError", "ModelFileError", "StoreError",

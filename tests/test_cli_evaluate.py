@@ -120,5 +120,6 @@ def test_help_lists_every_command_without_importing_numba():
             "print('numba' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("False"), out.stdout
-    for command in ("sweep", "report", "validate", "train", "attack", "gradcheck", "scaling"):
+    for command in ("sweep", "report", "validate", "train", "attack", "verify", "gradcheck",
+                    "scaling"):
         assert f"  {command} " in out.stdout
