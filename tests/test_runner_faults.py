@@ -343,7 +343,7 @@ def test_the_run_line_says_what_actually_runs(tmp_path, monkeypatch, no_figures)
               "--out", tmp_path / "one")
     assert one.exit_code == 0, one.output
     assert "Running 1 training task(s) (1 runs in all) in this process." in one.output
-    assert "Warning" not in one.output
+    assert "Warning: --jobs" not in one.output
     many = run("sweep", *TINY[:3], "4,5", *TINY[4:], "--jobs", "64", "--quiet",
                "--out", tmp_path / "many")
     assert many.exit_code == 0, many.output

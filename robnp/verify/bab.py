@@ -453,9 +453,9 @@ def _check_common(model, X, y, norm, budget, bounds):
     X = model.check_input(X)
     y = model.check_labels(y, X.shape[0])
     if bounds is not None:
-        from ..attacks import _check_bounds
+        from ..attacks import check_bounds
 
-        _check_bounds(bounds)
+        check_bounds(bounds)
         bounds = (float(bounds[0]), float(bounds[1]))
     return X, y, budget, bounds
 
