@@ -14,7 +14,8 @@ and 8000 of 10,000, rescaled to the query budget as the reference code does
 (iteration ``i`` of ``n_queries`` counts as ``int(i / n_queries * 10000)``). Defaults
 are AutoAttack's for L-infinity: 5000 queries, ``p_init = 0.8``. The window position
 and sign are drawn once per iteration for the whole batch, as in the reference code.
-Restarts attack only the points still robust, from a new start.
+Only points classified correctly when clean (positive margin) are attacked; restarts
+attack only the points still robust, from a new start.
 """
 
 from __future__ import annotations
@@ -136,10 +137,13 @@ def _single_run(target, X, y, eps, options, rng):
 def square_general(target, X, y, radii, options: SquareOptions, rng):
     """The Square attack at every radius (one after the other)."""
     results = []
+    clean = np.empty(X.shape[0], X.dtype)
+    kernels.margins(target.logits(X), y, clean)
     for eps in radii:
         result = X.copy()
         if eps > 0:
-            margin = np.full(X.shape[0], np.inf)
+            # as in the reference code, points misclassified when clean stay clean
+            margin = np.where(clean > 0, np.inf, -np.inf)
             for _ in range(options.n_restarts):
                 rows = np.flatnonzero(margin > 0)
                 if rows.size == 0:
