@@ -7,7 +7,7 @@ import robnp
 from robnp.gradcheck import check_gradients, check_model_gradients, sample_away_from_kinks
 
 
-@pytest.mark.parametrize("loss", ["cross_entropy", "cw_margin"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "cw_margin", "dlr"])
 @pytest.mark.parametrize("n_samples", [1, 33])
 @pytest.mark.parametrize("hidden", [(1,), (17,), (17, 1), (1, 17, 17), (17, 17, 17)])
 def test_every_block_matches_finite_differences(hidden, n_samples, loss):
