@@ -99,7 +99,8 @@ def sample_away_from_kinks(model: MLP, n_samples: int, rng: np.random.Generator,
     """Draw standard-normal inputs and labels whose every hidden pre-activation is
     at least ``kink_margin`` from 0 (and, for the CW margin, whose wrong-class
     logits are at least that far from a tie; for DLR, whose logits are all at least
-    that far apart).
+    that far apart and whose label is not the third most likely class, where DLR is
+    constant).
 
     Returns
     -------
@@ -123,6 +124,10 @@ def sample_away_from_kinks(model: MLP, n_samples: int, rng: np.random.Generator,
             ok &= _logit_gap(model.astype(np.float64), X, y) >= kink_margin
         if loss == "dlr":
             ok &= _sorted_gap(model.astype(np.float64), X) >= kink_margin
+            # with the label third, DLR is -(z_3 - z_1) / (z_1 - z_3) = 1: flat, and a
+            # relative error of a zero gradient means nothing
+            Z = model.astype(np.float64).logits(X)
+            ok &= (Z > Z[np.arange(len(y)), y][:, None]).sum(axis=1) != 2
         rows.extend(X[ok])
         labels.extend(y[ok])
     return np.array(rows[:n_samples]), np.array(labels[:n_samples], dtype=np.int64)
