@@ -130,17 +130,21 @@ def project_l2_ball(x, v, eps):
     return x + delta * (eps / norm if norm > eps else 1.0)
 
 
-def project_l2_box(x, v, eps, bounds, iterations=3000):
+def project_l2_box(x, v, eps, bounds, tol=1e-14, max_iterations=200_000):
     """Projection onto ball and box by Dykstra's alternating projections (Boyle and
-    Dykstra, 1986), which converge to the projection onto an intersection."""
+    Dykstra, 1986), which converge to the projection onto an intersection; iterated
+    until a sweep moves the point by less than ``tol``."""
     z = np.asarray(v, np.float64).copy()
     p = np.zeros_like(z)
     q = np.zeros_like(z)
-    for _ in range(iterations):
+    for _ in range(max_iterations):
         a = np.clip(z + p, bounds[0], bounds[1])
         p = z + p - a
+        previous = z
         z = project_l2_ball(x, a + q, eps)
         q = a + q - z
+        if np.abs(z - previous).max() < tol and np.abs(z - a).max() < tol:
+            break
     return z
 
 

@@ -184,3 +184,39 @@ def test_bad_options_are_config_errors(blobs_model):
         robnp.pgd(object(), X, y, 0.1)
     with pytest.raises(robnp.ConfigError, match="start_gradient"):
         robnp.pgd(model, X, y, 0.1, use_best=True, start_gradient=np.zeros_like(X))
+
+
+def test_registry_targets_are_the_most_likely_wrong_class(blobs_model):
+    model, X, y = blobs_model
+    target = robnp.attacks._threat.top_wrong_class(model.logits(X), y)
+    Z = model.logits(X).astype(np.float64)
+    Z[np.arange(len(y)), y] = -np.inf
+    np.testing.assert_array_equal(target, Z.argmax(axis=1))
+    registry = attack("pgd", model, X, y, radii=(0.5,), targeted=True, use_best=True)[0]
+    direct = robnp.pgd(model, X, y, 0.5, y_target=target, use_best=True)
+    np.testing.assert_array_equal(registry, direct)
+
+
+def test_square_needs_only_logits(blobs_model):
+    model, X, y = blobs_model
+
+    class ScoresOnly:
+        dtype = model.dtype
+
+        def logits(self, X):
+            return model.logits(X)
+
+        def input_gradient(self, X, y, loss):
+            raise AssertionError("the Square attack must not ask for gradients")
+
+    got = robnp.attacks.square(ScoresOnly(), X, y, 0.4, n_queries=50, seed=1)
+    np.testing.assert_array_equal(got, robnp.attacks.square(model, X, y, 0.4, n_queries=50,
+                                                            seed=1))
+    assert robnp.accuracy(model, got, y) < robnp.accuracy(model, X, y)
+
+
+def test_l2_apgd_stays_in_the_l2_ball(blobs_model):
+    model, X, y = blobs_model
+    X_adv = robnp.attacks.apgd(model, X, y, 0.5, n_iter=10, norm="l2", seed=0)
+    assert np.linalg.norm(X_adv - X, axis=1).max() <= 0.5 * (1 + 1e-12)
+    assert robnp.accuracy(model, X_adv, y) < robnp.accuracy(model, X, y)
