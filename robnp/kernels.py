@@ -972,3 +972,20 @@ def square_rows(params, sizes, X, y, X_best, margin_best, starts, widths, signs,
         square_accept(X_new[:m], active, margin_new[:m], X_best, margin_best)
         for q in range(m):
             queries[active[q]] += 1
+
+
+@_kernel
+def pgd_linf_radii(params, sizes, X, y, X_advs, eps_list, step_list, steps, loss_kind,
+                   lower, upper, use_bounds, first_sign, dX, acts, dZ, d0, d1):
+    """:func:`pgd_linf` from the clean points at every radius in one call, each radius
+    on the same rows (so every product has the shape it has radius by radius), the
+    first step along ``first_sign`` (the sign of the gradient at ``X``, the same for
+    every radius). ``X_advs[r]`` must hold ``X`` on entry; a radius of 0 is left so."""
+    for r in range(eps_list.shape[0]):
+        if eps_list[r] == 0:
+            continue
+        for i in range(X.shape[0]):
+            for k in range(X.shape[1]):
+                dX[i, k] = first_sign[i, k]
+        pgd_linf(params, sizes, X, y, X_advs[r], eps_list[r], step_list[r], steps, loss_kind,
+                 lower, upper, use_bounds, dX, acts, dZ, d0, d1, True)

@@ -220,3 +220,18 @@ def test_l2_apgd_stays_in_the_l2_ball(blobs_model):
     X_adv = robnp.attacks.apgd(model, X, y, 0.5, n_iter=10, norm="l2", seed=0)
     assert np.linalg.norm(X_adv - X, axis=1).max() <= 0.5 * (1 + 1e-12)
     assert robnp.accuracy(model, X_adv, y) < robnp.accuracy(model, X, y)
+
+
+@pytest.mark.parametrize("options", [{}, {"steps": 3, "step_size": 0.07}, {"loss": "cw_margin"},
+                                     {"bounds": (-1, 1)}, {"steps": 0}])
+def test_the_registry_pgd_is_the_study_pgd_bit_for_bit(trained_model, circles_split, options):
+    """The registry runs every radius in one compiled call; each must equal the
+    function the study calls, radius by radius."""
+    X, y = circles_split[1], circles_split[3]
+    radii = (0.0, 0.01, 0.05, 0.1, 0.2, 0.5)
+    swept = attack("pgd", trained_model, X, y, radii=radii, **options)
+    grad = robnp.input_gradient(trained_model, X, y, loss=options.get("loss", "cross_entropy"))
+    function = {k: v for k, v in options.items()}
+    for eps, X_adv in zip(radii, swept):
+        np.testing.assert_array_equal(
+            X_adv, robnp.pgd(trained_model, X, y, eps, start_gradient=grad, **function))
