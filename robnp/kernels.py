@@ -215,44 +215,53 @@ def loss_grad_logits(loss_kind, Z, y, dZ, scale, want_loss):
     ``pi`` the classes sorted by decreasing logit (see :func:`_dlr_row`); its value
     is always computed.
     """
-    n, n_classes = Z.shape
     total = 0.0
-    for i in range(n):
-        label = y[i]
-        if loss_kind == LOSS_CROSS_ENTROPY:
-            top_j = 0
-            for j in range(1, n_classes):
-                if Z[i, j] > Z[i, top_j]:
-                    top_j = j
-            top = Z[i, top_j]
-            # exp(Z - top) is exactly 1 at the top class: one exponential fewer per row
-            denom = 1.0
-            for j in range(n_classes):
-                if j != top_j:
-                    e = np.exp(Z[i, j] - top)
-                    dZ[i, j] = e
-                    denom += e
-            dZ[i, top_j] = 1
-            if want_loss:
-                total += np.log(denom) + top - Z[i, label]
-            inv = scale / denom
-            for j in range(n_classes):
-                dZ[i, j] *= inv
-            dZ[i, label] -= scale
-        elif loss_kind == LOSS_CW_MARGIN:
-            other = -1
-            for j in range(n_classes):
-                if j != label and (other < 0 or Z[i, j] > Z[i, other]):
-                    other = j
-            if want_loss:
-                total += Z[i, other] - Z[i, label]
-            for j in range(n_classes):
-                dZ[i, j] = 0
-            dZ[i, other] = scale
-            dZ[i, label] = -scale
-        else:
-            total += _dlr_row(Z[i], label, label, False, dZ[i], scale)
+    for i in range(Z.shape[0]):
+        total += _untargeted_row(loss_kind, Z, i, y[i], dZ, scale, want_loss)
     return total
+
+
+@_kernel
+def _untargeted_row(loss_kind, Z, i, label, dZ, scale, want_loss):
+    """Row ``i`` of :func:`loss_grad_logits`: its loss (0 for cross-entropy and CW
+    margin unless ``want_loss``) and ``scale`` times its gradient into ``dZ[i]``."""
+    n_classes = Z.shape[1]
+    if loss_kind == LOSS_CROSS_ENTROPY:
+        top_j = 0
+        for j in range(1, n_classes):
+            if Z[i, j] > Z[i, top_j]:
+                top_j = j
+        top = Z[i, top_j]
+        # exp(Z - top) is exactly 1 at the top class: one exponential fewer per row
+        denom = 1.0
+        for j in range(n_classes):
+            if j != top_j:
+                e = np.exp(Z[i, j] - top)
+                dZ[i, j] = e
+                denom += e
+        dZ[i, top_j] = 1
+        value = 0.0
+        if want_loss:
+            value = np.log(denom) + top - Z[i, label]
+        inv = scale / denom
+        for j in range(n_classes):
+            dZ[i, j] *= inv
+        dZ[i, label] -= scale
+        return value
+    if loss_kind == LOSS_CW_MARGIN:
+        other = -1
+        for j in range(n_classes):
+            if j != label and (other < 0 or Z[i, j] > Z[i, other]):
+                other = j
+        value = 0.0
+        if want_loss:
+            value = Z[i, other] - Z[i, label]
+        for j in range(n_classes):
+            dZ[i, j] = 0
+        dZ[i, other] = scale
+        dZ[i, label] = -scale
+        return value
+    return _dlr_row(Z, i, label, label, False, dZ, scale)
 
 
 @_kernel
@@ -537,53 +546,64 @@ NORM_L2 = 1
 
 
 @_kernel
-def _top_classes(z, top):
-    """The indices of the ``top.shape[0]`` largest entries of ``z`` in decreasing
-    order (the lower index first on ties), into ``top``."""
-    n_top = top.shape[0]
-    for r in range(n_top):
-        best = -1
-        for j in range(z.shape[0]):
-            taken = False
-            for q in range(r):
-                if top[q] == j:
-                    taken = True
-            if not taken and (best < 0 or z[j] > z[best]):
-                best = j
-        top[r] = best
+def _top_classes(Z, i):
+    """The four largest logits' classes of row ``i`` in decreasing order (the lower
+    index first on ties); -1 where there are fewer classes."""
+    t0 = t1 = t2 = t3 = -1
+    for j in range(Z.shape[1]):
+        z = Z[i, j]
+        if t0 < 0 or z > Z[i, t0]:
+            t0, t1, t2, t3 = j, t0, t1, t2
+        elif t1 < 0 or z > Z[i, t1]:
+            t1, t2, t3 = j, t1, t2
+        elif t2 < 0 or z > Z[i, t2]:
+            t2, t3 = j, t2
+        elif t3 < 0 or z > Z[i, t3]:
+            t3 = j
+    return t0, t1, t2, t3
 
 
 @_kernel
-def _dlr_row(z, label, target, targeted, dz, scale):
-    """DLR loss of one row of logits and ``scale`` times its gradient into ``dz``
-    (Croce and Hein, 2020).
+def _dlr_row(Z, i, label, target, targeted, dZ, scale):
+    """DLR loss of row ``i`` of the logits and ``scale`` times its gradient into
+    ``dZ[i]`` (Croce and Hein, 2020).
 
     untargeted: ``-(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3 + 1e-12)``;
     targeted: ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)``, with ``pi``
     the classes by decreasing logit. The quotient rule gives
     ``dL = -dN / D + N dD / D^2`` for ``L = -N / D``.
     """
-    top = np.empty(4 if targeted else 3, np.int64)
-    _top_classes(z, top)
+    t0, t1, t2, t3 = _top_classes(Z, i)
     if targeted:
         other = target
-        denom = z[top[0]] - 0.5 * (z[top[2]] + z[top[3]]) + 1e-12
+        denom = Z[i, t0] - 0.5 * (Z[i, t2] + Z[i, t3]) + 1e-12
     else:
-        other = top[0] if top[0] != label else top[1]
-        denom = z[top[0]] - z[top[2]] + 1e-12
-    numer = z[label] - z[other]
-    for j in range(z.shape[0]):
-        dz[j] = 0
-    dz[label] += -scale / denom
-    dz[other] += scale / denom
+        other = t0 if t0 != label else t1
+        denom = Z[i, t0] - Z[i, t2] + 1e-12
+    numer = Z[i, label] - Z[i, other]
+    for j in range(Z.shape[1]):
+        dZ[i, j] = 0
+    dZ[i, label] += -scale / denom
+    dZ[i, other] += scale / denom
     ratio = scale * numer / (denom * denom)
-    dz[top[0]] += ratio
+    dZ[i, t0] += ratio
     if targeted:
-        dz[top[2]] -= 0.5 * ratio
-        dz[top[3]] -= 0.5 * ratio
+        dZ[i, t2] -= 0.5 * ratio
+        dZ[i, t3] -= 0.5 * ratio
     else:
-        dz[top[2]] -= ratio
+        dZ[i, t2] -= ratio
     return -numer / denom
+
+
+@_kernel
+def _loss_row(loss_kind, Z, i, label, target, dZ, scale, want_loss):
+    """Row ``i`` of :func:`loss_grad_logits_targeted`."""
+    if loss_kind < LOSS_CE_TARGETED:
+        return _untargeted_row(loss_kind, Z, i, label, dZ, scale, want_loss)
+    if loss_kind == LOSS_DLR_TARGETED:
+        return _dlr_row(Z, i, label, target, True, dZ, scale)
+    base = LOSS_CROSS_ENTROPY if loss_kind == LOSS_CE_TARGETED else LOSS_CW_MARGIN
+    return -_untargeted_row(base, Z, i, target, dZ, -scale, want_loss)
 
 
 @_kernel
@@ -595,17 +615,9 @@ def loss_grad_logits_targeted(loss_kind, Z, y, t, dZ, scale, want_loss):
     towards ``t``); targeted CW margin: ``Z_i[t_i] - max_{j != t_i} Z_ij``;
     targeted DLR: see :func:`_dlr_row` (``n_classes >= 4``).
     """
-    if loss_kind < LOSS_CE_TARGETED:
-        return loss_grad_logits(loss_kind, Z, y, dZ, scale, want_loss)
-    n, n_classes = Z.shape
     total = 0.0
-    for i in range(n):
-        if loss_kind == LOSS_DLR_TARGETED:
-            total += _dlr_row(Z[i], y[i], t[i], True, dZ[i], scale)
-        else:
-            base = LOSS_CROSS_ENTROPY if loss_kind == LOSS_CE_TARGETED else LOSS_CW_MARGIN
-            total -= loss_grad_logits(base, Z[i:i + 1], t[i:i + 1], dZ[i:i + 1], -scale,
-                                      want_loss)
+    for i in range(Z.shape[0]):
+        total += _loss_row(loss_kind, Z, i, y[i], t[i], dZ, scale, want_loss)
     return total
 
 
@@ -615,8 +627,7 @@ def logit_stats(loss_kind, Z, y, t, dZ, row_loss, pred, scale=1.0):
     logits (into ``dZ``), and the arg-max class (first index on ties) into ``pred``."""
     n, n_classes = Z.shape
     for i in range(n):
-        row_loss[i] = loss_grad_logits_targeted(loss_kind, Z[i:i + 1], y[i:i + 1],
-                                                t[i:i + 1], dZ[i:i + 1], scale, True)
+        row_loss[i] = _loss_row(loss_kind, Z, i, y[i], t[i], dZ, scale, True)
         best = 0
         for j in range(1, n_classes):
             if Z[i, j] > Z[i, best]:
@@ -699,11 +710,23 @@ def project_l2(x, v, eps, lower, upper, use_bounds):
 def project_rows(X, X_adv, eps_rows, norm, lower, upper, use_bounds):
     """Project every row of ``X_adv`` onto its own ball (radius ``eps_rows[i]`` around
     ``X[i]``, norm ``NORM_LINF`` or ``NORM_L2``) intersected with the box."""
-    for i in range(X.shape[0]):
-        if norm == NORM_LINF:
-            project_linf(X[i:i + 1], X_adv[i:i + 1], eps_rows[i], lower, upper, use_bounds)
-        else:
+    n, d = X.shape
+    for i in range(n):
+        if norm != NORM_LINF:
             project_l2(X[i], X_adv[i], eps_rows[i], lower, upper, use_bounds)
+            continue
+        eps = eps_rows[i]
+        # project_linf's arithmetic, element by element with this row's radius
+        for k in range(d):
+            x = X[i, k]
+            value = x + min(max(X_adv[i, k] - x, -eps), eps)
+            if use_bounds:
+                boxed = min(max(value, lower), upper)
+                if abs(boxed - x) <= eps:
+                    value = boxed
+                else:
+                    value = x + min(max(boxed - x, -eps), eps)
+            X_adv[i, k] = value
 
 
 @_kernel
@@ -714,7 +737,9 @@ def steepest_step(X_adv, dX, step_rows, norm):
     for i in range(n):
         step = step_rows[i]
         if norm == NORM_LINF:
-            sign_step(X_adv[i:i + 1], dX[i:i + 1], step)
+            for k in range(d):  # sign_step's arithmetic
+                g = dX[i, k]
+                X_adv[i, k] += step * ((g > 0) - (g < 0))
         else:
             total = 0.0
             for k in range(d):
