@@ -1,9 +1,19 @@
 """Projected gradient descent on the negative loss (Madry et al., 2018).
 
-``steps`` signed-gradient steps of ``step_size`` (default ``eps / 4``), each followed
+``steps`` steepest-ascent steps of ``step_size`` (default ``eps / 4``), each followed
 by projection onto the ``eps``-ball around the clean input (and into ``bounds`` when
-given), on the analytic input gradient through the compiled kernel
-:func:`robnp.kernels.pgd_linf`.
+given), on the analytic input gradient.
+
+The study's PGD (L-infinity, from the clean point, cross-entropy or CW margin, the
+final iterate) runs the compiled kernel :func:`robnp.kernels.pgd_linf`, unchanged, so
+the study's numbers stay what they were. Everything else is opt-in and runs
+:func:`robnp.kernels.pgd_rows` on rows that carry their own radius (radii and restarts
+stacked as rows, split into fixed chunks over threads): random starts, restarts on the
+points still robust, the per-sample worst case ``use_best`` (the name of the MadryLab
+``robustness`` library), targets, the L2 ball with its exact projection onto ball and
+box, and the DLR losses (Croce and Hein, 2020). Carlini et al. (2019, "On evaluating
+adversarial robustness") ask for exactly these: restarts, per-sample worst cases,
+several losses.
 """
 
 from __future__ import annotations
@@ -104,9 +114,11 @@ class PGDOptions(AttackOptions):
 
 @dataclass(frozen=True)
 class PGDCWOptions(PGDOptions):
-    """The evaluation of the robustness scaling-law paper (Section 3.1) as a preset:
-    40 steps of eps/4 on the CW margin loss from a uniform random start, keeping the
-    per-sample worst iterate (``use_best`` on)."""
+    """The evaluation of Bartoldson et al. (2024, "Adversarial robustness limits via
+    scaling-law and human-alignment studies", Section 3.1, "Evaluation"): 40 PGD steps
+    on the CW loss. The paper gives neither step nor start; this preset takes eps/4
+    from a uniform random start, and keeps the per-sample worst iterate (``use_best``
+    on), so the reported accuracy is that of the worst point found per example."""
 
     steps: int = 40
     random_start: bool = True
