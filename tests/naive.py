@@ -258,10 +258,11 @@ def apgd_checkpoints(n_iter):
 
 
 def apgd(model, X, y, eps, n_iter, start, *, loss="cross_entropy", t=None, bounds=None,
-         rho=0.75, dtype=np.float64):
-    """APGD (Croce and Hein, 2020), L-infinity, written as the reference code's loop one
-    row at a time; returns every evaluated iterate (n_iter + 1, n, d) and the final
-    (x_best, x_best_adv, robust, loss_best)."""
+         rho=0.75, dtype=np.float64, norm="linf"):
+    """APGD (Croce and Hein, 2020), written as the reference code's loop one row at a
+    time (L-infinity: signed steps; L2: steps along g / ||g|| and the exact projection);
+    returns every evaluated iterate (n_iter + 1, n, d) and the final (x_best,
+    x_best_adv, robust, loss_best)."""
     X = np.asarray(X, dtype)
     n, d = X.shape
     name = loss if t is None else loss + "_targeted"
@@ -277,7 +278,13 @@ def apgd(model, X, y, eps, n_iter, start, *, loss="cross_entropy", t=None, bound
             return v[0], p[0], g[0]
 
         def P(v):
-            return project_linf(x, v, eps, bounds).astype(dtype)
+            return project(x, v, eps, norm, bounds).astype(dtype)
+
+        def direction(g):
+            if norm == "linf":
+                return np.sign(g)
+            length = np.linalg.norm(g)
+            return g / length if length > 0 else 0 * g
 
         point = np.asarray(start[r], dtype).copy()
         value, pred, grad = evaluate(point)
@@ -292,7 +299,7 @@ def apgd(model, X, y, eps, n_iter, start, *, loss="cross_entropy", t=None, bound
             a = 1.0 if i == 0 else 0.75
             move = point - old
             old = point.copy()
-            z = P(point + step * np.sign(grad))
+            z = P(point + step * direction(grad))
             point = P(point + (z - point) * a + move * (1 - a))
             value, pred, grad = evaluate(point)
             trace[i + 1, r] = point

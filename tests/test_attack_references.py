@@ -2,6 +2,8 @@
 projections, PGD (L-infinity, L2, box, restarts, per-sample worst case, targets), APGD's
 checkpoints and iterates, the Square attack's schedule and loop."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -199,6 +201,32 @@ def test_apgd_iterates_match_the_reference_one_by_one(blobs_model, loss, targete
         moves = np.abs(np.diff(trace[:, 0], axis=0)).max(axis=1)
         halved += moves[-1] < 0.5 * moves[0]
     assert halved > 0  # the step schedule was exercised, not only the first steps
+
+
+def test_l2_apgd_iterates_match_the_reference(blobs_model):
+    model, X, y = blobs_model
+    X, y = np.ascontiguousarray(X[:8]), y[:8]
+    eps, n_iter = 0.5, 20
+    eps_rows = np.full(8, eps)
+    start = _apgd.start_points(np.random.default_rng(5), X, eps_rows, "l2", None)
+    np.testing.assert_allclose(np.linalg.norm(start - X, axis=1), eps)  # on the sphere
+    ref = naive.apgd(model, X, y, eps, n_iter, start, norm="l2")
+    for r in range(8):
+        rows = slice(r, r + 1)
+        trace = np.empty((n_iter + 1, 1, 4))
+        _apgd.apgd_single_run(Target(model), X[rows], y[rows], y[rows], start[rows],
+                              eps_rows[rows], n_iter, "cross_entropy", "l2", None, 0.75,
+                              trace=trace)
+        np.testing.assert_allclose(trace[:, 0], ref[0][:, r], atol=1e-10)
+
+
+def test_default_thread_count_follows_the_batch_size():
+    from robnp.attacks._threat import CHUNK_ROWS, thread_count
+
+    assert thread_count(None, 4 * CHUNK_ROWS - 1) == 1
+    assert thread_count(None, 100 * CHUNK_ROWS) == min(100, os.cpu_count() or 1)
+    assert thread_count(8, CHUNK_ROWS) == 1  # never more threads than chunks
+    assert thread_count(2, 3 * CHUNK_ROWS) == 2
 
 
 def test_square_schedule_matches_the_paper():
