@@ -30,7 +30,7 @@ _EXPORTS = {
     "train_test_split": "data",
     "input_gradient": "gradients", "loss_and_input_gradient": "gradients",
     "param_gradient": "gradients", "LOSSES": "losses",
-    "fgsm": "attacks", "pgd": "attacks",
+    "fgsm": "attacks", "pgd": "attacks", "apgd": "attacks", "square": "attacks",
     "accuracy": "attacks", "robust_accuracy": "attacks", "attack_names": "attacks",
     "evaluate": "attacks", "Evaluation": "attacks",
     "get_attack": "attacks",

@@ -80,6 +80,12 @@ def _pre_activations(model: MLP, X: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def _sorted_gap(model: MLP, X: np.ndarray) -> np.ndarray:
+    """Smallest distance between two logits of a row (where DLR's sort has a kink)."""
+    Z = np.sort(model.logits(X).astype(np.float64), axis=1)
+    return np.diff(Z, axis=1).min(axis=1)
+
+
 def _logit_gap(model: MLP, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Distance from a tie among the wrong classes (where the CW margin has a kink)."""
     Z = model.logits(X).astype(np.float64)
@@ -93,7 +99,9 @@ def sample_away_from_kinks(model: MLP, n_samples: int, rng: np.random.Generator,
                            max_draws: int = 10_000):
     """Draw standard-normal inputs and labels whose every hidden pre-activation is
     at least ``kink_margin`` from 0 (and, for the CW margin, whose wrong-class
-    logits are at least that far from a tie).
+    logits are at least that far from a tie; for DLR, whose logits are all at least
+    that far apart and whose label is not the third most likely class, where DLR is
+    constant).
 
     Returns
     -------
@@ -115,6 +123,12 @@ def sample_away_from_kinks(model: MLP, n_samples: int, rng: np.random.Generator,
             ok &= np.abs(Z).min(axis=1) >= kink_margin
         if loss == "cw_margin":
             ok &= _logit_gap(model.astype(np.float64), X, y) >= kink_margin
+        if loss == "dlr":
+            ok &= _sorted_gap(model.astype(np.float64), X) >= kink_margin
+            # with the label third, DLR is -(z_3 - z_1) / (z_1 - z_3) = 1: flat, and a
+            # relative error of a zero gradient means nothing
+            Z = model.astype(np.float64).logits(X)
+            ok &= (Z > Z[np.arange(len(y)), y][:, None]).sum(axis=1) != 2
         rows.extend(X[ok])
         labels.extend(y[ok])
     return np.array(rows[:n_samples]), np.array(labels[:n_samples], dtype=np.int64)

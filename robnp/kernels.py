@@ -46,6 +46,12 @@ FASTMATH = False
 # Loss codes understood by :func:`loss_grad_logits`.
 LOSS_CROSS_ENTROPY = 0
 LOSS_CW_MARGIN = 1
+LOSS_DLR = 2
+# Targeted losses need a target class per row as well as the label
+# (:func:`loss_grad_logits_targeted`).
+LOSS_CE_TARGETED = 3
+LOSS_CW_TARGETED = 4
+LOSS_DLR_TARGETED = 5
 
 
 def _kernel(function):
@@ -203,43 +209,59 @@ def loss_grad_logits(loss_kind, Z, y, dZ, scale, want_loss):
     CW margin (Carlini and Wagner, 2017, the untargeted margin they call f6 with
     kappa = 0): ``loss_i = max_{j != y_i} Z_ij - Z_i[y_i]``; its gradient is +1 at
     the strongest wrong class and -1 at the true class.
+
+    DLR (Croce and Hein, 2020, difference of logits ratio; ``n_classes >= 3``):
+    ``loss_i = -(Z_iy - max_{j != y} Z_ij) / (Z_i,pi1 - Z_i,pi3 + 1e-12)`` with
+    ``pi`` the classes sorted by decreasing logit (see :func:`_dlr_row`); its value
+    is always computed.
     """
-    n, n_classes = Z.shape
     total = 0.0
-    for i in range(n):
-        label = y[i]
-        if loss_kind == LOSS_CROSS_ENTROPY:
-            top_j = 0
-            for j in range(1, n_classes):
-                if Z[i, j] > Z[i, top_j]:
-                    top_j = j
-            top = Z[i, top_j]
-            # exp(Z - top) is exactly 1 at the top class: one exponential fewer per row
-            denom = 1.0
-            for j in range(n_classes):
-                if j != top_j:
-                    e = np.exp(Z[i, j] - top)
-                    dZ[i, j] = e
-                    denom += e
-            dZ[i, top_j] = 1
-            if want_loss:
-                total += np.log(denom) + top - Z[i, label]
-            inv = scale / denom
-            for j in range(n_classes):
-                dZ[i, j] *= inv
-            dZ[i, label] -= scale
-        else:
-            other = -1
-            for j in range(n_classes):
-                if j != label and (other < 0 or Z[i, j] > Z[i, other]):
-                    other = j
-            if want_loss:
-                total += Z[i, other] - Z[i, label]
-            for j in range(n_classes):
-                dZ[i, j] = 0
-            dZ[i, other] = scale
-            dZ[i, label] = -scale
+    for i in range(Z.shape[0]):
+        total += _untargeted_row(loss_kind, Z, i, y[i], dZ, scale, want_loss)
     return total
+
+
+@_kernel
+def _untargeted_row(loss_kind, Z, i, label, dZ, scale, want_loss):
+    """Row ``i`` of :func:`loss_grad_logits`: its loss (0 for cross-entropy and CW
+    margin unless ``want_loss``) and ``scale`` times its gradient into ``dZ[i]``."""
+    n_classes = Z.shape[1]
+    if loss_kind == LOSS_CROSS_ENTROPY:
+        top_j = 0
+        for j in range(1, n_classes):
+            if Z[i, j] > Z[i, top_j]:
+                top_j = j
+        top = Z[i, top_j]
+        # exp(Z - top) is exactly 1 at the top class: one exponential fewer per row
+        denom = 1.0
+        for j in range(n_classes):
+            if j != top_j:
+                e = np.exp(Z[i, j] - top)
+                dZ[i, j] = e
+                denom += e
+        dZ[i, top_j] = 1
+        value = 0.0
+        if want_loss:
+            value = np.log(denom) + top - Z[i, label]
+        inv = scale / denom
+        for j in range(n_classes):
+            dZ[i, j] *= inv
+        dZ[i, label] -= scale
+        return value
+    if loss_kind == LOSS_CW_MARGIN:
+        other = -1
+        for j in range(n_classes):
+            if j != label and (other < 0 or Z[i, j] > Z[i, other]):
+                other = j
+        value = 0.0
+        if want_loss:
+            value = Z[i, other] - Z[i, label]
+        for j in range(n_classes):
+            dZ[i, j] = 0
+        dZ[i, other] = scale
+        dZ[i, label] = -scale
+        return value
+    return _dlr_row(Z, i, label, label, False, dZ, scale)
 
 
 @_kernel
@@ -507,3 +529,488 @@ def count_correct(params, sizes, X, y, acts):
         if best == y[i]:
             correct += 1
     return correct
+
+
+# ---------------------------------------------------------------------------
+# attacks: targeted losses, per-row steps and projections, PGD, APGD, Square
+# ---------------------------------------------------------------------------
+#
+# Every kernel below treats rows independently: a row's result depends only on that
+# row (losses are per example, scale 1), so a batch may be split into chunks of rows
+# without changing any row. The step and bookkeeping kernels are shared by the
+# compiled loops (for an MLP) and by the NumPy loops over any model with ``logits`` and
+# ``input_gradient`` (robnp.attacks), so each update rule is written once.
+
+NORM_LINF = 0
+NORM_L2 = 1
+
+
+@_kernel
+def _top_classes(Z, i):
+    """The four largest logits' classes of row ``i`` in decreasing order (the lower
+    index first on ties); -1 where there are fewer classes."""
+    t0 = t1 = t2 = t3 = -1
+    for j in range(Z.shape[1]):
+        z = Z[i, j]
+        if t0 < 0 or z > Z[i, t0]:
+            t0, t1, t2, t3 = j, t0, t1, t2
+        elif t1 < 0 or z > Z[i, t1]:
+            t1, t2, t3 = j, t1, t2
+        elif t2 < 0 or z > Z[i, t2]:
+            t2, t3 = j, t2
+        elif t3 < 0 or z > Z[i, t3]:
+            t3 = j
+    return t0, t1, t2, t3
+
+
+@_kernel
+def _dlr_row(Z, i, label, target, targeted, dZ, scale):
+    """DLR loss of row ``i`` of the logits and ``scale`` times its gradient into
+    ``dZ[i]`` (Croce and Hein, 2020).
+
+    untargeted: ``-(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3 + 1e-12)``;
+    targeted: ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)``, with ``pi``
+    the classes by decreasing logit. The quotient rule gives
+    ``dL = -dN / D + N dD / D^2`` for ``L = -N / D``.
+    """
+    t0, t1, t2, t3 = _top_classes(Z, i)
+    if targeted:
+        other = target
+        denom = Z[i, t0] - 0.5 * (Z[i, t2] + Z[i, t3]) + 1e-12
+    else:
+        other = t0 if t0 != label else t1
+        denom = Z[i, t0] - Z[i, t2] + 1e-12
+    numer = Z[i, label] - Z[i, other]
+    for j in range(Z.shape[1]):
+        dZ[i, j] = 0
+    dZ[i, label] += -scale / denom
+    dZ[i, other] += scale / denom
+    ratio = scale * numer / (denom * denom)
+    dZ[i, t0] += ratio
+    if targeted:
+        dZ[i, t2] -= 0.5 * ratio
+        dZ[i, t3] -= 0.5 * ratio
+    else:
+        dZ[i, t2] -= ratio
+    return -numer / denom
+
+
+@_kernel
+def _loss_row(loss_kind, Z, i, label, target, dZ, scale, want_loss):
+    """Row ``i`` of :func:`loss_grad_logits_targeted`."""
+    if loss_kind < LOSS_CE_TARGETED:
+        return _untargeted_row(loss_kind, Z, i, label, dZ, scale, want_loss)
+    if loss_kind == LOSS_DLR_TARGETED:
+        return _dlr_row(Z, i, label, target, True, dZ, scale)
+    base = LOSS_CROSS_ENTROPY if loss_kind == LOSS_CE_TARGETED else LOSS_CW_MARGIN
+    return -_untargeted_row(base, Z, i, target, dZ, -scale, want_loss)
+
+
+@_kernel
+def loss_grad_logits_targeted(loss_kind, Z, y, t, dZ, scale, want_loss):
+    """:func:`loss_grad_logits` for every loss code, targeted ones included: ``t``
+    holds a target class per row (ignored by the untargeted codes).
+
+    targeted cross-entropy: ``-(logsumexp(Z_i) - Z_i[t_i])`` (ascending it moves
+    towards ``t``); targeted CW margin: ``Z_i[t_i] - max_{j != t_i} Z_ij``;
+    targeted DLR: see :func:`_dlr_row` (``n_classes >= 4``).
+    """
+    total = 0.0
+    for i in range(Z.shape[0]):
+        total += _loss_row(loss_kind, Z, i, y[i], t[i], dZ, scale, want_loss)
+    return total
+
+
+@_kernel
+def logit_stats(loss_kind, Z, y, t, dZ, row_loss, pred, scale=1.0):
+    """Per-row loss (into ``row_loss``) and ``scale`` times its gradient w.r.t. the
+    logits (into ``dZ``), and the arg-max class (first index on ties) into ``pred``."""
+    n, n_classes = Z.shape
+    for i in range(n):
+        row_loss[i] = _loss_row(loss_kind, Z, i, y[i], t[i], dZ, scale, True)
+        best = 0
+        for j in range(1, n_classes):
+            if Z[i, j] > Z[i, best]:
+                best = j
+        pred[i] = best
+
+
+@_kernel
+def attack_eval(params, sizes, X, y, t, loss_kind, dX, acts, dZ, d0, d1, row_loss, pred,
+                want_grad, scale=1.0):
+    """At the rows of ``X``: per-row loss, predicted class and (when ``want_grad``)
+    ``scale`` times the gradient of each row's own loss w.r.t. that row, into ``dX``."""
+    n = X.shape[0]
+    Z = forward(params, sizes, X, acts)
+    dZ = dZ[:n]
+    logit_stats(loss_kind, Z, y, t, dZ, row_loss, pred, scale)
+    if want_grad:
+        backward_input(params, sizes, X, acts, dZ, dX, d0, d1)
+
+
+@_kernel
+def project_l2(x, v, eps, lower, upper, use_bounds):
+    """Project the row ``v`` in place onto the L2 ball of radius ``eps`` around the row
+    ``x``, and when ``use_bounds`` onto its intersection with the box.
+
+    Without a box: ``x + (v - x) min(1, eps / ||v - x||)``. With one, the KKT
+    conditions of ``min ||z - v||^2`` over ball and box give
+    ``z(s) = clip(x + s (v - x), lower, upper)`` for the largest ``s`` in ``[0, 1]``
+    with ``||z(s) - x|| <= eps``; ``||z(s) - x||`` grows with ``s``, so ``s`` is found
+    by bisection (to float64 resolution). When the box lies farther than ``eps`` from
+    ``x`` the intersection is empty and the result is the point of the ball nearest the
+    box, ``x + eps u`` with ``u`` the unit vector from ``x`` to its box projection:
+    the ball always holds.
+    """
+    d = x.shape[0]
+    if not use_bounds:
+        norm = 0.0
+        for k in range(d):
+            norm += (v[k] - x[k]) * (v[k] - x[k])
+        norm = np.sqrt(norm)
+        if norm > eps:
+            factor = eps / norm
+            for k in range(d):
+                v[k] = x[k] + (v[k] - x[k]) * factor
+        return
+    dist0 = 0.0
+    for k in range(d):
+        c = min(max(np.float64(x[k]), lower), upper)
+        dist0 += (c - x[k]) ** 2
+    dist0 = np.sqrt(dist0)
+    if dist0 > eps:
+        for k in range(d):
+            c = min(max(np.float64(x[k]), lower), upper)
+            v[k] = x[k] + eps * (c - x[k]) / dist0
+        return
+    lo = 0.0
+    hi = 1.0
+    full = 0.0
+    for k in range(d):
+        c = min(max(np.float64(v[k]), lower), upper)
+        full += (c - x[k]) ** 2
+    if np.sqrt(full) > eps:
+        for _ in range(64):
+            mid = 0.5 * (lo + hi)
+            dist = 0.0
+            for k in range(d):
+                c = min(max(x[k] + mid * (np.float64(v[k]) - x[k]), lower), upper)
+                dist += (c - x[k]) ** 2
+            if np.sqrt(dist) <= eps:
+                lo = mid
+            else:
+                hi = mid
+    else:
+        lo = 1.0
+    for k in range(d):
+        v[k] = min(max(x[k] + lo * (np.float64(v[k]) - x[k]), lower), upper)
+
+
+@_kernel
+def project_rows(X, X_adv, eps_rows, norm, lower, upper, use_bounds):
+    """Project every row of ``X_adv`` onto its own ball (radius ``eps_rows[i]`` around
+    ``X[i]``, norm ``NORM_LINF`` or ``NORM_L2``) intersected with the box."""
+    n, d = X.shape
+    for i in range(n):
+        if norm != NORM_LINF:
+            project_l2(X[i], X_adv[i], eps_rows[i], lower, upper, use_bounds)
+            continue
+        eps = eps_rows[i]
+        # project_linf's arithmetic, element by element with this row's radius
+        for k in range(d):
+            x = X[i, k]
+            value = x + min(max(X_adv[i, k] - x, -eps), eps)
+            if use_bounds:
+                boxed = min(max(value, lower), upper)
+                if abs(boxed - x) <= eps:
+                    value = boxed
+                else:
+                    value = x + min(max(boxed - x, -eps), eps)
+            X_adv[i, k] = value
+
+
+@_kernel
+def steepest_step(X_adv, dX, step_rows, norm):
+    """One steepest-ascent step per row: ``+ step * sign(g)`` (L-infinity) or
+    ``+ step * g / ||g||`` (L2; a zero gradient does not move the row)."""
+    n, d = X_adv.shape
+    for i in range(n):
+        step = step_rows[i]
+        if norm == NORM_LINF:
+            for k in range(d):  # sign_step's arithmetic
+                g = dX[i, k]
+                X_adv[i, k] += step * ((g > 0) - (g < 0))
+        else:
+            total = 0.0
+            for k in range(d):
+                total += np.float64(dX[i, k]) * dX[i, k]
+            if total > 0:
+                factor = step / np.sqrt(total)
+                for k in range(d):
+                    X_adv[i, k] += factor * dX[i, k]
+
+
+@_kernel
+def track_best(X_adv, row_loss, pred, y, t, targeted, X_best, best_loss, found):
+    """Per-sample worst case: a row not yet ``found`` takes the current point when it
+    succeeds (misclassified, or at its target when ``targeted``), which freezes it, or
+    when its loss beats ``best_loss``."""
+    n, d = X_adv.shape
+    for i in range(n):
+        if found[i]:
+            continue
+        success = pred[i] == t[i] if targeted else pred[i] != y[i]
+        if success or row_loss[i] > best_loss[i]:
+            best_loss[i] = row_loss[i]
+            found[i] = success
+            for k in range(d):
+                X_best[i, k] = X_adv[i, k]
+
+
+@_kernel
+def pgd_finish(X_adv, row_loss, pred, y, t, targeted, use_best, X_best, best_loss, found):
+    """After PGD's last step: with ``use_best`` the last iterate is one more candidate
+    for :func:`track_best`; otherwise it is the result."""
+    if use_best:
+        track_best(X_adv, row_loss, pred, y, t, targeted, X_best, best_loss, found)
+        return
+    n, d = X_adv.shape
+    for i in range(n):
+        best_loss[i] = row_loss[i]
+        found[i] = pred[i] == t[i] if targeted else pred[i] != y[i]
+        for k in range(d):
+            X_best[i, k] = X_adv[i, k]
+
+
+@_kernel
+def pgd_rows(params, sizes, X, y, t, X_adv, eps_rows, step_rows, steps, loss_kind, norm,
+             lower, upper, use_bounds, targeted, use_best, X_best, best_loss, found,
+             dX, acts, dZ, d0, d1, row_loss, pred, scale):
+    """PGD on rows that may each have their own radius and step (Madry et al., 2018).
+
+    ``steps`` times: per-row loss and gradient (times ``scale``) at ``X_adv``, then
+    :func:`steepest_step` and :func:`project_rows`. With ``use_best`` every iterate,
+    the start and the last included, goes through :func:`track_best` (``best_loss``
+    and ``found`` must start at -inf and False); otherwise ``X_best``, ``best_loss``
+    and ``found`` describe the last iterate. ``X_adv`` holds the start on entry and the
+    last iterate on exit.
+    """
+    for step in range(steps):
+        attack_eval(params, sizes, X_adv, y, t, loss_kind, dX, acts, dZ, d0, d1,
+                    row_loss, pred, True, scale)
+        if use_best:
+            track_best(X_adv, row_loss, pred, y, t, targeted, X_best, best_loss, found)
+        steepest_step(X_adv, dX, step_rows, norm)
+        project_rows(X, X_adv, eps_rows, norm, lower, upper, use_bounds)
+    attack_eval(params, sizes, X_adv, y, t, loss_kind, dX, acts, dZ, d0, d1, row_loss,
+                pred, False, scale)
+    pgd_finish(X_adv, row_loss, pred, y, t, targeted, use_best, X_best, best_loss, found)
+
+
+@_kernel
+def _copy_rows(source, target):
+    n, d = source.shape
+    for i in range(n):
+        for k in range(d):
+            target[i, k] = source[i, k]
+
+
+@_kernel
+def apgd_step(X, X_adv, X_old, dX, step_rows, momentum, eps_rows, norm, lower, upper,
+              use_bounds, scratch):
+    """APGD's momentum step (Croce and Hein, 2020, eq. 2), per row:
+    ``z = P(x + eta sign(g))``, ``x_new = P(x + a (z - x) + (1 - a) (x - x_old))``;
+    ``X_old`` receives the current point."""
+    n, d = X_adv.shape
+    for i in range(n):
+        for k in range(d):
+            scratch[i, k] = X_adv[i, k]
+    steepest_step(scratch, dX, step_rows, norm)
+    project_rows(X, scratch, eps_rows, norm, lower, upper, use_bounds)
+    a = X_adv.dtype.type(momentum)
+    b = X_adv.dtype.type(1.0 - momentum)
+    for i in range(n):
+        for k in range(d):
+            current = X_adv[i, k]
+            previous = X_old[i, k]
+            X_old[i, k] = current
+            X_adv[i, k] = current + (scratch[i, k] - current) * a + (current - previous) * b
+    project_rows(X, X_adv, eps_rows, norm, lower, upper, use_bounds)
+
+
+@_kernel
+def apgd_record(i, X_adv, dX, row_loss, pred, y, robust, X_best_adv, X_best, grad_best,
+                loss_best, loss_steps):
+    """APGD's bookkeeping after the gradient at iterate ``i + 1``: the last
+    misclassified point, the highest-loss point and its gradient, the loss history."""
+    n, d = X_adv.shape
+    for r in range(n):
+        loss_steps[i, r] = row_loss[r]
+        if pred[r] != y[r]:
+            robust[r] = False
+            for k in range(d):
+                X_best_adv[r, k] = X_adv[r, k]
+        if row_loss[r] > loss_best[r]:
+            loss_best[r] = row_loss[r]
+            for k in range(d):
+                X_best[r, k] = X_adv[r, k]
+                grad_best[r, k] = dX[r, k]
+
+
+@_kernel
+def apgd_checkpoint(i, k, rho, loss_steps, loss_best, loss_best_last, reduced_last,
+                    step_rows, X_adv, dX, X_best, grad_best):
+    """The checkpoint after iteration ``i`` (0-based) ending an interval of ``k``:
+    halve the step and restart from the best point where (1) at most ``rho k`` of the
+    interval's steps increased the loss, or (2) the step was not halved at the last
+    checkpoint and the best loss has not grown since. As in the reference code, the
+    loss history is a zero-initialised ring, so the first comparison of the first
+    interval is against 0."""
+    n_iter, n = loss_steps.shape
+    d = X_adv.shape[1]
+    for r in range(n):
+        increases = 0
+        for c in range(k):
+            if loss_steps[(i - c) % n_iter, r] > loss_steps[(i - c - 1) % n_iter, r]:
+                increases += 1
+        reduce = increases <= k * rho
+        if not reduced_last[r] and loss_best_last[r] >= loss_best[r]:
+            reduce = True
+        reduced_last[r] = reduce
+        loss_best_last[r] = loss_best[r]
+        if reduce:
+            step_rows[r] /= 2
+            for q in range(d):
+                X_adv[r, q] = X_best[r, q]
+                dX[r, q] = grad_best[r, q]
+
+
+@_kernel
+def apgd_rows(params, sizes, X, y, t, X_adv, eps_rows, step_rows, loss_kind, norm, lower,
+              upper, use_bounds, checks, rho, momentum, X_best, X_best_adv, robust,
+              loss_best, dX, acts, dZ, d0, d1, row_loss, pred, trace):
+    """APGD (Croce and Hein, 2020) on every row from the start ``X_adv``, as the
+    reference implementation runs it; ``checks[i]`` is the length of the interval
+    ending after iteration ``i`` (0 where there is no checkpoint). ``trace``, when it
+    has rows, receives every evaluated iterate (``n_iter + 1`` of them)."""
+    n, d = X.shape
+    n_iter = checks.shape[0]
+    attack_eval(params, sizes, X_adv, y, t, loss_kind, dX, acts, dZ, d0, d1, row_loss,
+                pred, True)
+    grad_best = dX.copy()
+    X_old = X_adv.copy()
+    scratch = np.empty_like(X_adv)
+    loss_steps = np.zeros((n_iter, n))
+    loss_best_last = np.empty(n)
+    reduced_last = np.ones(n, np.bool_)
+    for r in range(n):
+        robust[r] = pred[r] == y[r]
+        loss_best[r] = row_loss[r]
+        loss_best_last[r] = row_loss[r]
+        for q in range(d):
+            X_best[r, q] = X_adv[r, q]
+            X_best_adv[r, q] = X_adv[r, q]
+    if trace.shape[0] > 0:
+        _copy_rows(X_adv, trace[0])
+    for i in range(n_iter):
+        apgd_step(X, X_adv, X_old, dX, step_rows, 1.0 if i == 0 else momentum, eps_rows,
+                  norm, lower, upper, use_bounds, scratch)
+        attack_eval(params, sizes, X_adv, y, t, loss_kind, dX, acts, dZ, d0, d1,
+                    row_loss, pred, True)
+        if trace.shape[0] > 0:
+            _copy_rows(X_adv, trace[i + 1])
+        apgd_record(i, X_adv, dX, row_loss, pred, y, robust, X_best_adv, X_best,
+                    grad_best, loss_best, loss_steps)
+        if checks[i] > 0:
+            apgd_checkpoint(i, checks[i], rho, loss_steps, loss_best, loss_best_last,
+                            reduced_last, step_rows, X_adv, dX, X_best, grad_best)
+
+
+@_kernel
+def margins(Z, y, out):
+    """``Z_iy - max_{j != y} Z_ij`` per row (negative: misclassified)."""
+    n, n_classes = Z.shape
+    for i in range(n):
+        other = -np.inf
+        for j in range(n_classes):
+            if j != y[i] and Z[i, j] > other:
+                other = Z[i, j]
+        out[i] = Z[i, y[i]] - other
+
+
+@_kernel
+def square_propose(X, X_best, X_new, rows, start, width, sign, eps, lower, upper,
+                   use_bounds):
+    """Square attack's proposal for the listed rows: the window ``[start, start +
+    width)`` of each set to ``x + sign eps`` (the best point plus ``2 eps sign``,
+    projected), the rest copied from the best point."""
+    d = X.shape[1]
+    for q in range(rows.shape[0]):
+        r = rows[q]
+        for k in range(d):
+            X_new[q, k] = X_best[r, k]
+        for k in range(start, start + width):
+            X_new[q, k] = X_best[r, k] + 2 * eps * sign
+        project_linf(X[r:r + 1], X_new[q:q + 1], eps, lower, upper, use_bounds)
+
+
+@_kernel
+def square_accept(X_new, rows, margin_new, X_best, margin_best):
+    """Keep a proposal where its margin is lower, or where it misclassifies."""
+    d = X_new.shape[1]
+    for q in range(rows.shape[0]):
+        r = rows[q]
+        if margin_new[q] < margin_best[r] or margin_new[q] <= 0:
+            margin_best[r] = margin_new[q]
+            for k in range(d):
+                X_best[r, k] = X_new[q, k]
+
+
+@_kernel
+def square_rows(params, sizes, X, y, X_best, margin_best, starts, widths, signs, eps,
+                lower, upper, use_bounds, acts, queries):
+    """The Square attack's loop (Andriushchenko et al., 2020) for an MLP: iteration
+    ``i`` proposes the window ``starts[i], widths[i]`` with sign ``signs[i]`` to every
+    row whose margin is still positive; stops when none is. ``queries[r]`` counts the
+    model evaluations spent on row ``r`` (the start included)."""
+    n, d = X.shape
+    rows = np.empty(n, np.int64)
+    X_new = np.empty_like(X)
+    margin_new = np.empty(n, X.dtype)
+    y_buffer = np.empty(n, np.int64)
+    for i in range(starts.shape[0]):
+        m = 0
+        for r in range(n):
+            if margin_best[r] > 0:
+                rows[m] = r
+                m += 1
+        if m == 0:
+            break
+        active = rows[:m]
+        y_sub = y_buffer[:m]
+        square_propose(X, X_best, X_new[:m], active, starts[i], widths[i], signs[i], eps,
+                       lower, upper, use_bounds)
+        for q in range(m):
+            y_sub[q] = y[active[q]]
+        Z = forward(params, sizes, X_new[:m], acts)
+        margins(Z, y_sub, margin_new[:m])
+        square_accept(X_new[:m], active, margin_new[:m], X_best, margin_best)
+        for q in range(m):
+            queries[active[q]] += 1
+
+
+@_kernel
+def pgd_linf_radii(params, sizes, X, y, X_advs, eps_list, step_list, steps, loss_kind,
+                   lower, upper, use_bounds, first_sign, dX, acts, dZ, d0, d1):
+    """:func:`pgd_linf` from the clean points at every radius in one call, each radius
+    on the same rows (so every product has the shape it has radius by radius), the
+    first step along ``first_sign`` (the sign of the gradient at ``X``, the same for
+    every radius). ``X_advs[r]`` must hold ``X`` on entry; a radius of 0 is left so."""
+    for r in range(eps_list.shape[0]):
+        if eps_list[r] == 0:
+            continue
+        for i in range(X.shape[0]):
+            for k in range(X.shape[1]):
+                dX[i, k] = first_sign[i, k]
+        pgd_linf(params, sizes, X, y, X_advs[r], eps_list[r], step_list[r], steps, loss_kind,
+                 lower, upper, use_bounds, dX, acts, dZ, d0, d1, True)

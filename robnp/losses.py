@@ -20,24 +20,53 @@ from . import kernels
 from .errors import ConfigError, DataError
 from .model import MLP, check_labels
 
-__all__ = ["LOSSES", "loss_code", "loss_and_grad_logits", "per_example_loss", "mean_loss"]
+__all__ = ["LOSSES", "TARGETED_LOSSES", "MIN_CLASSES", "loss_code", "targeted_loss",
+           "check_loss_classes", "loss_and_grad_logits", "per_example_loss", "mean_loss"]
 
 LOSSES = {
     "cross_entropy": kernels.LOSS_CROSS_ENTROPY,
     "cw_margin": kernels.LOSS_CW_MARGIN,
+    "dlr": kernels.LOSS_DLR,
 }
 
+#: Losses that move towards a target class; each is the targeted form of a loss in
+#: :data:`LOSSES` (see :func:`targeted_loss`).
+TARGETED_LOSSES = {
+    "cross_entropy_targeted": kernels.LOSS_CE_TARGETED,
+    "cw_margin_targeted": kernels.LOSS_CW_TARGETED,
+    "dlr_targeted": kernels.LOSS_DLR_TARGETED,
+}
 
-def loss_code(name: str) -> int:
-    """The kernel code of the loss ``name``."""
+#: The fewest classes a loss is defined for (2 when not listed).
+MIN_CLASSES = {"dlr": 3, "dlr_targeted": 4}
+
+
+def loss_code(name: str, targeted_ok: bool = False) -> int:
+    """The kernel code of the loss ``name`` (targeted names only when
+    ``targeted_ok``)."""
+    known = {**LOSSES, **TARGETED_LOSSES} if targeted_ok else LOSSES
     try:
-        return LOSSES[name]
+        return known[name]
     except (KeyError, TypeError):
         raise ConfigError(
-            f"unknown loss {name!r}; known losses: {', '.join(sorted(LOSSES))}") from None
+            f"unknown loss {name!r}; known losses: {', '.join(sorted(known))}") from None
 
 
-def loss_and_grad_logits(Z, y, loss: str = "cross_entropy"):
+def targeted_loss(name: str) -> str:
+    """The targeted form of the loss ``name`` (``"dlr"`` -> ``"dlr_targeted"``)."""
+    loss_code(name)
+    return f"{name}_targeted"
+
+
+def check_loss_classes(loss: str, n_classes: int) -> None:
+    """A ConfigError when ``loss`` is not defined for ``n_classes`` classes."""
+    needed = MIN_CLASSES.get(loss, 2)
+    if n_classes < needed:
+        raise ConfigError(f"loss {loss!r} needs at least {needed} classes, the model has "
+                          f"{n_classes}")
+
+
+def loss_and_grad_logits(Z, y, loss: str = "cross_entropy", y_target=None):
     """Mean loss over rows and its gradient w.r.t. the logits.
 
     Parameters
@@ -46,7 +75,9 @@ def loss_and_grad_logits(Z, y, loss: str = "cross_entropy"):
     y : ndarray of shape (n_samples,), integer labels
 
     loss : str
-        A name in :data:`LOSSES`.
+        A name in :data:`LOSSES` or :data:`TARGETED_LOSSES`.
+    y_target : ndarray of shape (n_samples,), integer classes
+        The target of every row; required by (and only allowed with) a targeted loss.
 
     Returns
     -------
@@ -60,7 +91,7 @@ def loss_and_grad_logits(Z, y, loss: str = "cross_entropy"):
         When ``Z`` is not a non-empty real 2-D array with at least two columns, or
         ``y`` does not hold one integer label in ``[0, n_classes)`` per row.
     """
-    code = loss_code(loss)
+    code = loss_code(loss, targeted_ok=True)
     Z = np.asarray(Z)
     if Z.ndim != 2 or Z.shape[1] < 2:
         raise DataError(f"Z must have shape (n_samples, n_classes) with n_classes >= 2, "
@@ -72,8 +103,13 @@ def loss_and_grad_logits(Z, y, loss: str = "cross_entropy"):
     Z = np.ascontiguousarray(Z, dtype=Z.dtype if Z.dtype in (np.float32, np.float64)
                              else np.float64)
     y = check_labels(y, Z.shape[0], Z.shape[1])
+    check_loss_classes(loss, Z.shape[1])
+    if (y_target is not None) != (loss in TARGETED_LOSSES):
+        raise ConfigError(f"y_target is required by a targeted loss and only allowed with "
+                          f"one; loss is {loss!r}")
+    t = y if y_target is None else check_labels(y_target, Z.shape[0], Z.shape[1])
     dZ = np.empty_like(Z)
-    total = kernels.loss_grad_logits(code, Z, y, dZ, 1.0 / Z.shape[0], True)
+    total = kernels.loss_grad_logits_targeted(code, Z, y, t, dZ, 1.0 / Z.shape[0], True)
     return total / Z.shape[0], dZ
 
 

@@ -38,3 +38,21 @@ def no_figures(monkeypatch):
     import robnp.report.document
 
     monkeypatch.setattr(robnp.report.document, "write_figures", lambda document, out_dir: [])
+
+
+def make_blobs(n, n_classes, n_features, seed):
+    """Gaussian blobs around random centres: a small multi-class problem."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_classes, n_features)) * 1.5
+    y = rng.integers(0, n_classes, n)
+    X = centers[y] + rng.normal(size=(n, n_features)) * 0.6
+    return X.astype(np.float32), y
+
+
+@pytest.fixture(scope="session")
+def blobs_model():
+    """A float64 MLP on 5-class blobs in 4 dimensions, and 60 test points."""
+    X, y = make_blobs(460, 5, 4, seed=7)
+    model = robnp.MLP(4, (12, 12), 5, dtype=np.float64, seed=7)
+    robnp.fit(model, X[:400], y[:400], max_epochs=60, seed=7)
+    return model, X[400:].astype(np.float64), y[400:]

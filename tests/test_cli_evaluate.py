@@ -71,6 +71,7 @@ def test_attack_prints_a_table_and_writes_json(model_file, tmp_path):
     (["--eps", "-0.1"], "eps must be a finite number >= 0"),
     (["--input-dim", "3"], "takes 2 input features"),
     (["--dataset", "nowhere"], "unknown dataset 'nowhere'"),
+    (["--attacks", "fgsm,apgd-dlr"], "loss 'dlr' needs at least 3 classes, the model has 2"),
 ])
 def test_bad_attack_input_is_one_line_and_exit_2(model_file, args, needle):
     assert needle in one_error_line(run("attack", model_file, *args))

@@ -212,7 +212,7 @@ def test_doubling_the_steps_flags_an_unconverged_attack(trained_model, test_spli
     one_step = {"pgd": {"steps": 1, "step_size": 0.05}}
     evaluation = robnp.evaluate(trained_model, X, y, (0.3,), one_step,
                                 check_convergence=True)
-    assert any("pgd with 2 steps instead of 1 breaks" in w for w in evaluation.warnings)
+    assert any("pgd with steps 2 instead of 1 breaks" in w for w in evaluation.warnings)
     converged = robnp.evaluate(trained_model, X, y, (0.05,), ["pgd"], check_convergence=True)
     assert not any("not converged" in w for w in converged.warnings), converged.warnings
 
@@ -233,3 +233,23 @@ def test_any_object_with_logits_and_input_gradient_can_be_evaluated(trained_mode
     direct = robnp.evaluate(trained_model, X, y, EPS, ["fgsm"])
     assert wrapped.clean_acc == pytest.approx(robnp.accuracy(trained_model, X, y))
     np.testing.assert_array_equal(wrapped.worst_success, direct.worst_success)
+
+
+def test_every_registered_attack_runs_in_one_evaluation(blobs_model):
+    model, X, y = blobs_model
+    names = robnp.attacks.attack_names()
+    assert {"fgsm", "pgd", "pgd-cw", "apgd-ce", "apgd-dlr", "apgd-t", "square"} <= set(names)
+    budgets = {"pgd-cw": {"steps": 5}, "apgd-ce": {"n_iter": 10}, "apgd-dlr": {"n_iter": 10},
+               "apgd-t": {"n_iter": 10, "n_target_classes": 2}, "square": {"n_queries": 50}}
+    evaluation = robnp.evaluate(model, X, y, (0.0, 0.3), {n: budgets.get(n, {}) for n in names})
+    for result in evaluation.attacks.values():
+        assert result.robust_acc[0] == pytest.approx(evaluation.clean_acc)
+        assert evaluation.worst_robust_acc[1] <= result.robust_acc[1]
+
+
+@pytest.mark.parametrize("attack,needed", [("apgd-dlr", 3), ("apgd-t", 4)])
+def test_dlr_on_too_few_classes_is_refused_before_anything_runs(trained_model, test_split,
+                                                                attack, needed):
+    X, y = test_split
+    with pytest.raises(ConfigError, match=f"needs at least {needed} classes, the model has 2"):
+        robnp.evaluate(trained_model, X, y, (0.1,), ["fgsm", attack])

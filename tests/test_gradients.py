@@ -20,6 +20,18 @@ def test_every_block_matches_finite_differences(hidden, n_samples, loss):
         assert block.rel_error <= 1e-6, (block.name, block.rel_error)
 
 
+@pytest.mark.parametrize("n_samples", [1, 33])
+@pytest.mark.parametrize("hidden", [(17,), (17, 17), (17, 17, 17)])
+def test_every_block_of_the_dlr_loss_matches_finite_differences(hidden, n_samples):
+    """DLR is invariant to scaling the logits, so below a width-1 layer (with zero
+    biases the logits are then homogeneous in that unit) its gradient is exactly 0 and
+    a relative error means nothing: only nets without one are checked."""
+    report = check_gradients(hidden, n_features=3, n_classes=4, n_samples=n_samples,
+                             loss="dlr", seed=len(hidden) * 10 + n_samples)
+    for block in report.blocks:
+        assert block.rel_error <= 1e-6, (block.name, block.rel_error)
+
+
 def test_the_check_catches_a_wrong_gradient(monkeypatch):
     """A deliberately broken backward pass must fail the check."""
     import robnp.gradcheck as gc

@@ -11,8 +11,9 @@ import numpy as np
 from .. import _checks, kernels
 from ..errors import ConfigError, DataError
 from ..threads import single_blas_thread
+from ..model import MLP
 from ._registry import get_attack
-from ._threat import check_radii
+from ._threat import Target, check_radii
 
 __all__ = ["accuracy", "robust_accuracy", "as_generator", "evaluate", "Evaluation",
            "AttackResult", "predict"]
@@ -25,7 +26,10 @@ def as_generator(seed) -> np.random.Generator:
 
 @single_blas_thread
 def accuracy(model, X, y) -> float:
-    """Fraction of rows whose arg-max logit is the label."""
+    """Fraction of rows whose arg-max logit is the label (the first index on ties)."""
+    if not isinstance(model, MLP):
+        X, y = _inputs(model, X, y)
+        return np.count_nonzero(predict(model, X) == y) / X.shape[0]
     X = model.check_input(X)
     y = model.check_labels(y, X.shape[0])
     acts = model.workspace(X.shape[0]).acts
@@ -56,8 +60,7 @@ def robust_accuracy(model, X, y, attack="pgd", eps: Iterable[float] = (0.01, 0.0
     dict mapping each eps (float) to the robust accuracy (float in [0, 1]).
     """
     radii = check_radii(eps)
-    X = model.check_input(X)
-    y = model.check_labels(y, X.shape[0])
+    X, y = _inputs(model, X, y)
     if isinstance(attack, str):
         spec = get_attack(attack)
         seed = attack_options.pop("seed", None)
@@ -75,23 +78,14 @@ def robust_accuracy(model, X, y, attack="pgd", eps: Iterable[float] = (0.01, 0.0
 # ---------------------------------------------------------------------------
 
 def _inputs(model, X, y):
-    """``X`` and ``y`` checked by the model when it can (an MLP), else coerced: an
-    object with ``logits(X)`` and ``input_gradient(X, y, loss)`` is attackable too."""
-    if hasattr(model, "check_input") and hasattr(model, "check_labels"):
-        X = model.check_input(X)
-        return X, model.check_labels(y, X.shape[0])
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[0] == 0 or X.dtype.kind not in "fiu":
-        raise DataError(f"X must be a non-empty 2-D numeric array, got {X.dtype} with "
-                        f"shape {X.shape}")
+    """``X`` and ``y`` checked through the attack protocol (:class:`Target`): by the
+    model itself for an MLP, against its declared sizes otherwise."""
+    target = Target(model)
+    X = target.check_input(X)
     if not np.all(np.isfinite(X)):
-        raise DataError("X holds NaN or infinite values")
-    X = np.ascontiguousarray(X, dtype=X.dtype if X.dtype.kind == "f" else np.float64)
-    y = np.asarray(y)
-    if y.shape != (X.shape[0],) or y.dtype.kind not in "iu":
-        raise DataError(f"y must have shape ({X.shape[0]},) with integer labels, got "
-                        f"{y.dtype} with shape {y.shape}")
-    return X, np.ascontiguousarray(y, dtype=np.int64)
+        row = int(np.flatnonzero(~np.all(np.isfinite(X), axis=1))[0])
+        raise DataError(f"X holds NaN or infinite values (first in row {row})")
+    return X, target.check_labels(y, X)
 
 
 def predict(model, X) -> np.ndarray:
@@ -253,8 +247,8 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
         are never attacked), so an attack's number is the robust accuracy after it
         and every attack before it; cheaper, same worst case in distribution.
     check_convergence : bool
-        Also rerun every attack that has ``steps`` with twice the steps, and warn
-        where that lowers its robust accuracy.
+        Also rerun every attack with twice its budget (``steps``, ``n_iter`` or
+        ``n_queries``) on the points it left robust, and warn where that breaks more.
 
     Returns
     -------
@@ -317,7 +311,7 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
 
 
 def _is_black_box(options) -> bool:
-    return bool(getattr(options, "black_box", False))
+    return bool(options.black_box)
 
 
 def _sanity_warnings(evaluation: Evaluation, X, y) -> list[str]:
@@ -368,15 +362,20 @@ def _sanity_warnings(evaluation: Evaluation, X, y) -> list[str]:
     return found
 
 
+# The option that sets an attack's work: gradient steps, APGD's iterations, queries.
+_BUDGETS = ("steps", "n_iter", "n_queries")
+
+
 def _convergence_warnings(model, X, y, evaluation: Evaluation, seed) -> list[str]:
     """Rerun every attack that has ``steps`` with twice the steps on the points it
     attacked and left robust; each point it now breaks means it had not converged."""
     found = []
     for name, result in evaluation.attacks.items():
         options = result.options
-        if "steps" not in options.field_names() or options.steps == 0:
+        budget = next((field for field in _BUDGETS if field in options.field_names()), None)
+        if budget is None or getattr(options, budget) == 0:
             continue
-        doubled = dataclasses.replace(options, steps=2 * options.steps)
+        doubled = dataclasses.replace(options, **{budget: 2 * getattr(options, budget)})
         spec, rng = get_attack(name), _attack_seed(seed, f"{name}/doubled")
         for k, radius in enumerate(evaluation.eps):
             rows = np.flatnonzero(result.attacked[k] & ~result.success[k])
@@ -385,6 +384,7 @@ def _convergence_warnings(model, X, y, evaluation: Evaluation, seed) -> list[str
             X_adv = spec.run(model, X[rows], y[rows], (radius,), doubled, rng)[0]
             broken = int(np.sum(predict(model, X_adv) != y[rows]))
             if broken:
-                found.append(f"{name} with {doubled.steps} steps instead of {options.steps} "
-                             f"breaks {broken} more point(s) at eps={radius:g}: not converged")
+                found.append(f"{name} with {budget} {getattr(doubled, budget)} instead of "
+                             f"{getattr(options, budget)} breaks {broken} more point(s) at "
+                             f"eps={radius:g}: not converged")
     return found

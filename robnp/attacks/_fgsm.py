@@ -13,7 +13,7 @@ from ..gradients import input_gradient
 from ..losses import loss_code
 from ..threads import single_blas_thread
 from ._registry import AttackOptions
-from ._threat import check_bounds, check_eps, gradient_sign
+from ._threat import Target, check_bounds, check_eps, gradient_sign
 
 __all__ = ["fgsm", "fgsm_from_gradient", "FGSMOptions", "run"]
 
@@ -70,12 +70,12 @@ def fgsm(model, X, y, eps: float, *, loss: str = "cross_entropy", bounds=None) -
 
     Parameters
     ----------
-    model : MLP
+    model : MLP, or any model of the attack protocol (see :mod:`robnp.attacks`)
     X : array-like of shape (n_samples, n_features)
     y : array-like of shape (n_samples,)
     eps : float >= 0
         L-infinity radius. ``eps = 0`` returns a copy of ``X``.
-    loss : {"cross_entropy", "cw_margin"}
+    loss : {"cross_entropy", "cw_margin", "dlr"}
     bounds : (float, float), optional
         Keep the result in this box as far as the eps-ball allows (the ball always
         holds; see :func:`pgd`).
@@ -85,16 +85,22 @@ def fgsm(model, X, y, eps: float, *, loss: str = "cross_entropy", bounds=None) -
     X_adv : ndarray of shape (n_samples, n_features), in the model's dtype
     """
     eps = check_eps(eps)
-    X = model.check_input(X)
-    y = model.check_labels(y, X.shape[0])
+    target = Target(model)
+    X = target.check_input(X)
+    y = target.check_labels(y, X)
     if eps == 0:
         return X.copy()
-    return fgsm_from_gradient(X, input_gradient(model, X, y, loss=loss), eps, bounds)
+    return fgsm_from_gradient(X, _gradient(target, X, y, loss), eps, bounds)
 
 
+def _gradient(target, X, y, loss):
+    loss_code(loss)
+    if target.fast:
+        return input_gradient(target.model, X, y, loss=loss)
+    return target.evaluate(X, y, y, loss)[2]
 
 
 def run(model, X, y, radii, options: FGSMOptions, rng) -> list[np.ndarray]:
     """Registry entry: FGSM at every radius from one gradient at ``X``."""
-    dL_dX = input_gradient(model, X, y, loss=options.loss)
+    dL_dX = _gradient(Target(model), X, y, options.loss)
     return [fgsm_from_gradient(X, dL_dX, eps, options.bounds) for eps in radii]

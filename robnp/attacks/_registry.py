@@ -29,6 +29,8 @@ class AttackOptions:
     norm = "linf"
     #: True when the result depends on the random generator passed to ``run``.
     randomized = False
+    #: True for attacks that use only the logits (score-based), never a gradient.
+    black_box = False
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -36,7 +38,15 @@ class AttackOptions:
 
     def check_classes(self, n_classes: int) -> None:
         """Raise ConfigError if these options cannot attack a ``n_classes``-class model
-        (DLR needs at least 3 classes, for instance); checked before any attack runs."""
+        (DLR needs at least 3 classes, targeted DLR 4); checked before any attack runs.
+        Options with a ``loss`` are checked by the loss's rule."""
+        loss = getattr(self, "loss", None)
+        if loss is None:
+            return
+        from ..losses import check_loss_classes
+
+        targeted = getattr(self, "targeted", False) or getattr(self, "n_target_classes", 0)
+        check_loss_classes(f"{loss}_targeted" if targeted else loss, n_classes)
 
     def to_dict(self) -> dict:
         """Every option by name, as JSON-ready values (tuples become lists)."""

@@ -7,12 +7,17 @@ checks at the Python boundary, written once for every attack.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
-from .. import _checks
-from ..errors import ConfigError
+from .. import _checks, kernels
+from ..errors import ConfigError, DataError
 
-__all__ = ["check_eps", "check_radii", "check_bounds", "gradient_sign", "NORMS"]
+__all__ = ["check_eps", "check_radii", "check_bounds", "gradient_sign", "NORMS",
+           "check_norm", "check_threads", "thread_count", "over_chunks", "Target",
+           "top_wrong_class", "CHUNK_ROWS"]
 
 #: Norms of the balls attacks work in.
 NORMS = ("linf", "l2")
@@ -62,3 +67,137 @@ def gradient_sign(name: str, gradient, X: np.ndarray, kinds: str) -> np.ndarray:
         raise ConfigError(f"{name} must be a {what} array of X's shape {X.shape}, got "
                           f"{gradient.dtype} with shape {gradient.shape}")
     return np.ascontiguousarray(np.sign(gradient), dtype=X.dtype)
+
+
+def check_norm(norm) -> str:
+    """``norm`` if it names a ball in :data:`NORMS`."""
+    if norm not in NORMS:
+        raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    return norm
+
+
+def check_threads(n_threads):
+    """``None`` (choose by batch size, see :func:`thread_count`) or an integer >= 1."""
+    return None if n_threads is None else _checks.integer("n_threads", n_threads, 1)
+
+
+#: Rows per chunk when an attack's batch is split across threads. Fixed, so that the
+#: split, and with it every result, is the same for any number of threads.
+CHUNK_ROWS = 256
+
+
+def thread_count(n_threads, n_rows: int) -> int:
+    """Threads to use: ``n_threads``, or by default 1 below ``4 * CHUNK_ROWS`` rows and
+    every core above (never more than there are chunks)."""
+    chunks = -(-n_rows // CHUNK_ROWS)
+    if n_threads is None:
+        n_threads = 1 if n_rows < 4 * CHUNK_ROWS else (os.cpu_count() or 1)
+    return max(1, min(n_threads, chunks))
+
+
+def over_chunks(work, n_rows: int, n_threads) -> None:
+    """Call ``work(start, stop)`` on the fixed chunks of ``CHUNK_ROWS`` rows, on up to
+    ``thread_count(n_threads, n_rows)`` threads. ``work`` must write only its rows and
+    should call nogil kernels (with BLAS on one thread, as every entry point sets), so
+    that the threads run in parallel and the result does not depend on their number."""
+    bounds = [(start, min(start + CHUNK_ROWS, n_rows)) for start in range(0, n_rows, CHUNK_ROWS)]
+    threads = thread_count(n_threads, n_rows)
+    if threads == 1:
+        for start, stop in bounds:
+            work(start, stop)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(work, start, stop) for start, stop in bounds]:
+            future.result()
+
+
+class Target:
+    """The model under attack, seen through the attack protocol.
+
+    A :class:`robnp.MLP` runs the compiled kernels (``fast``). Any other object with
+    ``logits(X) -> (n, n_classes)`` and ``input_gradient(X, y, loss) -> (n, d)`` (the
+    gradient of the mean, or of the sum, of the named loss over the rows: attacks use
+    only its direction per row) runs a NumPy loop over those two methods; targeted
+    losses call ``input_gradient(X, y, loss, y_target=t)``. ``n_features``,
+    ``n_classes`` and ``dtype`` are read when the object has them (the inputs are then
+    checked against them; the dtype defaults to float64).
+    """
+
+    def __init__(self, model):
+        from ..model import MLP
+
+        self.model = model
+        self.fast = isinstance(model, MLP)
+        if not self.fast and not (callable(getattr(model, "logits", None))
+                                  and callable(getattr(model, "input_gradient", None))):
+            raise ConfigError(f"model must be an MLP or have logits(X) and "
+                              f"input_gradient(X, y, loss) methods, got "
+                              f"{type(model).__name__}")
+        self.dtype = np.dtype(getattr(model, "dtype", np.float64))
+        if self.dtype not in (np.float32, np.float64):
+            raise ConfigError(f"model dtype must be float32 or float64, got {self.dtype}")
+        self.n_features = getattr(model, "n_features", None)
+        self._n_classes = getattr(model, "n_classes", None)
+
+    def check_input(self, X) -> np.ndarray:
+        if self.fast:
+            return self.model.check_input(X)
+        X = np.asarray(X)
+        if X.ndim != 2 or (self.n_features is not None and X.shape[1] != self.n_features):
+            width = self.n_features if self.n_features is not None else "n_features"
+            raise DataError(f"X must have shape (n_samples, {width}), got {X.shape}")
+        if X.shape[0] == 0:
+            raise DataError("X has no rows")
+        if not np.issubdtype(X.dtype, np.number) or X.dtype.kind == "c":
+            raise DataError(f"X must be real numbers, got dtype {X.dtype}")
+        return np.ascontiguousarray(X, dtype=self.dtype)
+
+    def n_classes(self, X) -> int:
+        if self._n_classes is None:
+            self._n_classes = int(np.shape(self.model.logits(X[:1]))[1])
+        return int(self._n_classes)
+
+    def check_labels(self, y, X) -> np.ndarray:
+        from ..model import check_labels
+
+        return check_labels(y, X.shape[0], self.n_classes(X))
+
+    def logits(self, X) -> np.ndarray:
+        """Logits as a C-contiguous array of the model's dtype."""
+        if self.fast:
+            return kernels.forward(self.model.params, self.model._sizes, X,
+                                   self.model.workspace(X.shape[0]).acts).copy()
+        Z = np.ascontiguousarray(self.model.logits(X), dtype=self.dtype)
+        if Z.ndim != 2 or Z.shape[0] != X.shape[0]:
+            raise DataError(f"model.logits returned shape {Z.shape} for {X.shape[0]} rows")
+        return Z
+
+    def evaluate(self, X, y, t, loss: str, want_grad: bool = True):
+        """Per-row loss (float64), predicted class and the input gradient (or None)
+        at the rows of ``X`` over the protocol (the NumPy path)."""
+        from ..losses import loss_code
+
+        Z = self.logits(X)
+        row_loss = np.empty(X.shape[0])
+        pred = np.empty(X.shape[0], np.int64)
+        kernels.logit_stats(loss_code(loss, True), Z, y, t, np.empty_like(Z), row_loss, pred)
+        if not want_grad:
+            return row_loss, pred, None
+        if loss.endswith("_targeted"):
+            grad = self.model.input_gradient(X, y, loss, y_target=t)
+        else:
+            grad = self.model.input_gradient(X, y, loss)
+        grad = np.asarray(grad)
+        if grad.shape != X.shape:
+            raise DataError(f"model.input_gradient returned shape {grad.shape} for X of "
+                            f"shape {X.shape}")
+        return row_loss, pred, np.ascontiguousarray(grad, dtype=self.dtype)
+
+
+def top_wrong_class(Z: np.ndarray, y: np.ndarray, rank: int = 1) -> np.ndarray:
+    """The ``rank``-th most likely class other than the label of every row (rank 1:
+    the strongest wrong class), int64 of shape (n,)."""
+    Z = np.array(Z, np.float64)
+    Z[np.arange(len(y)), y] = -np.inf
+    order = np.argsort(-Z, axis=1, kind="stable")
+    return np.ascontiguousarray(order[:, rank - 1], dtype=np.int64)
