@@ -137,7 +137,10 @@ def test_a_signal_stops_promptly_keeps_finished_tasks_and_says_how_to_resume(
             os.killpg(process.pid, sig)
         else:
             process.send_signal(sig)
-        _, stderr = process.communicate(timeout=30)
+        try:
+            _, stderr = process.communicate(timeout=30)
+        finally:
+            process.kill()  # no-op once it has exited
         took = time.time() - start
         left = wait_gone(children, 2)
     finally:
