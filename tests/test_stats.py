@@ -309,7 +309,8 @@ def test_build_results_rejects_no_records():
 @pytest.mark.parametrize("module", ["stats", "report", "plots", "validate", "_io"])
 def test_reporting_layer_does_not_import_the_engine(module):
     source = Path(stats.__file__).with_name(f"{module}.py").read_text()
-    allowed_robnp = {"robnp.errors", "robnp._io", "robnp.stats", "robnp.plots", "robnp.report"}
+    allowed_robnp = {"robnp.errors", "robnp._io", "robnp.stats", "robnp.plots", "robnp.report",
+                     "robnp.validate"}
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
