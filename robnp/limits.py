@@ -10,8 +10,7 @@ that names the size responsible, the estimate and the machine's memory.
 The estimates count the arrays robnp allocates (parameters, gradients, Adam
 moments, kernel workspaces, data, buffers); they leave out the interpreter, NumPy,
 Numba and compiled code (about 160 MB resident per process, measured on Linux), so
-they refuse only what
-cannot fit, not everything that will not.
+they refuse only what cannot fit, not everything that will not.
 """
 
 from __future__ import annotations
