@@ -2,7 +2,8 @@
 
 ``run_study`` is what ``robnp sweep`` calls:
 
-1. check the output directory and open its task store (``tasks.sqlite``);
+1. refuse a task whose memory estimate exceeds the machine's (:mod:`robnp.limits`),
+   then check the output directory and open its task store (``tasks.sqlite``);
 2. expand the configuration into tasks and drop those already stored
    (``resume``);
 3. run the rest (:mod:`robnp.study.executor`), committing each result to the
@@ -11,9 +12,11 @@
    (:func:`robnp.stats.build_results`) and write results.json and the figures
    atomically (:func:`robnp.report.write_report`).
 
-An interruption at any point loses at most the tasks still running; rerunning
-with ``resume=True`` finishes the study with the same numbers an uninterrupted
-run gives.
+An interruption at any point loses at most the tasks still running (their
+workers are killed); rerunning with ``resume=True`` finishes the study with the
+same numbers an uninterrupted run gives. A store that cannot be written is a
+:class:`~robnp.errors.StoreError` with every earlier task intact.
+:func:`rebuild_report` writes the report of a finished study from its store alone.
 """
 
 from __future__ import annotations
