@@ -101,13 +101,15 @@ class _Status:
         click.echo(f"\r\033[K{line}" if self.shown else line, err=True)
         self.shown = False
 
-    def update(self, done: int, eta: float) -> None:
+    def update(self, done: int, eta: float | None) -> None:
+        """Redraw the bar; ``eta`` is None until a task has finished."""
         if not self.tty:
             return
         width = 30
         filled = width * done // max(self.total, 1)
         bar = "#" * filled + "-" * (width - filled)
-        eta_text = f"  ETA {_format_seconds(eta)}" if done < self.total else ""
+        eta_text = (f"  ETA {_format_seconds(eta)}"
+                    if eta is not None and done < self.total else "")
         click.echo(f"\r\033[Ktasks [{bar}] {done}/{self.total}{eta_text}", err=True, nl=False)
         self.shown = True
 
@@ -177,7 +179,7 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
         click.echo(f"Running {n_todo} training task(s) ({config.n_runs} runs in all) "
                    f"{where}.", err=True)
         status = _Status(n_todo)
-        status.update(0, 0.0)
+        status.update(0, None)
 
     def on_progress(progress):
         if not quiet:
@@ -188,7 +190,10 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
                        f"clean {r.clean_acc:.4f}  {r.seconds:6.1f}s{eta}")
         status.update(progress.n_done, progress.eta)
 
-    previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: signals stay as they are
+        previous_term = None
     try:
         outcome = run_study(config, out_dir, jobs=jobs, resume=resume,
                             on_progress=on_progress, on_start=on_start)
@@ -200,7 +205,8 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
                    f"robnp sweep --out {out_dir} --resume", err=True)
         sys.exit(143 if isinstance(exc, _Terminated) else 130)
     finally:
-        signal.signal(signal.SIGTERM, previous_term)
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
         if status is not None:
             status.close()
     click.echo(format_summary_table(outcome.document))

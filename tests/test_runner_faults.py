@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 import robnp.study
 from robnp.study import STORE_NAME, StudyConfig, TaskStore
-from robnp.study.runner import Progress
+from robnp.study.executor import submission_order
+from robnp.study.runner import EtaEstimator
 from robnp_cli.main import cli
 
 TINY = ["--datasets", "moons", "--widths", "4,5,6", "--seeds", "0", "--epsilons", "0.1",
@@ -137,7 +138,10 @@ def test_a_signal_stops_promptly_keeps_finished_tasks_and_says_how_to_resume(
             os.killpg(process.pid, sig)
         else:
             process.send_signal(sig)
-        _, stderr = process.communicate(timeout=30)
+        try:
+            _, stderr = process.communicate(timeout=30)
+        finally:
+            process.kill()  # no-op once it has exited
         took = time.time() - start
         left = wait_gone(children, 2)
     finally:
@@ -272,20 +276,43 @@ def test_a_model_that_cannot_be_written_names_path_and_cause(tmp_path, monkeypat
 
 # -- progress ---------------------------------------------------------------------------
 
-def test_eta_is_weighted_by_task_cost():
-    """Simulated seconds proportional to cost: the ETA after the first (most expensive)
-    task is the true time left, where counting tasks overestimates it many times."""
-    tasks = sorted(StudyConfig().tasks(), key=lambda task: -task.cost())
-    seconds_per_cost = 1e-10
-    true_total = sum(task.cost() for task in tasks) * seconds_per_cost
-    elapsed = cost_done = 0.0
-    for n_done, task in enumerate(tasks[:3], start=1):
-        elapsed += task.cost() * seconds_per_cost
-        cost_done += task.cost()
-        progress = Progress(task, None, n_done, len(tasks), elapsed, cost_done,
-                            sum(t.cost() for t in tasks))
-        assert progress.eta == pytest.approx(true_total - elapsed, rel=1e-9)
-    assert elapsed / n_done * (len(tasks) - n_done) > 3 * progress.eta  # the naive guess
+def _list_schedule(tasks, workers, seconds_of):
+    """(task, start, end) as workers taking tasks in order, each when free, run them."""
+    slots, out = [0.0] * workers, []
+    for task in tasks:
+        slots.sort()
+        begin = slots.pop(0)
+        out.append((task, begin, begin + seconds_of(task)))
+        slots.append(begin + seconds_of(task))
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, 2, 5])
+def test_eta_is_the_true_time_left_when_seconds_follow_cost(workers):
+    """Seconds proportional to cost: after every finished task the ETA is the true
+    time left, where counting tasks overestimates it several times at the start."""
+    tasks = submission_order(StudyConfig().tasks())
+    schedule = _list_schedule(tasks, workers, lambda task: 1e-10 * task.cost())
+    makespan = max(end for _, _, end in schedule)
+    estimator = EtaEstimator(tasks, workers, start=0.0)
+    for n_done, (task, begin, end) in enumerate(sorted(schedule, key=lambda s: s[2]),
+                                                start=1):
+        estimator.finished(task, end - begin, now=end)
+        assert estimator.eta(end) == pytest.approx(makespan - end, rel=1e-9, abs=1e-9)
+        if n_done == 1:
+            naive = end / n_done * (len(tasks) - n_done)
+            assert naive > 3 * estimator.eta(end)
+    assert estimator.eta(makespan) == 0.0
+
+
+def test_eta_counts_a_running_task_as_unfinished():
+    tasks = submission_order(StudyConfig(datasets=("moons",), seeds=(0,)).tasks())
+    estimator = EtaEstimator(tasks, 2, start=0.0)
+    # The cheapest task has finished while the others wait or run: the ETA is at
+    # least the predicted time of the most expensive one, started at 0.
+    cheap, costly = tasks[-1], tasks[0]
+    estimator.finished(cheap, 1.0, now=1.0)
+    assert estimator.eta(1.0) >= costly.cost() / cheap.cost() * 1.0 - 1.0
 
 
 def test_task_cost_grows_with_every_size():

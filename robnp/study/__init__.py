@@ -9,11 +9,11 @@ all of it.
 
 from .config import StudyConfig, load_config_file
 from .executor import default_jobs, run_tasks
-from .runner import Progress, StudyOutcome, environment, run_study
+from .runner import Progress, StudyOutcome, environment, rebuild_report, run_study
 from .store import STORE_NAME, TaskStore
 from .tasks import Task, TaskResult, run_task, task_data, train_task
 
 __all__ = ["StudyConfig", "load_config_file", "Task", "TaskResult", "run_task", "task_data",
-           "train_task", "run_tasks",
-           "default_jobs", "TaskStore", "STORE_NAME", "run_study", "StudyOutcome", "Progress",
+           "train_task", "run_tasks", "default_jobs", "TaskStore", "STORE_NAME", "run_study",
+           "rebuild_report", "StudyOutcome", "Progress",
            "environment"]

@@ -33,7 +33,7 @@ from typing import Iterable, Iterator
 from ..errors import WorkerError
 from .tasks import Task, TaskResult, run_task
 
-__all__ = ["run_tasks", "default_jobs", "worker_count"]
+__all__ = ["run_tasks", "default_jobs", "worker_count", "submission_order"]
 
 _THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                      "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
@@ -56,6 +56,12 @@ def worker_count(jobs: int, n_tasks: int) -> int:
     if jobs <= 1 or n_tasks <= 1:
         return 0
     return min(jobs, n_tasks)
+
+
+def submission_order(tasks: Iterable[Task]) -> list[Task]:
+    """The order :func:`run_tasks` starts tasks in: most expensive first (ties in the
+    given order), so that the last task to finish is a cheap one."""
+    return sorted(tasks, key=lambda task: -task.cost())
 
 
 @contextmanager
@@ -130,7 +136,7 @@ def run_tasks(tasks: Iterable[Task], jobs: int = 1) -> Iterator[tuple[Task, Task
     finished. Closing the generator early, or an exception such as
     KeyboardInterrupt reaching it, kills the workers at once.
     """
-    tasks = sorted(tasks, key=lambda task: -task.cost())
+    tasks = submission_order(tasks)
     workers = worker_count(jobs, len(tasks))
     if workers == 0:
         for task in tasks:

@@ -2,7 +2,8 @@
 
 ``run_study`` is what ``robnp sweep`` calls:
 
-1. check the output directory and open its task store (``tasks.sqlite``);
+1. refuse a task whose memory estimate exceeds the machine's (:mod:`robnp.limits`),
+   then check the output directory and open its task store (``tasks.sqlite``);
 2. expand the configuration into tasks and drop those already stored
    (``resume``);
 3. run the rest (:mod:`robnp.study.executor`), committing each result to the
@@ -11,9 +12,11 @@
    (:func:`robnp.report.build_results`) and write results.json and the figures
    atomically (:func:`robnp.report.write_report`).
 
-An interruption at any point loses at most the tasks still running; rerunning
-with ``resume=True`` finishes the study with the same numbers an uninterrupted
-run gives.
+An interruption at any point loses at most the tasks still running (their
+workers are killed); rerunning with ``resume=True`` finishes the study with the
+same numbers an uninterrupted run gives. A store that cannot be written is a
+:class:`~robnp.errors.StoreError` with every earlier task intact.
+:func:`rebuild_report` writes the report of a finished study from its store alone.
 """
 
 from __future__ import annotations
@@ -29,37 +32,84 @@ from .._version import __version__
 from ..errors import ConfigError, StoreError
 from ..limits import check_fits, training_memory
 from .config import StudyConfig
-from .executor import default_jobs, run_tasks
+from .executor import default_jobs, run_tasks, submission_order, worker_count
 from .store import STORE_NAME, TaskStore, check_writable, read_store
 from .tasks import Task, TaskResult
 
 __all__ = ["run_study", "rebuild_report", "check_memory", "StudyOutcome", "Progress",
-           "environment"]
+           "EtaEstimator", "environment"]
 
 
 @dataclass(frozen=True)
 class Progress:
-    """Passed to the progress callback after every finished task."""
+    """Passed to the progress callback after every finished task.
+
+    ``eta`` is the estimated seconds left (see :class:`EtaEstimator`).
+    """
 
     task: Task
     result: TaskResult
     n_done: int
     n_total: int
     elapsed: float
-    cost_done: float = 0.0
-    cost_total: float = 0.0
+    eta: float
 
-    @property
-    def eta(self) -> float:
-        """Seconds left: the cost of the tasks still to run (:meth:`Task.cost`) at the
-        seconds per unit of cost observed so far in this run. Tasks differ in cost
-        by orders of magnitude and the most expensive run first, so counting tasks
-        would overestimate the rest of the run."""
-        if self.n_done >= self.n_total:
+
+class EtaEstimator:
+    """Seconds left in a run, from the tasks' costs and the speed observed so far.
+
+    Tasks differ in cost by orders of magnitude and the most expensive start first,
+    so counting tasks (elapsed / done x left) overestimates the rest of a run many
+    times. Instead each unfinished task is predicted to take its :meth:`Task.cost`
+    times the seconds per unit of cost observed in the finished ones (measured in
+    the worker, so contention between workers is included), and the run is replayed
+    as the executor schedules it: tasks in submission order, each on the first of
+    ``workers`` slots to fall free, finished tasks at their observed start and end.
+    The ETA is when the last slot falls free, counted from now.
+
+    Parameters
+    ----------
+    tasks : sequence of Task
+        In the order they are submitted (:func:`~robnp.study.executor.submission_order`).
+    workers : int
+        Tasks running at once (1 in-process).
+    start : float
+        ``time.perf_counter()`` when the run began.
+    """
+
+    def __init__(self, tasks, workers: int, start: float):
+        self._tasks = list(tasks)
+        self._workers = max(1, workers)
+        self._start = start
+        self._finished: dict[Task, tuple[float, float]] = {}  # task -> (start, end)
+        self._seconds = 0.0
+        self._cost = 0.0
+
+    def finished(self, task: Task, seconds: float, now: float) -> None:
+        """Record that ``task`` ended at ``now`` after running ``seconds``."""
+        self._finished[task] = (max(self._start, now - seconds), now)
+        self._seconds += seconds
+        self._cost += task.cost()
+
+    def eta(self, now: float) -> float:
+        """Estimated seconds from ``now`` until every task has finished."""
+        if len(self._finished) == len(self._tasks):
             return 0.0
-        if self.cost_done > 0 and self.cost_total > 0:
-            return self.elapsed / self.cost_done * max(self.cost_total - self.cost_done, 0.0)
-        return self.elapsed / self.n_done * (self.n_total - self.n_done) if self.n_done else 0.0
+        per_cost = self._seconds / self._cost if self._cost > 0 else 0.0
+        slots = [self._start] * self._workers
+        last = now
+        for task in self._tasks:
+            slots.sort()
+            free = slots.pop(0)
+            if task in self._finished:
+                end = self._finished[task][1]
+            else:
+                # A task whose slot fell free before now is running; it cannot end
+                # before now, however fast its prediction.
+                end = max(free + per_cost * task.cost(), now)
+            slots.append(end)
+            last = max(last, end)
+        return last - now
 
 
 @dataclass(frozen=True)
@@ -125,15 +175,16 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None, resume: 
         todo = [task for task in tasks if task.key not in done]
         if on_start is not None:
             on_start(len(todo), len(tasks) - len(todo))
-        cost_total = sum(task.cost() for task in todo)
-        cost_done = 0.0
+        estimator = EtaEstimator(submission_order(todo), worker_count(jobs, len(todo)),
+                                 time.perf_counter())
         with closing(run_tasks(todo, jobs)) as finished:
             for n_done, (task, result) in enumerate(finished, start=1):
                 store.put(result)
-                cost_done += task.cost()
+                now = time.perf_counter()
+                estimator.finished(task, result.seconds, now)
                 if on_progress is not None:
-                    on_progress(Progress(task, result, n_done, len(todo),
-                                         time.perf_counter() - start, cost_done, cost_total))
+                    on_progress(Progress(task, result, n_done, len(todo), now - start,
+                                         estimator.eta(now)))
         stored = store.results()
     document, paths = _write_study(config, stored, out_dir)
     return StudyOutcome(document, paths, len(tasks), len(todo), len(tasks) - len(todo),
