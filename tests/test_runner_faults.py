@@ -375,6 +375,6 @@ def test_the_run_line_says_what_actually_runs(tmp_path, monkeypatch, no_figures)
                "--out", tmp_path / "many")
     assert many.exit_code == 0, many.output
     assert "Running 2 training task(s) (2 runs in all) in 2 worker processes." in many.output
-    warnings = [line for line in many.output.splitlines() if line.startswith("Warning")]
+    warnings = [line for line in many.output.splitlines() if line.startswith("Warning: --jobs")]
     assert warnings == ["Warning: --jobs 64 exceeds the 2 core(s) available; "
                         "workers will share cores."]
