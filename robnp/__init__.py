@@ -24,7 +24,7 @@ from .errors import (ConfigError, DataError, ModelFileError, RobnpError, StoreEr
 _EXPORTS = {
     "MLP": "model", "param_count": "model", "save_model": "model", "load_model": "model",
     "fit": "train", "TrainConfig": "train", "History": "train",
-    "Adam": "optim",
+    "Adam": "training.optim", "AdamW": "training.optim", "SGD": "training.optim",
     "make_circles": "data", "make_moons": "data", "make_spheres": "data",
     "make_dataset": "data", "dataset_names": "data", "register_dataset": "data",
     "train_test_split": "data",
@@ -35,7 +35,7 @@ _EXPORTS = {
     "evaluate": "attacks", "Evaluation": "attacks",
     "get_attack": "attacks",
 }
-_SUBPACKAGES = ("attacks", "data", "report", "study", "scaling", "verify")
+_SUBPACKAGES = ("attacks", "data", "report", "study", "scaling", "training", "verify")
 
 __all__ = ["__version__", *_EXPORTS, *_SUBPACKAGES,
            "RobnpError", "ConfigError", "DataError", "ModelFileError", "StoreError",

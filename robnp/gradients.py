@@ -13,9 +13,10 @@ import numpy as np
 
 from .threads import single_blas_thread
 from . import kernels
-from .losses import loss_code
+from .losses import check_smoothing, loss_code
 
-__all__ = ["input_gradient", "loss_and_input_gradient", "param_gradient"]
+__all__ = ["input_gradient", "loss_and_input_gradient", "param_gradient",
+           "smoothed_param_gradient"]
 
 
 @single_blas_thread
@@ -69,4 +70,25 @@ def param_gradient(model, X, y, loss: str = "cross_entropy"):
     grad = np.empty_like(model.params)
     value = kernels.loss_and_param_grad(model.params, model._sizes, X, y, loss_code(loss),
                                         grad, ws.acts, ws.dZ, ws.d0, ws.d1)
+    return float(value), grad
+
+
+@single_blas_thread
+def smoothed_param_gradient(model, X, y, smoothing: float = 0.1):
+    """Mean label-smoothed cross-entropy (:func:`robnp.losses.cross_entropy_smoothed`)
+    and its gradient w.r.t. every parameter.
+
+    Returns
+    -------
+    loss : float
+    grad : ndarray of shape (n_params,), laid out like ``model.params``
+    """
+    smoothing = check_smoothing(smoothing)
+    X = model.check_input(X)
+    y = model.check_labels(y, X.shape[0])
+    ws = model.workspace(X.shape[0])
+    grad = np.empty_like(model.params)
+    value = kernels.smoothed_loss_and_param_grad(model.params, model._sizes, X, y,
+                                                 smoothing, grad, ws.acts, ws.dZ, ws.d0,
+                                                 ws.d1)
     return float(value), grad

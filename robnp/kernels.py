@@ -1014,3 +1014,127 @@ def pgd_linf_radii(params, sizes, X, y, X_advs, eps_list, step_list, steps, loss
                 dX[i, k] = first_sign[i, k]
         pgd_linf(params, sizes, X, y, X_advs[r], eps_list[r], step_list[r], steps, loss_kind,
                  lower, upper, use_bounds, dX, acts, dZ, d0, d1, True)
+
+
+# ---------------------------------------------------------------------------
+# training building blocks: optimizers, weight averaging, label smoothing
+# ---------------------------------------------------------------------------
+#
+# Appended as a section of their own; the kernels above (and so the study's default
+# training) are untouched. Each update works in place on a flat vector in its own
+# dtype, hyperparameters cast to that dtype once, as PyTorch's single-tensor loops do.
+
+@_kernel
+def adamw_update(params, grad, m, v, step, lr, beta1, beta2, adam_eps, weight_decay):
+    """One AdamW step in place (Loshchilov and Hutter, 2019), PyTorch's arrangement:
+    ``p *= 1 - lr * weight_decay`` (decoupled decay, before the moments see the
+    gradient), then exactly :func:`adam_update`."""
+    factor = params.dtype.type(1.0 - lr * weight_decay)
+    for i in range(params.shape[0]):
+        params[i] *= factor
+    adam_update(params, grad, m, v, step, lr, beta1, beta2, adam_eps)
+
+
+@_kernel
+def sgd_update(params, grad, buf, first, lr, momentum, dampening, weight_decay, nesterov):
+    """One SGD step in place, with ``torch.optim.SGD``'s rules.
+
+    ``g = grad + weight_decay p`` (L2 in the gradient); with ``momentum > 0`` the
+    buffer becomes ``b = g`` on the ``first`` step and ``b = momentum b + (1 -
+    dampening) g`` after; Nesterov then takes ``g = g + momentum b``, plain momentum
+    ``g = b``; finally ``p -= lr g``. ``buf`` is unused without momentum.
+    """
+    dt = params.dtype.type
+    lr_ = dt(lr)
+    mu = dt(momentum)
+    keep = dt(1.0 - dampening)
+    wd = dt(weight_decay)
+    use_wd = weight_decay != 0
+    use_momentum = momentum != 0
+    for i in range(params.shape[0]):
+        g = grad[i]
+        if use_wd:
+            g = g + wd * params[i]
+        if use_momentum:
+            if first:
+                b = g
+            else:
+                b = mu * buf[i] + keep * g
+            buf[i] = b
+            if nesterov:
+                g = g + mu * b
+            else:
+                g = b
+        params[i] -= lr_ * g
+
+
+@_kernel
+def ema_update(shadow, params, decay):
+    """``shadow = decay shadow + (1 - decay) params`` in place (``decay = 0``
+    copies)."""
+    d = shadow.dtype.type(decay)
+    keep = shadow.dtype.type(1.0 - decay)
+    for i in range(shadow.shape[0]):
+        shadow[i] = d * shadow[i] + keep * params[i]
+
+
+@_kernel
+def smoothed_ce_grad_logits(Z, y, smoothing, dZ, scale, want_loss):
+    """Cross-entropy against smoothed targets (Szegedy et al., 2016), summed over rows,
+    and ``scale`` times its gradient w.r.t. the logits into ``dZ``.
+
+    With ``K`` classes and ``q = (1 - s) onehot(y) + s / K``:
+    ``loss_i = logsumexp(Z_i) - sum_j q_j Z_ij`` (``-sum_j q_j log softmax(Z_i)_j``,
+    since ``q`` sums to 1), ``d loss_i / d Z_i = softmax(Z_i) - q``. ``s = 0`` is the
+    plain cross-entropy. The loss is 0 unless ``want_loss``.
+    """
+    n, n_classes = Z.shape
+    uniform = smoothing / n_classes
+    total = 0.0
+    for i in range(n):
+        top_j = 0
+        for j in range(1, n_classes):
+            if Z[i, j] > Z[i, top_j]:
+                top_j = j
+        top = Z[i, top_j]
+        denom = 1.0
+        for j in range(n_classes):
+            if j != top_j:
+                e = np.exp(Z[i, j] - top)
+                dZ[i, j] = e
+                denom += e
+        dZ[i, top_j] = 1
+        if want_loss:
+            row_sum = 0.0
+            for j in range(n_classes):
+                row_sum += Z[i, j]
+            total += (np.log(denom) + top - (1.0 - smoothing) * Z[i, y[i]]
+                      - uniform * row_sum)
+        inv = scale / denom
+        for j in range(n_classes):
+            dZ[i, j] = dZ[i, j] * inv - scale * uniform
+        dZ[i, y[i]] -= scale * (1.0 - smoothing)
+    return total
+
+
+@_kernel
+def smoothed_loss_and_param_grad(params, sizes, X, y, smoothing, grad, acts, dZ, d0, d1):
+    """Mean smoothed cross-entropy over the rows of ``X`` and its gradient w.r.t.
+    ``params`` (:func:`smoothed_ce_grad_logits`, then :func:`backward_params`)."""
+    n = X.shape[0]
+    Z = forward(params, sizes, X, acts)
+    dZ = dZ[:n]
+    total = smoothed_ce_grad_logits(Z, y, smoothing, dZ, 1.0 / n, True)
+    backward_params(params, sizes, X, acts, dZ, grad, d0, d1)
+    return total / n
+
+
+@_kernel
+def smoothed_per_example_loss(params, sizes, X, y, smoothing, acts, out):
+    """Smoothed cross-entropy of every row separately (no gradient), into ``out``."""
+    n = X.shape[0]
+    Z = forward(params, sizes, X, acts)
+    scratch = np.empty((1, Z.shape[1]), Z.dtype)
+    for i in range(n):
+        out[i] = smoothed_ce_grad_logits(Z[i:i + 1], y[i:i + 1], smoothing, scratch, 1.0,
+                                         True)

@@ -81,3 +81,27 @@ def test_a_trained_float32_model_checks_through_a_float64_copy(trained_model):
     X, y = sample_away_from_kinks(m64, 20, rng)
     report = check_model_gradients(trained_model, X, y)
     assert report.passed, [(b.name, b.rel_error) for b in report.blocks]
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.6])
+@pytest.mark.parametrize("hidden", [(17,), (17, 17)])
+def test_every_block_of_the_smoothed_loss_matches_finite_differences(hidden, smoothing):
+    """Label-smoothed cross-entropy: the parameter gradient of the compiled training
+    kernel against central differences of the per-example smoothed loss."""
+    from robnp.gradcheck import _central_differences, relative_error
+    from robnp.gradients import smoothed_param_gradient
+    from robnp.losses import per_example_smoothed_loss
+
+    rng = np.random.default_rng(40 + len(hidden))
+    model = robnp.MLP(3, hidden, 4, dtype=np.float64, seed=rng)
+    X, y = sample_away_from_kinks(model, 25, rng)
+    _, grad = smoothed_param_gradient(model, X, y, smoothing)
+    numeric = _central_differences(
+        model.params, lambda: per_example_smoothed_loss(model, X, y, smoothing).mean(), 1e-6)
+    for analytic, numerical in zip(model.split_params(grad)[0] + model.split_params(grad)[1],
+                                   model.split_params(numeric)[0]
+                                   + model.split_params(numeric)[1]):
+        assert relative_error(analytic, numerical) <= 1e-6
+    if smoothing == 0.0:
+        np.testing.assert_allclose(grad, robnp.param_gradient(model, X, y)[1], rtol=1e-12,
+                                   atol=1e-15)

@@ -6,7 +6,7 @@ import pytest
 import robnp
 from robnp import kernels
 from robnp.losses import loss_and_grad_logits
-from robnp.optim import Adam
+from robnp.training.optim import Adam
 from conftest import reference_forward
 
 
