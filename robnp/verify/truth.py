@@ -219,8 +219,8 @@ def bayes_robust_accuracy(source: DataSource, X, y, eps, norm: str = "linf",
     y : array_like of shape (n,), int
     eps : sequence of float >= 0
     norm : {"linf", "l2"}
-    attacks : attack names (mixtures only)
-        Run through :func:`robnp.evaluate` on :class:`BayesClassifier`; the worst
+    attacks : sequence of attack names or (name, option mapping) pairs
+        Mixtures only; run with ``norm``, through :func:`robnp.evaluate` on :class:`BayesClassifier`; the worst
         case over them is reported.
     seed : int
 
@@ -245,7 +245,8 @@ def bayes_robust_accuracy(source: DataSource, X, y, eps, norm: str = "linf",
                         f"{X.shape} and {y.shape}")
     if source.radial:
         return np.array([_radial_robust(source, X, y, e, norm).mean() for e in radii]), True
-    chosen = [(name, {"norm": norm}) for name in attacks]
+    chosen = [(entry, {"norm": norm}) if isinstance(entry, str)
+              else (entry[0], {**dict(entry[1] or {}), "norm": norm}) for entry in attacks]
     result = evaluate(BayesClassifier(source), X, y, radii, chosen, seed=seed)
     return np.asarray(result.worst_robust_acc, dtype=np.float64), False
 
