@@ -73,6 +73,7 @@ def test_robustness_writes_a_figure_from_a_sweep_with_analyses(tmp_path):
                  "--lr", 0.02, "--analyses", "exact,ceiling,bayes", "--jobs", 1, "--quiet",
                  "--out", out_dir)
     assert result.exit_code == 0, result.output
+    assert "What the data allows" in result.output and "Invalid PGD" in result.output
     out = tmp_path / "robustness.png"
     result = run("plot", "robustness", out_dir, "--population-size", 200, "--out", out)
     assert result.exit_code == 0, result.output
