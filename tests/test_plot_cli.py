@@ -85,3 +85,20 @@ def test_robustness_refuses_bad_input_in_one_line(tmp_path):
                     "does not exist")
     _one_line_error(run("plot", "robustness", tmp_path, "--population-size", 1,
                         "--out", tmp_path / "r.png"), "--population-size must be")
+
+
+def test_attack_truth_prints_the_bracket_and_the_bayes_rows(model_file):
+    result = run("attack", model_file, "--dataset", "moons", "--seed", 5, "--n-samples", 200,
+                 "--noise", 0.15, "--eps", "0.1,0.3", "--no-convergence-check", "--truth")
+    assert result.exit_code == 0, result.output
+    rows = {line[:16].strip(): line[16:].split() for line in result.output.splitlines()
+            if line.startswith("  ") and not line.startswith("  (")}
+    pgd = [float(v) for v in rows["PGD"][:2]]
+    certified = [float(v) for v in rows["certified"][:2]]
+    assert all(c <= p for c, p in zip(certified, pgd))
+    for key in ("exact", "Bayes clf", "invalid PGD"):
+        assert key in rows
+    # Without the flag the table is as it was.
+    plain = run("attack", model_file, "--dataset", "moons", "--seed", 5, "--n-samples", 200,
+                "--noise", 0.15, "--eps", "0.1,0.3", "--no-convergence-check")
+    assert "certified" not in plain.output and "Bayes" not in plain.output
