@@ -184,7 +184,8 @@ def robustness_figure(results_doc, population: dict | None = None):
               ("ceiling_acc", "sample ceiling (test split)",
                dict(color="tab:green", linestyle="--", marker="^")),
               ("bayes_robust_acc", "Bayes classifier",
-               dict(color="tab:purple", linestyle="-.", marker="D"))]
+               dict(color="tab:purple", linestyle="-.", marker="D", markerfacecolor="none",
+                    markersize=6, zorder=5))]
     colors = ("tab:blue", "tab:red", "tab:cyan", "tab:olive", "tab:brown")
     for ax, name in zip(axes, datasets):
         mine = [row for row in rows if row["dataset"] == name]
@@ -203,7 +204,8 @@ def robustness_figure(results_doc, population: dict | None = None):
             values = _mean_by_eps(mine, key)
             if any(v is not None for v in values.values()):
                 shown = [e for e in eps if values[e] is not None]
-                ax.plot(shown, [values[e] for e in shown], label=label, markersize=4, **style)
+                ax.plot(shown, [values[e] for e in shown], label=label,
+                        **{"markersize": 4, **style})
         if population and name in population:
             p_eps, p_values, size = population[name]
             ax.plot(p_eps, p_values, color="tab:green", linestyle=":", marker="v",
