@@ -107,3 +107,25 @@ def test_sweep_refuses_an_unknown_analysis_in_one_line(tmp_path):
     assert out.exit_code == 2
     lines = [line for line in out.output.strip().splitlines() if line]
     assert len(lines) == 1 and "analyses must be among" in lines[0] and "'oracle'" in lines[0]
+
+
+def test_bayes_needs_a_dataset_with_a_known_density(tmp_path):
+    from robnp.data import DATASETS, register_dataset
+
+    @register_dataset("stripes")
+    def _stripes(n_samples, noise, seed, input_dim=2):
+        """Stripes."""
+        X = np.zeros((n_samples, input_dim), np.float32)
+        return X, np.arange(n_samples) % 2
+
+    try:
+        with pytest.raises(ConfigError, match="known density.*'stripes'"):
+            StudyConfig(datasets=("moons", "stripes"), analyses=("bayes",))
+        StudyConfig(datasets=("stripes",), analyses=("exact", "ceiling"))  # no density needed
+        out = CliRunner().invoke(cli, ["sweep", "--datasets", "stripes", "--analyses", "bayes",
+                                       "--out", str(tmp_path / "r")])
+        assert out.exit_code == 2
+        lines = [line for line in out.output.strip().splitlines() if line]
+        assert len(lines) == 1 and "known density" in lines[0]
+    finally:
+        DATASETS.pop("stripes")
