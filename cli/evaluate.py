@@ -139,8 +139,12 @@ def _read_sidecar(model_path) -> dict:
               help="Skip rerunning iterative attacks with twice the steps.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Also write the evaluation as JSON.")
+@click.option("--truth", is_flag=True,
+              help="Also what the data allows: the verified bracket (certified <= exact <= "
+                   "attacks), the Bayes classifier's robust accuracy and each attack's "
+                   "share of adversarial points whose Bayes label changed.")
 def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check, json_path,
-           **data):
+           truth, **data):
     """Attack a saved model on its dataset's test split: robust accuracy per attack and
     eps, the per-sample worst case, and the sanity checks that failed.
 
@@ -182,6 +186,8 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
     click.echo(f"  {'worst case':<14}" + "".join(f"{v:>12.4f}" for v in evaluation.worst_robust_acc))
     if cascade:
         click.echo("  (cascade: each row is the robust accuracy after that attack and those above)")
+    if truth:
+        _print_truth(model, task, X_test, y_test, evaluation)
     for warning in evaluation.warnings:
         click.echo(f"warning: {warning}")
     if json_path:
@@ -191,3 +197,31 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
                             ("dataset", "seed", "noise", "n_samples", "test_fraction", "input_dim",
                              "n_classes")}
         click.echo(f"  wrote {atomic_write_json(json_path, document)}")
+
+
+def _print_truth(model, task, X_test, y_test, evaluation) -> None:
+    """The rows ``--truth`` adds below the attack table."""
+    from robnp.data import get_dataset
+    from robnp.report.records import attack_label
+    from robnp.verify import (DataSource, bayes_robust_accuracy, invalid_share,
+                              robustness_bracket)
+
+    def cells(values, digits=4):
+        return "".join(f"{'n/a':>12}" if v != v else f"{v:>12.{digits}f}" for v in values)
+
+    bracket = robustness_bracket(model, X_test, y_test, evaluation, seed=task.seed)
+    click.echo(f"  {'certified':<14}" + cells(bracket.certified))
+    click.echo(f"  {'exact':<14}" + cells(bracket.exact)
+               + ("" if not bracket.undecided.any() else
+                  f"   (undecided points: {', '.join(str(int(u)) for u in bracket.undecided)})"))
+    source = DataSource(task.dataset, task.n_samples, task.noise, task.input_dim,
+                        task.n_classes if get_dataset(task.dataset).variable_classes else None)
+    norm = next(iter(evaluation.attacks.values())).options.norm
+    bayes, exact = bayes_robust_accuracy(source, X_test, y_test, evaluation.eps, norm=norm,
+                                         attacks=(("pgd", {"steps": 50, "n_restarts": 2}),),
+                                         seed=task.seed)
+    click.echo(f"  {'Bayes clf':<14}" + cells(bayes)
+               + ("   (exact)" if exact else "   (PGD on the Bayes classifier: an upper bound)"))
+    for name, share in invalid_share(evaluation, y_test, source).items():
+        click.echo(f"  {('invalid ' + attack_label(name))[:14]:<14}" + cells(share))
+    click.echo("  (invalid: share of the broken points whose Bayes label is not the clean label)")

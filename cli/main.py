@@ -25,6 +25,7 @@ _COMMANDS = {
     "gradcheck": "robnp_cli.gradcheck:gradcheck",
     "scaling": "robnp_cli.scaling:scaling",
     "verify": "robnp_cli.verify:verify",
+    "plot": "robnp_cli.plot:plot",
 }
 
 # command name -> the line ``robnp --help`` shows for it, so that the help lists every
@@ -38,6 +39,7 @@ _SUMMARIES = {
     "verify": "Exact robust accuracy of a saved model (bounds, branch and bound).",
     "gradcheck": "Check every gradient block against finite differences.",
     "scaling": "Scaling-law fits of the adversarial-training paper.",
+    "plot": "Teaching figures: a boundary under attack, robust accuracy vs the truth.",
 }
 
 

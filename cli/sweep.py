@@ -38,6 +38,8 @@ _STUDY_OPTIONS = [
     ("--pgd-steps", "pgd_steps", int, "PGD iterations (step size eps/4)."),
     ("--attacks", "attacks", NAME_LIST, "Registered attacks run on every model; options of "
                                          "each from the config file's [attacks.NAME] table."),
+    ("--analyses", "analyses", NAME_LIST, "What the data allows, added to the records: any of "
+                                           "exact, ceiling, bayes (none by default)."),
 ]
 
 

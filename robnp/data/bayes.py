@@ -58,7 +58,8 @@ from . import get_dataset
 from .synthetic import blob_centres, class_counts, moon_arcs, spiral_arms, two_class_counts
 
 __all__ = ["class_priors", "class_log_density", "bayes_posterior", "bayes_label",
-           "bayes_error", "density_datasets"]
+           "bayes_error", "density_datasets", "shell_label_changes", "shell_dim",
+           "log_posterior_gradient"]
 
 #: Radii of the registered ``circles`` and ``spheres`` (label 0 outer, label 1 inner).
 _SHELL_RADII = (1.0, 0.5)
@@ -270,6 +271,53 @@ def bayes_posterior(dataset: str, X, *, n_samples: int, noise: float, input_dim:
     return np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
 
 
+def _mixture_log_and_grad(X2: np.ndarray, centres: np.ndarray, s: float):
+    """:func:`_log_mixture` and its gradient in ``x``: the responsibility-weighted
+    mean of ``(c_j - x) / s^2``."""
+    log = np.empty(len(X2))
+    grad = np.empty_like(X2)
+    step = max(1, _CHUNK // len(centres))
+    for start in range(0, len(X2), step):
+        block = X2[start:start + step]
+        diff = centres[None, :, :] - block[:, None, :]
+        logits = -np.einsum("ijk,ijk->ij", diff, diff) / (2 * s * s)
+        norm = logsumexp(logits, axis=1)
+        weights = np.exp(logits - norm[:, None])
+        log[start:start + step] = norm
+        grad[start:start + step] = np.einsum("ij,ijk->ik", weights, diff) / (s * s)
+    return log - np.log(len(centres)) - np.log(2 * np.pi * s * s), grad
+
+
+def log_posterior_gradient(dataset: str, X, *, n_samples: int, noise: float,
+                           input_dim: int = 2, n_classes: int | None = None):
+    """The log posterior ``log P(y = k | x)`` of a Gaussian-mixture dataset
+    (``moons``, ``blobs``, ``spirals``) and its exact gradient in ``x``.
+
+    With ``g_k = grad log pi_k p(x | k)``, ``grad log P(k | x) = g_k - sum_m
+    P(m | x) g_m``; the nuisance coordinates' share of ``g_k`` is the same for
+    every class, so their gradient is exactly 0.
+
+    Returns
+    -------
+    log_posterior : ndarray of shape (n, n_classes), float64
+    gradient : ndarray of shape (n, n_classes, input_dim), float64
+    """
+    model, p = _params(dataset, n_samples, noise, input_dim, n_classes)
+    if model.centres is None:
+        raise ConfigError(f"dataset must be a Gaussian mixture (moons, blobs, spirals) "
+                          f"for the posterior gradient, got {dataset!r}")
+    X = _check_X(X, p.input_dim)
+    log_prior = np.log(model.counts(p) / p.n_samples)
+    parts = [_mixture_log_and_grad(X[:, :2], centres, p.noise) for centres in model.centres(p)]
+    log_joint = np.column_stack([log for log, _ in parts]) + log_prior
+    log_post = log_joint - logsumexp(log_joint, axis=1, keepdims=True)
+    g = np.zeros((X.shape[0], len(parts), p.input_dim))
+    g[:, :, :2] = np.stack([grad for _, grad in parts], axis=1)
+    posterior = np.exp(log_post)
+    g -= np.einsum("nk,nkd->nd", posterior, g)[:, None, :]
+    return log_post, g
+
+
 def bayes_label(dataset: str, X, *, n_samples: int, noise: float, input_dim: int = 2,
                 n_classes: int | None = None) -> np.ndarray:
     """The Bayes-optimal label (largest posterior; ties to the smaller label).
@@ -282,23 +330,66 @@ def bayes_label(dataset: str, X, *, n_samples: int, noise: float, input_dim: int
     return np.argmax(log_joint, axis=1).astype(np.int64)
 
 
-def _shell_error(model: _Model, p: _Params) -> float:
-    """``1 - integral of max_k pi_k p_k`` along the radius, split at the radii where
-    the Bayes label changes (found by bracketing on a fine grid, then brentq)."""
+def _shell_log_joint(model: _Model, p: _Params):
+    """``rho -> log pi_k p(rho e_1 | k)`` of a shell model, shape (n, 2)."""
     d, s = model.shell_dim(p), p.noise
     log_prior = np.log(model.counts(p) / p.n_samples)
-    log_surface = np.log(2.0) + 0.5 * d * np.log(np.pi) - gammaln(d / 2)
 
     def log_joint(rho):
         rho = np.atleast_1d(np.asarray(rho, dtype=np.float64))
         return np.column_stack([_log_shell(rho, r, s, d) for r in _SHELL_RADII]) + log_prior
 
+    return log_joint
+
+
+def _shell_cuts(model: _Model, p: _Params) -> tuple[list[float], float]:
+    """The radii where a shell model's Bayes label changes (bracketed on a fine grid,
+    then brentq), and the radius past which the integrals stop."""
+    d, s = model.shell_dim(p), p.noise
+    log_joint = _shell_log_joint(model, p)
     upper = max(_SHELL_RADII) + 12 * s + 6 * s * np.sqrt(d)
     grid = np.linspace(0, upper, 4001)
     gap = np.diff(log_joint(grid), axis=1)[:, 0]
     cuts = [optimize.brentq(lambda r: float(np.diff(log_joint(r), axis=1)[0, 0]),
                             grid[i], grid[i + 1], xtol=1e-13)
             for i in np.flatnonzero(np.sign(gap[:-1]) * np.sign(gap[1:]) < 0)]
+    return cuts, upper
+
+
+def shell_label_changes(dataset: str, *, n_samples: int, noise: float, input_dim: int = 2,
+                        n_classes: int | None = None) -> np.ndarray:
+    """Radii ``|x_S|`` at which the Bayes label of a radial dataset changes.
+
+    For ``circles`` (``S`` the first two coordinates) and ``spheres`` (all of
+    them) the posterior depends on ``|x_S|`` only, so the Bayes rule is constant
+    between consecutive radii returned here (located to 1e-13 by brentq within
+    ``max radius + 12 noise + 6 noise sqrt(d)``; beyond, the outer class wins).
+
+    Returns
+    -------
+    ndarray of shape (n_changes,), float64, increasing
+    """
+    model, p = _params(dataset, n_samples, noise, input_dim, n_classes)
+    if model.shell_dim is None:
+        raise ConfigError(f"dataset must be radial (circles or spheres) for label-change "
+                          f"radii, got {dataset!r}")
+    return np.asarray(_shell_cuts(model, p)[0], dtype=np.float64)
+
+
+def shell_dim(dataset: str, input_dim: int = 2) -> int | None:
+    """Coordinates whose norm decides the Bayes label of a radial dataset (2 for
+    circles, ``input_dim`` for spheres); None for the mixtures."""
+    model, p = _params(dataset, 2, 1.0, input_dim, None)
+    return None if model.shell_dim is None else model.shell_dim(p)
+
+
+def _shell_error(model: _Model, p: _Params) -> float:
+    """``1 - integral of max_k pi_k p_k`` along the radius, split at the radii where
+    the Bayes label changes."""
+    d = model.shell_dim(p)
+    log_joint = _shell_log_joint(model, p)
+    log_surface = np.log(2.0) + 0.5 * d * np.log(np.pi) - gammaln(d / 2)
+    cuts, upper = _shell_cuts(model, p)
     edges = [0.0, *cuts, upper]
 
     def lost(rho):

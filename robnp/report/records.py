@@ -7,6 +7,12 @@ Two shapes of the same facts:
 points it attacked successfully (:data:`EVALUATION_FIELDS`). Any attack in the
 registry fits without a schema change.
 
+*Analysis records* (long form, optional) hold what the data allows at one eps
+(``{"analysis": key, "epsilon": eps, "value": number or None}``, see
+:data:`ANALYSIS_FIELDS`): exact and certified accuracy, ceilings, the Bayes
+classifier's robust accuracy, invalid shares. They travel with the evaluation
+records and become extra keys at the end of the study rows.
+
 *Study rows* (wide form) are the robustness-scaling study's ``results`` records:
 one per (model, eps), with the model's facts and, for every attack the run has,
 ``<attack>_acc`` and ``<attack>_gap`` (clean minus robust accuracy). They are
@@ -26,7 +32,8 @@ import numpy as np
 
 from robnp.errors import DataError
 
-__all__ = ["MODEL_FIELDS", "TRAILING_FIELDS", "EVALUATION_FIELDS", "STUDY_ATTACKS",
+__all__ = ["MODEL_FIELDS", "TRAILING_FIELDS", "EVALUATION_FIELDS", "ANALYSIS_FIELDS",
+           "STUDY_ATTACKS", "is_analysis",
            "attack_key", "attack_label", "record_attacks", "record_fields", "metrics",
            "study_rows", "evaluation_problems", "record_problems", "check_records",
            "record_key", "describe_record", "plain", "sorted_records"]
@@ -58,6 +65,18 @@ EVALUATION_FIELDS: dict[str, type] = {
     "n_success": int,
     "n_points": int,
 }
+
+#: Keys of one analysis record; its ``value`` is a finite number or None (undefined).
+ANALYSIS_FIELDS: dict[str, type] = {
+    "analysis": str,
+    "epsilon": float,
+}
+
+
+def is_analysis(record) -> bool:
+    """Whether a long-form record is an analysis record (else an evaluation record)."""
+    return isinstance(record, Mapping) and "analysis" in record
+
 
 #: The attacks of the robustness-scaling study, in its column order.
 STUDY_ATTACKS: tuple[str, ...] = ("fgsm", "pgd")
@@ -112,7 +131,9 @@ def study_rows(model: Mapping, evaluations: Sequence[Mapping]) -> list[dict]:
         The model's facts: every key of :data:`MODEL_FIELDS` and
         :data:`TRAILING_FIELDS`, and any further keys (kept after those).
     evaluations : sequence of dict
-        Evaluation records (:data:`EVALUATION_FIELDS`) of this model.
+        Evaluation records (:data:`EVALUATION_FIELDS`) of this model, and any
+        analysis records (:data:`ANALYSIS_FIELDS`), whose values follow every
+        other key of the row.
 
     Returns
     -------
@@ -122,7 +143,12 @@ def study_rows(model: Mapping, evaluations: Sequence[Mapping]) -> list[dict]:
     """
     attacks: list[str] = []
     by_eps: dict[float, dict[str, float]] = {}
+    analyses: dict[float, dict] = {}
     for record in evaluations:
+        if is_analysis(record):
+            analyses.setdefault(float(record["epsilon"]), {})[record["analysis"]] = \
+                record["value"]
+            continue
         attack = attack_key(record["attack"])
         if attack not in attacks:
             attacks.append(attack)
@@ -134,6 +160,7 @@ def study_rows(model: Mapping, evaluations: Sequence[Mapping]) -> list[dict]:
         row.update({f"{a}_acc": accuracy[a] for a in attacks})
         row.update({f"{a}_gap": model["clean_acc"] - accuracy[a] for a in attacks})
         row.update({key: value for key, value in model.items() if key not in MODEL_FIELDS})
+        row.update(analyses.get(eps, {}))
         rows.append(row)
     return rows
 
@@ -216,10 +243,18 @@ def record_problems(records) -> list[str]:
 
 
 def evaluation_problems(records) -> list[str]:
-    """Every way evaluation records deviate from :data:`EVALUATION_FIELDS`."""
-    problems = _schema_problems(records, lambda record: EVALUATION_FIELDS,
-                                "evaluation records")
+    """Every way evaluation records deviate from :data:`EVALUATION_FIELDS` (analysis
+    records from :data:`ANALYSIS_FIELDS`, with a finite number or None as value)."""
+    problems = _schema_problems(
+        records, lambda record: ANALYSIS_FIELDS if is_analysis(record) else EVALUATION_FIELDS,
+        "evaluation records")
     for index, record in enumerate(records if not problems else []):
+        if is_analysis(record):
+            value = record.get("value", "missing")
+            if value is not None and _field_problem("value", value, float):
+                problems.append(f"record {index}: value must be a finite number or null, "
+                                f"got {value!r}")
+            continue
         if not 0 <= record["n_success"] <= record["n_points"] or record["n_points"] < 1:
             problems.append(f"record {index}: n_success {record['n_success']} is not within "
                             f"[0, n_points = {record['n_points']}]")

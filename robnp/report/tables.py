@@ -90,12 +90,47 @@ def format_summary_table(results_doc) -> str:
             lines.append(f"  {f'{label} trend p-value (Pearson):':<{25 + width}} "
                          f"{_number(trend['pearson_p_value'])}, "
                          f"95% CI for r: {_interval(trend['pearson_r_ci95'])}")
+        lines += _analysis_lines(results_doc, name, attacks)
         blocks.append("\n".join(lines))
     if failed:
         blocks.append("\n".join(
             [f"Warning: {len(failed)} training(s) failed without diverging; their numbers "
              f"describe untrained models:"] + [f"  {reason}" for reason in failed.values()]))
     return "\n\n".join(blocks) + "\n"
+
+
+#: Analysis keys of study rows (robnp.study analyses), with their column headers.
+_ANALYSIS_COLUMNS = (("exact_acc", "Exact"), ("certified_acc", "Certified"),
+                     ("ceiling_acc", "Ceiling"), ("bayes_robust_acc", "Bayes"))
+
+
+def _analysis_lines(results_doc, dataset: str, attacks) -> list[str]:
+    """Per eps, means over every model of ``dataset``: each attack's robust accuracy,
+    the analyses the rows hold (null values left out) and the invalid share of the
+    last attack; nothing when the run had no analyses."""
+    rows = [row for row in results_doc.get("results", []) if row.get("dataset") == dataset]
+    shown = [(key, header) for key, header in _ANALYSIS_COLUMNS
+             if any(key in row for row in rows)]
+    invalid = next((f"invalid_share_{a}" for a in reversed(attacks)
+                    if any(f"invalid_share_{a}" in row for row in rows)), None)
+    if not shown and invalid is None:
+        return []
+    columns = [(f"{a}_acc", attack_label(a)) for a in attacks] + shown
+    if invalid is not None:
+        columns.append((invalid, f"Invalid {attack_label(invalid[len('invalid_share_'):])}"))
+
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return f"{sum(values) / len(values):.4f}" if values else "n/a"
+
+    lines = ["", "  What the data allows (means over the models; robust accuracy, exact only "
+                 "where nothing is undecided; invalid share of the broken points):",
+             f"  {'eps':>8}" + "".join(f" {header:>12}" for _, header in columns)]
+    for eps in sorted({row["epsilon"] for row in rows}):
+        at = [row for row in rows if row["epsilon"] == eps]
+        lines.append(f"  {eps:>8g}" + "".join(f" {mean([r.get(k) for r in at]):>12}"
+                                              for k, _ in columns))
+    return lines
 
 
 def format_markdown_table(results_doc, dataset: str) -> str:

@@ -26,10 +26,12 @@ from ..errors import ConfigError
 from ..train import TrainConfig
 from .tasks import Task
 
-__all__ = ["StudyConfig", "load_config_file", "DEFAULT_ATTACKS"]
+__all__ = ["StudyConfig", "load_config_file", "DEFAULT_ATTACKS", "ANALYSES"]
 
 #: The study's attacks, and the default of ``--attacks``.
 DEFAULT_ATTACKS = ("fgsm", "pgd")
+#: Analyses a study may add to its records (none by default; see run_task).
+ANALYSES = ("exact", "ceiling", "bayes")
 # PGD options that the study names on its own (``pgd_steps``, ``pgd_step_fraction``).
 _STUDY_PGD_OPTIONS = {"steps": "pgd_steps", "step_fraction": "pgd_step_fraction"}
 
@@ -86,6 +88,13 @@ class StudyConfig:
     n_classes : int or None
         Classes of the datasets that take a class count (``blobs``, ``spirals``);
         None: each dataset's default. Datasets with a fixed count ignore it.
+    analyses : tuple of str
+        What the data allows, added to every record (:data:`ANALYSES`): ``exact``
+        (``exact_acc``, ``certified_acc``, ``undecided``: the verifier's bracket),
+        ``ceiling`` (``ceiling_acc``: the test split's sample ceiling), ``bayes``
+        (``bayes_robust_acc``, ``invalid_share_<attack>``,
+        ``error_region_acc_<attack>``; datasets with a known density only). None
+        by default, so the study's records keep their keys.
     """
 
     datasets: tuple[str, ...] = ("circles", "moons")
@@ -106,6 +115,7 @@ class StudyConfig:
     pgd_step_fraction: float = 0.25
     attacks: tuple = DEFAULT_ATTACKS
     n_classes: int | None = None
+    analyses: tuple[str, ...] = ()
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -142,6 +152,7 @@ class StudyConfig:
         set_("pgd_step_fraction", _checks.real("pgd_step_fraction", self.pgd_step_fraction,
                                                0, low_open=True))
         set_("attacks", self._attack_settings(self.attacks))
+        set_("analyses", self._check_analyses(self.analyses))
         n_test = int(self.n_samples * self.test_fraction)
         if n_test < 1 or self.n_samples - n_test < 1:
             raise ConfigError(
@@ -191,6 +202,33 @@ class StudyConfig:
                 options = spec.make_options(values, source=f"attacks.{name}")
             settings.append((name, options))
         return tuple(settings)
+
+    def _check_analyses(self, analyses) -> tuple:
+        if isinstance(analyses, str):  # "exact,bayes" from a config file
+            analyses = [v.strip() for v in analyses.split(",") if v.strip()]
+
+        def known(name, value):
+            if value not in ANALYSES:
+                raise ConfigError(f"{name} must be among {', '.join(ANALYSES)}, got {value!r}")
+            return value
+
+        names = _checks.sequence("analyses", analyses, known, allow_empty=True)
+        if names:
+            norms = {options.norm for _, options in self.attacks}
+            if len(norms) != 1:
+                raise ConfigError(f"analyses need attacks of one norm, got {sorted(norms)}")
+        if "bayes" in names:
+            from ..data.bayes import density_datasets
+
+            unknown = [d for d in self.datasets if d not in density_datasets()]
+            if unknown:
+                raise ConfigError(f"analysis 'bayes' needs a dataset with a known density "
+                                  f"({', '.join(density_datasets())}), got {unknown[0]!r}")
+            if self.noise <= 0:
+                raise ConfigError(f"analysis 'bayes' needs noise > 0 (noise 0 has no "
+                                  f"density), got {self.noise}")
+        # The order of ANALYSES, so that two spellings of one study are one study.
+        return tuple(name for name in ANALYSES if name in names)
 
     @property
     def attack_names(self) -> tuple[str, ...]:
@@ -257,7 +295,8 @@ class StudyConfig:
             "datasets": [{"name": name, "noise": self.noise} for name in self.datasets],
         }
         for name in self.field_names():
-            if name not in ("widths", "epsilons", "seeds", "datasets", "attacks", "n_classes"):
+            if name not in ("widths", "epsilons", "seeds", "datasets", "attacks", "n_classes",
+                            "analyses"):
                 out[name] = getattr(self, name)
         # Settings the study did not have appear only when they differ from its
         # defaults, so a study configuration keeps its results.json byte for byte.
@@ -265,6 +304,8 @@ class StudyConfig:
             out["attacks"] = self._attack_tables()
         if self.n_classes is not None:
             out["n_classes"] = self.n_classes
+        if self.analyses:
+            out["analyses"] = list(self.analyses)
         return out
 
     @classmethod
@@ -294,7 +335,7 @@ class StudyConfig:
                  n_samples=self.n_samples,
                  test_fraction=self.test_fraction, input_dim=self.input_dim, seed=seed,
                  width=width, depth=self.depth, train=self.train_config(seed),
-                 epsilons=self.epsilons, attacks=self.attacks)
+                 epsilons=self.epsilons, attacks=self.attacks, analyses=self.analyses)
             for dataset in self.datasets
             for seed in self.seeds
             for width in self.widths

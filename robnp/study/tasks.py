@@ -52,12 +52,18 @@ class Task:
     train: TrainConfig
     epsilons: tuple[float, ...]
     attacks: tuple[tuple[str, AttackOptions], ...]
+    analyses: tuple[str, ...] = ()
 
     def identity(self) -> dict:
-        """Everything the result depends on, as plain JSON values."""
+        """Everything the result depends on, as plain JSON values (``analyses`` only
+        when there are some, so a study's task keys stay as they were)."""
         out = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         out["train"] = dataclasses.asdict(self.train)
         out["attacks"] = [[name, options.to_dict()] for name, options in self.attacks]
+        if not self.analyses:
+            del out["analyses"]
+        else:
+            out["analyses"] = list(self.analyses)
         return out
 
     @property
@@ -201,6 +207,54 @@ def training_problem(task: Task, initial_loss: float, history, clean_acc: float,
     return None
 
 
+#: Branch-and-bound budget (sub-boxes per point) of the ``exact`` analysis.
+EXACT_BUDGET = 4096
+#: The attack on the Bayes classifier of a mixture in the ``bayes`` analysis: PGD,
+#: stronger than the study's (more steps, restarts), the worst case of both.
+BAYES_ATTACKS = (("pgd", {"steps": 50, "n_restarts": 2}),)
+
+
+def analysis_records(task: Task, model, X_test, y_test, evaluation) -> list[dict]:
+    """Long-form analysis records (``{"analysis", "epsilon", "value"}``) of the
+    task's ``analyses``, one per (quantity, eps); ``value`` is None where the
+    quantity is undefined (an undecided exact accuracy, an invalid share of no
+    successful attack)."""
+    from ..report.records import attack_key
+    from ..verify import DataSource, robustness_ceiling
+    from ..verify.truth import (bayes_robust_accuracy, error_region_robust_accuracy,
+                                invalid_share, robustness_bracket)
+
+    norm = next(iter(evaluation.attacks.values())).options.norm
+    columns: dict[str, list] = {}
+    if "exact" in task.analyses:
+        bracket = robustness_bracket(model, X_test, y_test, evaluation, budget=EXACT_BUDGET,
+                                     seed=task.seed)
+        columns["exact_acc"] = list(bracket.exact)
+        columns["certified_acc"] = list(bracket.certified)
+        columns["undecided"] = [int(v) for v in bracket.undecided]
+    if "ceiling" in task.analyses:
+        columns["ceiling_acc"] = list(robustness_ceiling(X_test, y_test, list(task.epsilons),
+                                                         norm))
+    if "bayes" in task.analyses:
+        source = DataSource(task.dataset, task.n_samples, task.noise, task.input_dim,
+                            task.n_classes if get_dataset(task.dataset).variable_classes
+                            else None)
+        columns["bayes_robust_acc"] = list(bayes_robust_accuracy(
+            source, X_test, y_test, task.epsilons, norm=norm, attacks=BAYES_ATTACKS,
+            seed=task.seed)[0])
+        for name, share in invalid_share(evaluation, y_test, source).items():
+            columns[f"invalid_share_{attack_key(name)}"] = list(share)
+        for name, acc in error_region_robust_accuracy(model, evaluation, source).items():
+            columns[f"error_region_acc_{attack_key(name)}"] = list(acc)
+    records = []
+    for key, values in columns.items():
+        for eps, value in zip(task.epsilons, values):
+            value = None if value is None or (isinstance(value, float) and np.isnan(value)) \
+                else (int(value) if isinstance(value, (int, np.integer)) else float(value))
+            records.append({"analysis": key, "epsilon": float(eps), "value": value})
+    return records
+
+
 @single_blas_thread
 def run_task(task: Task) -> TaskResult:
     """Generate data, train, measure clean accuracy, run every attack at every radius.
@@ -225,6 +279,9 @@ def run_task(task: Task) -> TaskResult:
     problem = training_problem(task, initial_loss, history, clean_acc, y_test)
     if problem is not None:  # only then: a healthy study keeps the study's keys
         facts["training_failed"] = problem
-    return TaskResult(key=task.key, model=facts, evaluations=tuple(evaluation.records()),
+    records = evaluation.records()
+    if task.analyses:
+        records += analysis_records(task, model, X_test, y_test, evaluation)
+    return TaskResult(key=task.key, model=facts, evaluations=tuple(records),
                       epochs=history.epochs, final_loss=history.final_loss,
                       clean_acc=clean_acc, seconds=time.perf_counter() - start)

@@ -1,0 +1,223 @@
+"""Figures that show what the data allows, next to what the attacks found.
+
+``boundary_figure``
+    A trained 2-D model's decision regions over its test points, with the Bayes
+    decision boundary, each point's eps-box and an arrow to the attack's point;
+    adversarial points whose Bayes label is no longer the clean label (the
+    attack changed the true class: the "invalid" adversarial examples of
+    Bartoldson et al. 2024, Section G) are marked apart.
+``robustness_figure``
+    Robust accuracy against eps per dataset of a sweep run with analyses: every
+    attack, the exact (verified) value, the sample ceiling of the test split, a
+    population ceiling from a fresh draw, and the Bayes classifier's robust
+    accuracy.
+
+Built on :class:`matplotlib.figure.Figure` with the Agg canvas, outside pyplot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError
+from .records import attack_label, record_attacks
+
+__all__ = ["boundary_figure", "robustness_figure"]
+
+_CLASS_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink")
+
+
+def _figure(size):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def boundary_figure(model, X, y, source, eps: float, adversarial, *, attack: str = "pgd",
+                    resolution: int = 240, max_boxes: int = 40):
+    """The model's decision regions, the Bayes boundary, eps-boxes and attack arrows.
+
+    Parameters
+    ----------
+    model : MLP with 2 inputs
+    X : ndarray of shape (n, 2)
+        Test points.
+    y : ndarray of shape (n,), int
+    source : robnp.verify.DataSource
+        The generator, for the Bayes labels.
+    eps : float
+        L-infinity radius of the boxes drawn.
+    adversarial : ndarray of shape (n, 2)
+        The attack's point of every test point at ``eps``.
+    attack : str
+        Its name, for the legend.
+    resolution : int
+        Grid points per axis of the region map.
+    max_boxes : int
+        Broken points drawn with their box and arrow (evenly spaced among the
+        broken ones, so the figure stays readable); every adversarial point is
+        marked.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Rectangle
+
+    from ..attacks import predict
+
+    X = np.asarray(X, np.float64)
+    adversarial = np.asarray(adversarial, np.float64)
+    if X.ndim != 2 or X.shape[1] != 2 or adversarial.shape != X.shape:
+        raise DataError(f"X and adversarial must have shape (n, 2), got {X.shape} and "
+                        f"{adversarial.shape}")
+    y = np.asarray(y)
+    n_classes = int(model.n_classes)
+    pad = max(0.3, 1.5 * eps)
+    lo, hi = X.min(axis=0) - pad, X.max(axis=0) + pad
+    gx, gy = np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution)
+    grid = np.column_stack([a.ravel() for a in np.meshgrid(gx, gy)])
+    regions = predict(model, grid.astype(model.dtype)).reshape(resolution, resolution)
+    truth = source.label(grid).reshape(resolution, resolution)
+
+    pred_adv = predict(model, adversarial.astype(model.dtype))
+    broken = pred_adv != y
+    invalid = broken & (source.label(adversarial) != y)
+
+    span = hi - lo
+    fig = _figure((min(12.0, 3.2 + 5.0 * span[0] / span[1]), 5.4))
+    ax = fig.subplots()
+    from matplotlib.colors import ListedColormap
+
+    cmap = ListedColormap(_CLASS_COLORS[:n_classes])
+    ax.contourf(gx, gy, regions, levels=np.arange(n_classes + 1) - 0.5, cmap=cmap, alpha=0.18)
+    ax.contour(gx, gy, regions, levels=np.arange(n_classes) + 0.5, colors="dimgray",
+               linewidths=1.0)
+    ax.contour(gx, gy, truth, levels=np.arange(n_classes) + 0.5, colors="black",
+               linewidths=1.8, linestyles="--")
+    for k in range(n_classes):
+        rows = y == k
+        ax.scatter(X[rows, 0], X[rows, 1], s=14, color=_CLASS_COLORS[k], edgecolor="white",
+                   linewidth=0.4, zorder=3)
+    shown = np.flatnonzero(broken)
+    if shown.size > max_boxes:
+        shown = shown[np.linspace(0, shown.size - 1, max_boxes).round().astype(int)]
+    for i in shown:
+        ax.add_patch(Rectangle(X[i] - eps, 2 * eps, 2 * eps, fill=False, linewidth=0.6,
+                               edgecolor="crimson" if invalid[i] else "gray", alpha=0.7,
+                               zorder=2))
+        ax.annotate("", xy=adversarial[i], xytext=X[i], zorder=4,
+                    arrowprops={"arrowstyle": "->", "linewidth": 0.8,
+                                "color": "crimson" if invalid[i] else "black"})
+    valid = broken & ~invalid
+    ax.scatter(adversarial[valid, 0], adversarial[valid, 1], marker="x", s=22, color="black",
+               linewidth=1.0, zorder=5)
+    ax.scatter(adversarial[invalid, 0], adversarial[invalid, 1], marker="X", s=40,
+               color="crimson", edgecolor="white", linewidth=0.5, zorder=5)
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_aspect("equal")
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+    n_broken, n_invalid = int(broken.sum()), int(invalid.sum())
+    share = f"{n_invalid}/{n_broken} = {n_invalid / n_broken:.0%}" if n_broken else "none broken"
+    boxes = (f"; boxes and arrows for {shown.size} of them" if shown.size < n_broken else "")
+    ax.set_title(f"{source.dataset}, eps = {eps:g} (L-inf), {attack_label(attack)}: "
+                 f"{n_broken} of {len(y)} test points broken{boxes}\n"
+                 f"adversarial points whose Bayes label is not the clean label: {share}",
+                 fontsize=10)
+    handles = [Patch(facecolor=_CLASS_COLORS[k], alpha=0.35, label=f"model predicts {k}")
+               for k in range(n_classes)]
+    handles += [Line2D([], [], marker="o", color=_CLASS_COLORS[k], linestyle="none",
+                       markersize=4, label=f"test point, class {k}") for k in range(n_classes)]
+    handles += [Line2D([], [], color="black", linestyle="--", linewidth=1.8,
+                       label="Bayes boundary"),
+                Line2D([], [], color="dimgray", linewidth=1.0, label="model boundary"),
+                Line2D([], [], marker="x", color="black", linestyle="none",
+                       label="adversarial, Bayes label = clean label"),
+                Line2D([], [], marker="X", color="crimson", linestyle="none",
+                       label="adversarial, Bayes label changed\n(red box and arrow)")]
+    ax.legend(handles=handles, fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              framealpha=0.9)
+    return fig
+
+
+def _mean_by_eps(rows, key):
+    """eps -> mean of the rows' non-null ``key`` values (None when there are none)."""
+    out = {}
+    for eps in sorted({row["epsilon"] for row in rows}):
+        values = [row[key] for row in rows if row["epsilon"] == eps and row.get(key) is not None]
+        out[eps] = float(np.mean(values)) if values else None
+    return out
+
+
+def robustness_figure(results_doc, population: dict | None = None):
+    """Robust accuracy against eps, one panel per dataset, at the largest width
+    (means across seeds).
+
+    Parameters
+    ----------
+    results_doc : dict
+        A results document of a sweep run with ``--analyses`` (any of them; the
+        lines drawn are those the rows hold).
+    population : dict of dataset name to (eps list, ceiling list, size), optional
+        Population ceilings (:func:`robnp.verify.population_ceiling` on a fresh
+        draw), drawn when given.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    rows = results_doc.get("results") if isinstance(results_doc, dict) else None
+    if not rows:
+        raise DataError("the results document holds no records")
+    datasets = list(dict.fromkeys(row["dataset"] for row in rows))
+    attacks = record_attacks(rows)
+    fig = _figure((5.4 * len(datasets) + 1.8, 4.4))
+    axes = np.atleast_1d(fig.subplots(1, len(datasets), squeeze=False)[0])
+    styles = [("exact_acc", "exact (verified)",
+               dict(color="black", linewidth=3.2, marker="s", alpha=0.55, zorder=3)),
+              ("ceiling_acc", "sample ceiling (test split)",
+               dict(color="tab:green", linestyle="--", marker="^")),
+              ("bayes_robust_acc", "Bayes classifier",
+               dict(color="tab:purple", linestyle="-.", marker="D", markerfacecolor="none",
+                    markersize=6, zorder=5))]
+    colors = ("tab:blue", "tab:red", "tab:cyan", "tab:olive", "tab:brown")
+    for ax, name in zip(axes, datasets):
+        mine = [row for row in rows if row["dataset"] == name]
+        width = max(row["hidden_width"] for row in mine)
+        mine = [row for row in mine if row["hidden_width"] == width]
+        n_seeds = len({row["seed"] for row in mine})
+        clean = _mean_by_eps(mine, "clean_acc")
+        eps = list(clean)
+        ax.axhline(float(np.mean(list(clean.values()))), color="gray", linewidth=1,
+                   label="clean accuracy")
+        for attack, color in zip(attacks, colors):
+            values = _mean_by_eps(mine, f"{attack}_acc")
+            ax.plot(eps, [values[e] for e in eps], color=color, marker="o", markersize=4,
+                    linewidth=1.4, zorder=4, label=f"{attack_label(attack)} (attack)")
+        for key, label, style in styles:
+            values = _mean_by_eps(mine, key)
+            if any(v is not None for v in values.values()):
+                shown = [e for e in eps if values[e] is not None]
+                ax.plot(shown, [values[e] for e in shown], label=label,
+                        **{"markersize": 4, **style})
+        if population and name in population:
+            p_eps, p_values, size = population[name]
+            ax.plot(p_eps, p_values, color="tab:green", linestyle=":", marker="v",
+                    markersize=4, label=f"population ceiling (fresh draw of {size})")
+        ax.set_xscale("symlog", linthresh=0.01)
+        ax.set_xticks(eps)
+        ax.set_xticklabels([f"{e:g}" for e in eps])
+        ax.minorticks_off()
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("eps (L-inf radius, symlog scale)")
+        ax.set_ylabel("robust accuracy (test split)")
+        ax.set_title(f"{name}: width {width}, mean of {n_seeds} seed(s)", fontsize=10)
+        ax.grid(True, alpha=0.3)
+    axes[-1].legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
