@@ -190,3 +190,21 @@ def test_a_failing_task_keeps_the_results_of_its_running_siblings():
             finished.append((task, result))
     assert [(task, result.key, result.epochs) for task, result in finished] == \
         [(slow, slow.key, 3000)]
+
+
+def test_a_store_from_before_long_form_records_says_so(finished, tmp_path):
+    """A task stored as the study's wide rows (an earlier robnp) is named as such, not
+    as damage, and the file is left as it was."""
+    out = tmp_path / "old"
+    shutil.copytree(finished, out)
+    with sqlite3.connect(out / STORE_NAME) as db:
+        key, text = db.execute("SELECT key, result FROM tasks").fetchone()
+        data = json.loads(text)
+        old = {"key": data["key"], "records": [{"dataset": "moons"}], "epochs": data["epochs"],
+               "final_loss": data["final_loss"], "clean_acc": data["clean_acc"],
+               "seconds": data["seconds"]}
+        db.execute("UPDATE tasks SET result = ? WHERE key = ?", (json.dumps(old), key))
+    before = (out / STORE_NAME).read_bytes()
+    line = error_line(run("sweep", *TINY, "--out", out, "--resume"))
+    assert "was written by an earlier robnp" in line and "another --out directory" in line
+    assert (out / STORE_NAME).read_bytes() == before

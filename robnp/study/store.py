@@ -75,6 +75,12 @@ def _parse_result(path: Path, key: str, text) -> TaskResult:
     try:
         result = TaskResult.from_json(text)
     except (ValueError, TypeError) as exc:
+        if _earlier_format(text):
+            raise StoreError(
+                f"{path} was written by an earlier robnp, before evaluation records were "
+                f"stored per attack; its tasks cannot be resumed: run the study into "
+                f"another --out directory (robnp report still reads that directory's "
+                f"results.json)") from None
         raise StoreError(f"{path} is damaged: stored task {key!r} is unreadable ({exc}); "
                          f"move the file away or choose another --out directory") from None
     if result.key != key:
@@ -82,6 +88,17 @@ def _parse_result(path: Path, key: str, text) -> TaskResult:
                          f"task {result.key!r}; move the file away or choose another "
                          f"--out directory")
     return result
+
+
+def _earlier_format(text) -> bool:
+    """A task stored by a robnp that kept the study's wide rows (``records``)
+    instead of long-form evaluation records."""
+    try:
+        data = json.loads(text)
+    except (ValueError, TypeError):
+        return False
+    return isinstance(data, dict) and set(data) == {"key", "records", "epochs", "final_loss",
+                                                    "clean_acc", "seconds"}
 
 
 def _stored_meta(connection: sqlite3.Connection, path: Path) -> tuple[dict, int, dict | None]:
