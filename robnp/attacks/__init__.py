@@ -48,14 +48,14 @@ Adding an attack: write ``_name.py`` with ``NameOptions(AttackOptions)`` and
 from . import _apgd, _fgsm, _pgd, _square
 from ._apgd import (APGDCEOptions, APGDDLROptions, APGDOptions, APGDTOptions, apgd,
                     checkpoints)
-from ._evaluate import (AttackResult, Evaluation, accuracy, as_generator, evaluate, predict,
+from ._evaluate import (AttackResult, Evaluation, accuracy, evaluate, predict,
                         robust_accuracy)
 from ._fgsm import FGSMOptions, fgsm, fgsm_from_gradient
 from ._pgd import PGDCWOptions, PGDOptions, pgd
 from ._registry import (ATTACKS, Attack, AttackOptions, attack_names, get_attack,
                         register_attack)
 from ._square import SquareOptions, square
-from ._threat import NORMS, Target, check_bounds, check_eps, check_radii
+from ._threat import NORMS, Target, as_generator, check_bounds, check_eps, check_radii
 
 __all__ = ["fgsm", "fgsm_from_gradient", "pgd", "apgd", "square", "checkpoints",
            "FGSMOptions", "PGDOptions", "PGDCWOptions", "APGDOptions", "APGDCEOptions",

@@ -32,7 +32,7 @@ from ..losses import check_loss_classes, loss_code
 from ..threads import single_blas_thread
 from ._pgd import NORM_CODES
 from ._registry import AttackOptions
-from ._threat import (Target, check_bounds, check_eps, check_norm, check_threads,
+from ._threat import (Target, as_generator, check_bounds, check_eps, check_norm, check_threads,
                       over_chunks, top_wrong_class)
 
 __all__ = ["apgd", "APGDOptions", "APGDCEOptions", "APGDDLROptions", "APGDTOptions",
@@ -301,7 +301,7 @@ def apgd(model, X, y, eps: float, *, n_iter: int = 100, loss: str = "cross_entro
     target = Target(model)
     X = target.check_input(X)
     y = target.check_labels(y, X)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = as_generator(seed)
     return _run(target, X, y, (eps,), options, rng)[0]
 
 

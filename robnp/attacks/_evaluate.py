@@ -13,15 +13,10 @@ from ..errors import ConfigError, DataError
 from ..threads import single_blas_thread
 from ..model import MLP
 from ._registry import get_attack
-from ._threat import Target, check_radii
+from ._threat import Target, as_generator, check_radii
 
-__all__ = ["accuracy", "robust_accuracy", "as_generator", "evaluate", "Evaluation",
+__all__ = ["accuracy", "robust_accuracy", "evaluate", "Evaluation",
            "AttackResult", "predict"]
-
-
-def as_generator(seed) -> np.random.Generator:
-    """``seed`` itself when it is a Generator, else a new one seeded by it."""
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 @single_blas_thread

@@ -28,7 +28,7 @@ from ..gradients import input_gradient
 from ..losses import check_loss_classes, loss_code, targeted_loss
 from ..threads import single_blas_thread
 from ._registry import AttackOptions
-from ._threat import (Target, check_bounds, check_eps, check_norm, check_threads,
+from ._threat import (Target, as_generator, check_bounds, check_eps, check_norm, check_threads,
                       gradient_sign, over_chunks, top_wrong_class)
 
 __all__ = ["pgd", "PGDOptions", "PGDCWOptions", "run", "pgd_general", "random_start_points"]
@@ -203,7 +203,7 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
                           "cross_entropy or cw_margin, an MLP)")
     if y_target is not None:
         y_target = target.check_labels(y_target, X)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = as_generator(seed)
     if not study:
         if eps == 0:
             return X.copy()

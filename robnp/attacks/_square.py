@@ -28,7 +28,7 @@ import numpy as np
 from .. import _checks, kernels
 from ..threads import single_blas_thread
 from ._registry import AttackOptions
-from ._threat import Target, check_bounds, check_eps, check_threads, over_chunks
+from ._threat import Target, as_generator, check_bounds, check_eps, check_threads, over_chunks
 
 __all__ = ["square", "SquareOptions", "p_schedule", "window_width", "run"]
 
@@ -175,7 +175,7 @@ def square(model, X, y, eps: float, *, n_queries: int = 5000, p_init: float = 0.
     target = Target(model)
     X = target.check_input(X)
     y = target.check_labels(y, X)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = as_generator(seed)
     return square_general(target, X, y, (eps,), options, rng)[0]
 
 

@@ -17,7 +17,7 @@ from ..errors import ConfigError, DataError
 
 __all__ = ["check_eps", "check_radii", "check_bounds", "gradient_sign", "NORMS",
            "check_norm", "check_threads", "thread_count", "over_chunks", "Target",
-           "top_wrong_class", "CHUNK_ROWS"]
+           "top_wrong_class", "CHUNK_ROWS", "as_generator"]
 
 #: Norms of the balls attacks work in.
 NORMS = ("linf", "l2")
@@ -201,3 +201,8 @@ def top_wrong_class(Z: np.ndarray, y: np.ndarray, rank: int = 1) -> np.ndarray:
     Z[np.arange(len(y)), y] = -np.inf
     order = np.argsort(-Z, axis=1, kind="stable")
     return np.ascontiguousarray(order[:, rank - 1], dtype=np.int64)
+
+
+def as_generator(seed) -> np.random.Generator:
+    """``seed`` itself when it is a Generator, else a new one seeded by it."""
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)

@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from .._checks import is_integer as _is_int
 from ..errors import ConfigError, DataError
 from .synthetic import (make_blobs, make_circles, make_moons, make_spheres, make_spirals,
                         with_nuisance)
@@ -38,10 +39,6 @@ __all__ = [
     "make_spirals",
     "train_test_split",
 ]
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
