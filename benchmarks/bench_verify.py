@@ -46,7 +46,7 @@ def verify_task(task, n_test: int | None, budget: int) -> dict:
     from robnp.data import get_dataset, make_dataset, train_test_split
     from robnp.evaluate import accuracy, robust_accuracy
     from robnp.model import MLP
-    from robnp.train import TrainConfig, fit
+    from robnp.training.fit import TrainConfig, fit
     from robnp.verify import verify_radii
 
     start = time.perf_counter()

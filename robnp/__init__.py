@@ -23,7 +23,7 @@ from .errors import (ConfigError, DataError, ModelFileError, RobnpError, StoreEr
 # public name -> module that defines it
 _EXPORTS = {
     "MLP": "model", "param_count": "model", "save_model": "model", "load_model": "model",
-    "fit": "train", "TrainConfig": "train", "History": "train",
+    "fit": "training.fit", "TrainConfig": "training.fit", "History": "training.fit",
     "Adam": "training.optim", "AdamW": "training.optim", "SGD": "training.optim",
     "make_circles": "data", "make_moons": "data", "make_spheres": "data",
     "make_dataset": "data", "dataset_names": "data", "register_dataset": "data",

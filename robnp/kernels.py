@@ -3,7 +3,7 @@
 Everything here works on C-contiguous arrays of one floating dtype (float32 or
 float64; Numba compiles one specialisation per dtype) and never allocates inside a
 hot loop.  The public modules (:mod:`robnp.model`, :mod:`robnp.gradients`,
-:mod:`robnp.train`, :mod:`robnp.attacks`) coerce dtypes and shapes at the boundary,
+:mod:`robnp.training.fit`, :mod:`robnp.attacks`) coerce dtypes and shapes at the boundary,
 allocate the workspaces and call these functions; user code should not need to.
 
 Parameter layout

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .train import _EPOCHS_PER_CALL, _PERMUTATION_BUDGET
+from .training.fit import _EPOCHS_PER_CALL, _PERMUTATION_BUDGET
 
 __all__ = ["MAX_SIZE", "check_size", "MemoryEstimate", "available_memory", "format_bytes",
            "training_memory", "gradcheck_memory", "check_fits"]

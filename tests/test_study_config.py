@@ -5,7 +5,7 @@ import pytest
 from robnp.attacks import PGDOptions
 from robnp.errors import ConfigError
 from robnp.study import StudyConfig
-from robnp.train import TrainConfig
+from robnp.training.fit import TrainConfig
 
 
 def test_the_study_config_block_is_unchanged_by_the_attack_registry():

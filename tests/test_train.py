@@ -124,7 +124,7 @@ def test_many_epochs_per_call_changes_nothing(circles_split, max_epochs, patienc
                                               seconds_per_call, monkeypatch):
     """fit runs epochs in chunks inside one compiled call; the losses, the epoch at
     which it stops and the parameters are those of the one-epoch-at-a-time loop."""
-    monkeypatch.setattr("robnp.train._SECONDS_PER_CALL", seconds_per_call)
+    monkeypatch.setattr("robnp.training.fit._SECONDS_PER_CALL", seconds_per_call)
     X, y = circles_split[0], circles_split[2]
     fast, plain = (robnp.MLP(2, (8, 8), 2, seed=2) for _ in range(2))
     history = robnp.fit(fast, X, y, max_epochs=max_epochs, patience=patience, seed=9)

@@ -4,7 +4,7 @@
 as defaults (one source of defaults: the CLI, config files and the Python API all
 read them from here). It is composed from the library's own configuration objects,
 which check their values with their own rules, once: the training settings become a
-:class:`~robnp.train.TrainConfig`, each attack an options dataclass of the attack
+:class:`~robnp.training.fit.TrainConfig`, each attack an options dataclass of the attack
 registry (:mod:`robnp.attacks`). :meth:`StudyConfig.tasks` expands it into
 independent :class:`~robnp.study.tasks.Task` objects, one per (dataset, seed, width),
 that carry those objects as they are.
@@ -23,7 +23,7 @@ from .. import _checks
 from ..attacks import AttackOptions, get_attack
 from ..data import get_dataset
 from ..errors import ConfigError
-from ..train import TrainConfig
+from ..training.fit import TrainConfig
 from .tasks import Task
 
 __all__ = ["StudyConfig", "load_config_file", "DEFAULT_ATTACKS", "ANALYSES"]
@@ -74,7 +74,7 @@ class StudyConfig:
         One seed drives a dataset draw, and for each width the model's
         initialisation and the training shuffle.
     lr, batch_size, max_epochs, patience, min_delta :
-        Training (Adam, early stopping); see :class:`robnp.train.TrainConfig`.
+        Training (Adam, early stopping); see :class:`robnp.training.fit.TrainConfig`.
     pgd_steps : int
         PGD iterations; the step size is ``pgd_step_fraction * eps``.
     pgd_step_fraction : float

@@ -23,7 +23,7 @@ from ..losses import mean_loss
 from ..model import MLP
 from ..report.records import EVALUATION_FIELDS, evaluation_problems, study_rows
 from ..threads import single_blas_thread
-from ..train import TrainConfig, fit
+from ..training.fit import TrainConfig, fit
 
 __all__ = ["Task", "TaskResult", "run_task", "task_data", "train_task"]
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .threads import single_blas_thread
-from . import _checks, kernels
-from .errors import ConfigError, TrainingDivergedError
-from .losses import loss_code
-from .training.optim import check_adam_hyperparameters
+from ..threads import single_blas_thread
+from .. import _checks, kernels
+from ..errors import ConfigError, TrainingDivergedError
+from ..losses import loss_code
+from .optim import check_adam_hyperparameters
 
 __all__ = ["TrainConfig", "History", "fit"]
 
