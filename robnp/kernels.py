@@ -1000,6 +1000,41 @@ def square_rows(params, sizes, X, y, X_best, margin_best, starts, widths, signs,
 
 
 @_kernel
+def mixture_log_and_grad(X2, centres, inv_two_var, logits, log_out, grad_out, want_grad):
+    """``log sum_j exp(-|x - c_j|^2 inv_two_var)`` for every row of ``X2`` (n, 2) over
+    the centres (m, 2), and, when ``want_grad``, its gradient in ``x``: the
+    responsibility-weighted mean of ``2 inv_two_var (c_j - x)``. ``logits`` is an (m,)
+    scratch row. Max-shifted, so no term overflows and the largest never underflows;
+    the caller adds the mixture's normalising constants."""
+    m = centres.shape[0]
+    for i in range(X2.shape[0]):
+        x0 = X2[i, 0]
+        x1 = X2[i, 1]
+        top = -np.inf
+        for j in range(m):
+            d0 = centres[j, 0] - x0
+            d1 = centres[j, 1] - x1
+            value = -(d0 * d0 + d1 * d1) * inv_two_var
+            logits[j] = value
+            if value > top:
+                top = value
+        total = 0.0
+        g0 = 0.0
+        g1 = 0.0
+        for j in range(m):
+            w = np.exp(logits[j] - top)
+            total += w
+            if want_grad:
+                g0 += w * (centres[j, 0] - x0)
+                g1 += w * (centres[j, 1] - x1)
+        log_out[i] = top + np.log(total)
+        if want_grad:
+            scale = 2.0 * inv_two_var / total
+            grad_out[i, 0] = g0 * scale
+            grad_out[i, 1] = g1 * scale
+
+
+@_kernel
 def pgd_linf_radii(params, sizes, X, y, X_advs, eps_list, step_list, steps, loss_kind,
                    lower, upper, use_bounds, first_sign, dX, acts, dZ, d0, d1):
     """:func:`pgd_linf` from the clean points at every radius in one call, each radius

@@ -254,3 +254,46 @@ def test_bad_arguments_are_named():
         bayes_label("circles", np.zeros((2, 3)), n_samples=10, noise=0.1)
     with pytest.raises(DataError, match="row 1"):
         bayes_label("circles", np.array([[0, 0], [np.nan, 0]]), n_samples=10, noise=0.1)
+
+
+def _naive_mixture(X2, centres, s):
+    """The mixture's log density and gradient written out with NumPy's temporaries."""
+    from scipy.special import logsumexp
+
+    diff = centres[None, :, :] - X2[:, None, :]
+    logits = -(diff ** 2).sum(axis=2) / (2 * s * s)
+    norm = logsumexp(logits, axis=1)
+    weights = np.exp(logits - norm[:, None])
+    log = norm - np.log(len(centres)) - np.log(2 * np.pi * s * s)
+    return log, np.einsum("ij,ijk->ik", weights, diff) / (s * s)
+
+
+@pytest.mark.parametrize("s", [0.01, 0.15, 2.0])
+def test_compiled_mixture_matches_the_written_out_log_sum_exp(s):
+    from robnp.data.bayes import _mixture
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(257, 2))
+    # Near the centres, between them, and far away (every term tiny but the largest).
+    X2 = np.vstack([centres[:5] + 1e-3, rng.normal(size=(40, 2)), rng.normal(size=(5, 2)) * 40])
+    log, grad = _mixture(X2, centres, s, True)
+    ref_log, ref_grad = _naive_mixture(X2, centres, s)
+    np.testing.assert_allclose(log, ref_log, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-9, atol=1e-9 * np.abs(ref_grad).max())
+    assert np.array_equal(_mixture(X2, centres, s, False)[0], log)
+
+
+def test_mixture_gradient_matches_finite_differences():
+    from robnp.data.bayes import _mixture
+
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(30, 2))
+    X2 = rng.normal(size=(6, 2))
+    _, grad = _mixture(X2, centres, 0.3, True)
+    h = 1e-6
+    for k in range(2):
+        step = np.zeros(2)
+        step[k] = h
+        fd = (_mixture(X2 + step, centres, 0.3, False)[0]
+              - _mixture(X2 - step, centres, 0.3, False)[0]) / (2 * h)
+        np.testing.assert_allclose(grad[:, k], fd, rtol=1e-6, atol=1e-7)

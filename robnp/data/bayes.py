@@ -63,8 +63,6 @@ __all__ = ["class_priors", "class_log_density", "bayes_posterior", "bayes_label"
 
 #: Radii of the registered ``circles`` and ``spheres`` (label 0 outer, label 1 inner).
 _SHELL_RADII = (1.0, 0.5)
-#: Largest number of (point, centre) pairs a mixture evaluates at once (memory bound).
-_CHUNK = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -183,15 +181,24 @@ def _log_shell(rho: np.ndarray, radius: float, s: float, d: int) -> np.ndarray:
             + _log_sphere_mean_exp(d / 2 - 1, kappa))
 
 
+def _mixture(X2: np.ndarray, centres: np.ndarray, s: float, want_grad: bool):
+    """Log density of the equal-weight mixture of ``N(c_j, s^2 I_2)`` at rows of X2
+    and, when asked, its gradient in ``x`` (compiled: one pass over the centres per
+    row, no (rows, centres) temporaries)."""
+    from .. import kernels
+
+    X2 = np.ascontiguousarray(X2, dtype=np.float64)
+    centres = np.ascontiguousarray(centres, dtype=np.float64)
+    log = np.empty(len(X2))
+    grad = np.empty((len(X2), 2)) if want_grad else np.empty((0, 2))
+    kernels.mixture_log_and_grad(X2, centres, 1.0 / (2 * s * s), np.empty(len(centres)),
+                                 log, grad, want_grad)
+    return log - np.log(len(centres)) - np.log(2 * np.pi * s * s), grad
+
+
 def _log_mixture(X2: np.ndarray, centres: np.ndarray, s: float) -> np.ndarray:
     """Log density of the equal-weight mixture of ``N(c_j, s^2 I_2)`` at rows of X2."""
-    out = np.empty(len(X2))
-    step = max(1, _CHUNK // len(centres))
-    for start in range(0, len(X2), step):
-        diff = X2[start:start + step, None, :] - centres[None, :, :]
-        sq = np.einsum("ijk,ijk->ij", diff, diff)
-        out[start:start + step] = logsumexp(-sq / (2 * s * s), axis=1)
-    return out - np.log(len(centres)) - np.log(2 * np.pi * s * s)
+    return _mixture(X2, centres, s, False)[0]
 
 
 def _log_nuisance(X_rest: np.ndarray, s: float) -> np.ndarray:
@@ -274,18 +281,7 @@ def bayes_posterior(dataset: str, X, *, n_samples: int, noise: float, input_dim:
 def _mixture_log_and_grad(X2: np.ndarray, centres: np.ndarray, s: float):
     """:func:`_log_mixture` and its gradient in ``x``: the responsibility-weighted
     mean of ``(c_j - x) / s^2``."""
-    log = np.empty(len(X2))
-    grad = np.empty_like(X2)
-    step = max(1, _CHUNK // len(centres))
-    for start in range(0, len(X2), step):
-        block = X2[start:start + step]
-        diff = centres[None, :, :] - block[:, None, :]
-        logits = -np.einsum("ijk,ijk->ij", diff, diff) / (2 * s * s)
-        norm = logsumexp(logits, axis=1)
-        weights = np.exp(logits - norm[:, None])
-        log[start:start + step] = norm
-        grad[start:start + step] = np.einsum("ij,ijk->ik", weights, diff) / (s * s)
-    return log - np.log(len(centres)) - np.log(2 * np.pi * s * s), grad
+    return _mixture(X2, centres, s, True)
 
 
 def log_posterior_gradient(dataset: str, X, *, n_samples: int, noise: float,
