@@ -115,7 +115,7 @@ def train(out_path, width, depth, lr, batch_size, max_epochs, patience, recipe, 
                            max_epochs=max_epochs, patience=patience)
     task = config.tasks()[0]
     if slots:
-        task = dataclasses.replace(task, train=dataclasses.replace(task.train, **slots))
+        task = dataclasses.replace(task, train=task.train.replace(**slots))
     X_train, X_test, y_train, y_test = task_data(task)
     model, history = train_task(task, X_train, y_train)
     clean_acc = accuracy(model, X_test, y_test)

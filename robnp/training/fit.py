@@ -234,6 +234,14 @@ class TrainConfig:
                               f"recipe without smoothing, adam, constant schedule, no ema, no "
                               f"weight decay, select='last'); recipes train on cross-entropy")
 
+    def replace(self, **changes) -> "TrainConfig":
+        """``dataclasses.replace`` that also resets ``recipe_options`` to the new
+        recipe's defaults when ``recipe`` changes and no options are given."""
+        if ("recipe" in changes and changes["recipe"] != self.recipe
+                and "recipe_options" not in changes):
+            changes["recipe_options"] = None
+        return dataclasses.replace(self, **changes)
+
     @property
     def eps(self) -> float | None:
         """The recipe's training radius, or None for a recipe without one."""
@@ -291,7 +299,8 @@ def _recipe_options(recipe: str, options, train_eps) -> RecipeOptions:
     elif not isinstance(options, spec.options):
         raise ConfigError(f"recipe_options of recipe {recipe!r} must be a "
                           f"{spec.options.__name__} or a mapping of its options, got "
-                          f"{type(options).__name__}")
+                          f"{type(options).__name__} (a new recipe needs its own options: "
+                          f"use TrainConfig.replace)")
     if train_eps is not None:
         if "eps" not in spec.options.field_names():
             raise ConfigError(f"train_eps: the {recipe} recipe has no eps (it trains on "
@@ -423,7 +432,7 @@ def resolve_config(config: TrainConfig | None, overrides: Mapping) -> TrainConfi
         unknown = set(overrides) - _train_config_fields()
         if unknown:
             raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        config = dataclasses.replace(config, **overrides)
+        config = config.replace(**overrides)
     return config
 
 
