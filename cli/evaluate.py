@@ -60,12 +60,40 @@ def sidecar_path(model_path) -> Path:
 @click.option("--max-epochs", type=int, default=None,
               help=f"Epoch limit.  [default: {_DEFAULTS.max_epochs}]")
 @click.option("--patience", type=int, default=None,
-              help=f"Early-stopping patience.  [default: {_DEFAULTS.patience}]")
+              help=f"Early-stopping patience; 0 turns early stopping off.  "
+                   f"[default: {_DEFAULTS.patience}]")
+@click.option("--recipe", default=None,
+              help="Training recipe (standard, or an adversarial one).  [default: standard]")
+@click.option("--train-eps", type=float, default=None,
+              help="Training radius of an adversarial recipe (its eps option).")
+@click.option("--optimizer", default=None, help="adam, adamw or sgd.  [default: adam]")
+@click.option("--momentum", type=float, default=None, help="SGD momentum.  [default: 0]")
+@click.option("--nesterov", is_flag=True, default=None, help="SGD with Nesterov momentum.")
+@click.option("--weight-decay", type=float, default=None,
+              help="L2 (adam, sgd) or decoupled (adamw) weight decay.  [default: 0]")
+@click.option("--schedule", default=None,
+              help="Step-size schedule: constant, step, cosine or one-cycle (the last two "
+                   "need --patience 0).  [default: constant]")
+@click.option("--ema", is_flag=True, default=None,
+              help="Keep and save an exponential moving average of the weights.")
+@click.option("--label-smoothing", type=float, default=None,
+              help="The recipe's label smoothing, in [0, 1).")
+@click.option("--beta", type=float, default=None, help="TRADES's beta (trades recipe only).")
+@click.option("--select", default=None,
+              help="Checkpoint: last, or robust (best PGD-10 validation accuracy).  "
+                   "[default: last]")
+@click.option("--val-fraction", type=float, default=None,
+              help="Share of training rows held out for --select robust.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Model file to write (.npz); its config and history go beside it (.json).")
-def train(out_path, width, depth, lr, batch_size, max_epochs, patience, **data):
+def train(out_path, width, depth, lr, batch_size, max_epochs, patience, recipe, train_eps,
+          optimizer, momentum, nesterov, weight_decay, schedule, ema, label_smoothing, beta,
+          select, val_fraction, **data):
     """Train one model the study's way (Adam, early stopping, the study's data draw)
-    and save it, with a JSON of its configuration and training history beside it."""
+    and save it, with a JSON of its configuration and training history beside it.
+    The training options (recipe, optimizer, schedule, ...) replace the study's."""
+    import dataclasses
+
     from robnp._io import atomic_write_json
     from robnp.attacks import accuracy
     from robnp.model import save_model
@@ -73,9 +101,21 @@ def train(out_path, width, depth, lr, batch_size, max_epochs, patience, **data):
 
     if not str(out_path).strip():
         raise click.BadParameter("must not be empty", param_hint="--out")
+    recipe_options = {key: value for key, value in
+                      (("smoothing", label_smoothing), ("beta", beta)) if value is not None}
+    slots = {key: value for key, value in {
+        "recipe": recipe, "train_eps": train_eps, "optimizer": optimizer,
+        "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay,
+        "schedule": schedule, "ema": ema, "select": select, "val_fraction": val_fraction,
+        "recipe_options": recipe_options or None}.items() if value is not None}
+    if patience == 0:
+        slots["patience"] = None
+        patience = None
     config = _study_config(data, width=width, depth=depth, lr=lr, batch_size=batch_size,
                            max_epochs=max_epochs, patience=patience)
     task = config.tasks()[0]
+    if slots:
+        task = dataclasses.replace(task, train=task.train.replace(**slots))
     X_train, X_test, y_train, y_test = task_data(task)
     model, history = train_task(task, X_train, y_train)
     clean_acc = accuracy(model, X_test, y_test)
@@ -83,13 +123,29 @@ def train(out_path, width, depth, lr, batch_size, max_epochs, patience, **data):
     save_model(model, path)
     identity = task.identity()
     del identity["attacks"], identity["epsilons"]
+    facts = {"epochs": history.epochs, "final_loss": history.final_loss,
+             "best_loss": history.best_loss, "stopped_early": history.stopped_early,
+             "loss": [float(v) for v in history.loss]}
+    summary = history.summary()
+    for key in ("seconds", "epochs", "final_loss", "best_loss", "stopped_early", "loss"):
+        del summary[key]
     sidecar = atomic_write_json(sidecar_path(path), {
         "format": "robnp.train", "task": identity, "clean_acc": clean_acc,
-        "history": {"epochs": history.epochs, "final_loss": history.final_loss,
-                    "best_loss": history.best_loss, "stopped_early": history.stopped_early,
-                    "loss": [float(v) for v in history.loss]}})
+        "history": {**facts, **summary}})
     click.echo(f"{task.label}: {model.n_params} parameters, {history.epochs} epochs, "
                f"final loss {history.final_loss:.4f}, clean accuracy {clean_acc:.4f}")
+    if slots:
+        options = ", ".join(f"{k}={v}" for k, v in history.recipe_options.items()) or "none"
+        line = (f"  recipe {history.recipe} ({options}), {history.train_flops:.4g} training "
+                f"FLOPs")
+        if history.monitor_flops:
+            line += f", {history.monitor_flops:.4g} monitoring FLOPs"
+        if history.best_epoch is not None:
+            line += (f", kept epoch {history.best_epoch} (robust validation accuracy "
+                     f"{history.best_val_robust_acc:.4f})")
+        if history.overfit:
+            line += f", catastrophic overfitting at epoch {history.overfit_epoch}"
+        click.echo(line)
     click.echo(f"  wrote {path}\n  wrote {sidecar}")
 
 

@@ -32,6 +32,8 @@ ReLU and its derivative, the loss, the optimizer and the attack steps.
 All kernels are valid Python: ``NUMBA_DISABLE_JIT=1`` runs them unchanged.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -388,18 +390,45 @@ def adam_update(params, grad, m, v, step, lr, beta1, beta2, adam_eps):
         params[i] -= ss * mi / (np.sqrt(vi) * ibc + ae)
 
 
+class AdamState(NamedTuple):
+    """Adam's moments and hyperparameters, as the fused epoch kernels take them."""
+
+    m: np.ndarray
+    v: np.ndarray
+    lr: float
+    beta1: float
+    beta2: float
+    adam_eps: float
+
+
+class EpochBuffers(NamedTuple):
+    """Scratch of the fused epoch kernels for minibatches of at most ``rows`` rows:
+    the gradient ``(n_params,)``, the gathered batch ``(rows, n_features)`` and its
+    labels ``(rows,)`` int64, and the model's workspace (``acts``, ``dZ``, ``d0``,
+    ``d1``; see :meth:`robnp.MLP.workspace`)."""
+
+    grad: np.ndarray
+    batch_X: np.ndarray
+    batch_y: np.ndarray
+    acts: np.ndarray
+    dZ: np.ndarray
+    d0: np.ndarray
+    d1: np.ndarray
+
+
 @_kernel
-def train_epoch(params, sizes, X, y, perm, batch_size, loss_kind, m, v, step,
-                lr, beta1, beta2, adam_eps,
-                grad, batch_X, batch_y, acts, dZ, d0, d1):
+def train_epoch(params, sizes, X, y, perm, batch_size, loss_kind, adam, step, buffers):
     """One epoch of minibatch Adam over the rows of ``X`` in the order ``perm``.
 
     Every minibatch (the last may be short) is the mean loss over its rows;
-    parameters are updated after each. Returns ``(sum of batch losses,
-    number of batches, Adam step counter after the epoch)``; workspaces must hold
-    ``batch_size`` rows.
+    parameters are updated after each. ``adam`` is an :class:`AdamState` (its moments
+    are updated in place), ``buffers`` an :class:`EpochBuffers` for ``batch_size``
+    rows. Returns ``(sum of batch losses, number of batches, Adam step counter after
+    the epoch)``.
     """
     n, n_features = X.shape
+    batch_X = buffers.batch_X
+    batch_y = buffers.batch_y
     total = 0.0
     n_batches = 0
     for start in range(0, n, batch_size):
@@ -412,18 +441,17 @@ def train_epoch(params, sizes, X, y, perm, batch_size, loss_kind, m, v, step,
             by[r] = y[src]
             for k in range(n_features):
                 bX[r, k] = X[src, k]
-        total += loss_and_param_grad(params, sizes, bX, by, loss_kind, grad,
-                                     acts, dZ, d0, d1)
+        total += loss_and_param_grad(params, sizes, bX, by, loss_kind, buffers.grad,
+                                     buffers.acts, buffers.dZ, buffers.d0, buffers.d1)
         step += 1
-        adam_update(params, grad, m, v, step, lr, beta1, beta2, adam_eps)
+        adam_update(params, buffers.grad, adam.m, adam.v, step, adam.lr, adam.beta1,
+                    adam.beta2, adam.adam_eps)
         n_batches += 1
     return total, n_batches, step
 
 
 @_kernel
-def train_epochs(params, sizes, X, y, perms, batch_size, loss_kind, m, v, step,
-                 lr, beta1, beta2, adam_eps,
-                 grad, batch_X, batch_y, acts, dZ, d0, d1,
+def train_epochs(params, sizes, X, y, perms, batch_size, loss_kind, adam, step, buffers,
                  epoch_losses, best, stale, patience, min_delta):
     """Up to ``perms.shape[0]`` epochs of :func:`train_epoch`, one per row of ``perms``,
     with the early-stopping rule applied after each.
@@ -439,9 +467,7 @@ def train_epochs(params, sizes, X, y, perms, batch_size, loss_kind, m, v, step,
     n_epochs = perms.shape[0]
     for epoch in range(n_epochs):
         total, n_batches, step = train_epoch(params, sizes, X, y, perms[epoch], batch_size,
-                                             loss_kind, m, v, step, lr, beta1, beta2,
-                                             adam_eps, grad, batch_X, batch_y, acts, dZ,
-                                             d0, d1)
+                                             loss_kind, adam, step, buffers)
         loss = total / n_batches
         epoch_losses[epoch] = loss
         if not np.isfinite(loss):
@@ -454,6 +480,24 @@ def train_epochs(params, sizes, X, y, perms, batch_size, loss_kind, m, v, step,
             if stale >= patience:
                 return epoch + 1, step, best, stale, True
     return n_epochs, step, best, stale, False
+
+
+@_kernel
+def standard_chunk_gradient(params, sizes, X, y, smoothing, grad, acts, dZ, d0, d1, scale):
+    """The standard recipe on one chunk of a minibatch: ``grad`` becomes ``scale`` times
+    the sum over the rows of ``X`` of the gradient of each row's cross-entropy (with
+    label smoothing ``smoothing``, :func:`smoothed_ce_grad_logits`, when it is not 0)
+    w.r.t. ``params``; returns ``scale`` times the sum of the rows' losses. Workspaces
+    must hold ``X.shape[0]`` rows."""
+    n = X.shape[0]
+    Z = forward(params, sizes, X, acts)
+    dZ = dZ[:n]
+    if smoothing == 0.0:
+        total = loss_grad_logits(LOSS_CROSS_ENTROPY, Z, y, dZ, scale, True)
+    else:
+        total = smoothed_ce_grad_logits(Z, y, smoothing, dZ, scale, True)
+    backward_params(params, sizes, X, acts, dZ, grad, d0, d1)
+    return scale * total
 
 
 # ---------------------------------------------------------------------------

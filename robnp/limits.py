@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .training.fit import _EPOCHS_PER_CALL, _PERMUTATION_BUDGET
+from .training.fit import _EPOCHS_PER_CALL, _PERMUTATION_BUDGET, CHUNK_ROWS
 
 __all__ = ["MAX_SIZE", "check_size", "MemoryEstimate", "available_memory", "format_bytes",
            "training_memory", "gradcheck_memory", "check_fits"]
@@ -29,6 +29,10 @@ _FLOAT32 = 4
 _FLOAT64 = 8
 _INT64 = 8
 _ROW_OBJECT = 160  # bytes of a small NumPy array object and its list slot
+#: Row-sized arrays a recipe's chunk workspace may hold beyond the model's workspace
+#: (adversarial points, their gradient, the best points, a clean distribution), each
+#: of ``n_features + n_classes`` values per row.
+RECIPE_ROW_ARRAYS = 4
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,7 @@ def _workspace_bytes(sizes, rows: int, itemsize: int) -> float:
 
 def training_memory(*, n_features: int, hidden, n_classes: int, n_samples: int,
                     test_fraction: float, batch_size: int,
-                    max_epochs: int) -> MemoryEstimate:
+                    max_epochs: int, train=None) -> MemoryEstimate:
     """Peak bytes of one study task: generate data, train a float32 MLP with Adam,
     attack its test rows.
 
@@ -159,6 +163,13 @@ def training_memory(*, n_features: int, hidden, n_classes: int, n_samples: int,
     test_fraction : float
     batch_size, max_epochs : int
         Training sizes; ``fit`` keeps one float64 loss per possible epoch.
+    train : TrainConfig, optional
+        The training configuration; when it takes the general loop (see
+        :mod:`robnp.training.fit`), its buffers are counted too: a gradient and a
+        recipe workspace per chunk of a minibatch (the model's workspace and up to
+        :data:`RECIPE_ROW_ARRAYS` row-sized arrays), the optimizer's state, the
+        weight average, the checkpoints the monitors keep, the noise, the
+        validation split and the monitors' attacks.
 
     Returns
     -------
@@ -191,12 +202,37 @@ def training_memory(*, n_features: int, hidden, n_classes: int, n_samples: int,
                   + _workspace_bytes(sizes, n_test, _FLOAT32)
                   + 4 * n_test * sizes[0] * _FLOAT32)
     losses = max_epochs * _FLOAT64
+    parts = []
+    if train is not None and not train.fused:
+        n_chunks = -(-batch_rows // CHUNK_ROWS)
+        chunk_rows = min(CHUNK_ROWS, batch_rows)
+        row_values = sizes[0] + sizes[-1]
+        # per chunk: a gradient and the recipe's workspace; then the optimizer's two
+        # moments (or SGD's buffer, and Adam's L2 term), the weight average, the best
+        # checkpoint, the previous epoch's weights (live and averaged), the monitors'
+        # model copy; the minibatch's noise
+        vectors = n_chunks + 2 + 1 + 1 + 1 + 2 + 1
+        loop = (n_params * vectors * _FLOAT32
+                + n_chunks * (_workspace_bytes(sizes, chunk_rows, _FLOAT32)
+                              + RECIPE_ROW_ARRAYS * chunk_rows * row_values * _FLOAT32)
+                + batch_rows * sizes[0] * _FLOAT32)
+        # the split's copies of the training rows and its permutations; the monitors'
+        # PGD on the validation rows and on the check batch, each like the test rows'
+        n_val = math.ceil(train.val_fraction * n_train) if train.select == "robust" else 0
+        n_check = min(batch_rows, n_train)
+        loop += n_train * (sizes[0] * _FLOAT32 + 4 * _INT64)
+        for rows in (n_val, n_check):
+            loop += (_workspace_bytes(sizes, rows, _FLOAT32) + 5 * rows * sizes[0] * _FLOAT32
+                     + 2 * rows * _INT64)
+        parts.append(("training loop buffers", f"batch_size={batch_size}, {widths}",
+                      float(loop)))
     return MemoryEstimate((
         ("parameters and Adam moments", widths, float(parameters)),
         ("data", f"n_samples={n_samples}, input_dim={sizes[0]}", float(data)),
         ("workspaces", f"batch_size={batch_size}, {n_test} test rows, {widths}",
          float(workspaces)),
         ("epoch-loss buffer", f"max_epochs={max_epochs}", float(losses)),
+        *parts,
     ))
 
 

@@ -163,3 +163,27 @@ def test_the_gradcheck_estimate_bounds_what_it_allocates(hidden, n_features, n_c
     estimate = gradcheck_memory(n_features=n_features, hidden=hidden, n_classes=n_classes,
                                 n_samples=n_samples).total
     assert peak <= estimate <= 5 * peak + 65536
+
+
+@pytest.mark.parametrize("width,n_samples,batch_size,settings", [
+    (8, 400, 256, dict(optimizer="sgd", momentum=0.9, ema=True)),
+    (64, 1000, 200, dict(optimizer="adamw", schedule="cosine", patience=None, ema=True,
+                         recipe_options={"smoothing": 0.1})),
+    (256, 300, 64, dict(optimizer="sgd", lr=0.01)),
+])
+def test_the_estimate_bounds_the_general_training_loop(width, n_samples, batch_size,
+                                                       settings):
+    import dataclasses
+
+    task = _task("moons", width, n_samples, 3, batch_size, 2)
+    task = dataclasses.replace(task, train=task.train.replace(**settings))
+    assert not task.train.fused
+    peak = _peak_bytes(run_task, task)
+    estimate = training_memory(n_features=2, hidden=task.hidden, n_classes=2,
+                               n_samples=n_samples, test_fraction=0.2, batch_size=batch_size,
+                               max_epochs=3, train=task.train)
+    plain = training_memory(n_features=2, hidden=task.hidden, n_classes=2,
+                            n_samples=n_samples, test_fraction=0.2, batch_size=batch_size,
+                            max_epochs=3)
+    assert estimate.total > plain.total
+    assert peak <= estimate.total <= 5 * peak + 65536

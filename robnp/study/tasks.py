@@ -58,7 +58,7 @@ class Task:
         """Everything the result depends on, as plain JSON values (``analyses`` only
         when there are some, so a study's task keys stay as they were)."""
         out = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-        out["train"] = dataclasses.asdict(self.train)
+        out["train"] = self.train.identity()
         out["attacks"] = [[name, options.to_dict()] for name, options in self.attacks]
         if not self.analyses:
             del out["analyses"]

@@ -109,3 +109,7 @@ def get_recipe(name) -> Recipe:
 
 
 # -- the registry: one line per recipe ---------------------------------------------------
+from . import _standard  # noqa: E402  (the recipe modules import this one)
+
+register_recipe("standard", _standard.gradient, _standard.workspace, _standard.StandardOptions,
+                "cross-entropy on the clean minibatch (label smoothing optional)")
