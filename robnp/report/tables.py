@@ -12,7 +12,8 @@ from robnp.errors import DataError
 from robnp.report.records import attack_label
 from robnp.report.stats import document_statistics, table_attacks, width_table
 
-__all__ = ["format_summary_table", "format_markdown_table", "failed_trainings"]
+__all__ = ["format_summary_table", "format_markdown_table", "failed_trainings",
+           "training_flops"]
 
 
 def failed_trainings(results_doc) -> dict[tuple, str]:
@@ -23,6 +24,20 @@ def failed_trainings(results_doc) -> dict[tuple, str]:
         if isinstance(row, dict) and row.get("training_failed"):
             failed[(row["dataset"], row["seed"], row["hidden_width"])] = row["training_failed"]
     return failed
+
+
+def training_flops(results_doc, dataset: str) -> dict[int, float]:
+    """Mean training FLOPs over the seeds of each width of ``dataset``, from the
+    rows' ``train_flops`` (written for every recipe but the study's); empty when the
+    rows have none."""
+    per_model = {}
+    for row in results_doc.get("results", []):
+        if isinstance(row, dict) and row.get("dataset") == dataset and "train_flops" in row:
+            per_model[(row["seed"], row["hidden_width"])] = row["train_flops"]
+    widths: dict[int, list] = {}
+    for (_, width), value in per_model.items():
+        widths.setdefault(width, []).append(value)
+    return {width: sum(values) / len(values) for width, values in widths.items()}
 
 
 def _number(value, digits: int = 4) -> str:
@@ -66,19 +81,22 @@ def format_summary_table(results_doc) -> str:
     blocks = []
     for name in names:
         rows = [row for row in table if row["dataset"] == name]
+        flops = training_flops(results_doc, name)
         header = "".join(f" {f'{label} Gap':>18}" for label in labels)
+        header += f" {'Train FLOPs':>11}" if flops else ""
         lines = [
             f"  [{name.upper()}] Per-width summary (mean +/- std across {_seeds_phrase(rows)}):",
             f"  {'Width':>6} {'Params':>9} {'Clean':>18}{header}",
-            "  " + "-" * (35 + 19 * len(attacks)),
+            "  " + "-" * (35 + 19 * len(attacks) + (12 if flops else 0)),
         ]
         flagged_widths = {width for (dataset, _, width) in failed if dataset == name}
         for row in rows:
             cells = [f"{row[f'{m}_mean']:.4f} +/- {row[f'{m}_std']:.4f}"
                      for m in ("clean_acc", *(f"{a}_gap" for a in attacks))]
+            cost = f" {flops[row['hidden_width']]:>11.3g}" if flops else ""
             mark = "  ! training failed" if row["hidden_width"] in flagged_widths else ""
             lines.append(f"  {row['hidden_width']:>6d} {row['param_count']:>9d} "
-                         + " ".join(f"{cell:>18}" for cell in cells) + mark)
+                         + " ".join(f"{cell:>18}" for cell in cells) + cost + mark)
         lines.append("")
         summary = summaries[name]
         width = max(len(label) for label in labels)

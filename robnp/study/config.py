@@ -24,6 +24,7 @@ from ..attacks import AttackOptions, get_attack
 from ..data import get_dataset
 from ..errors import ConfigError
 from ..training.fit import TrainConfig
+from ..training.recipes import RecipeOptions, get_recipe
 from .tasks import Task
 
 __all__ = ["StudyConfig", "load_config_file", "DEFAULT_ATTACKS", "ANALYSES"]
@@ -88,6 +89,16 @@ class StudyConfig:
     n_classes : int or None
         Classes of the datasets that take a class count (``blobs``, ``spirals``);
         None: each dataset's default. Datasets with a fixed count ignore it.
+    recipe : str
+        The training recipe (:mod:`robnp.training.recipes`): ``standard`` (the
+        study's), ``pgd-at``, ``trades``, ``fgsm-rs``, ``n-fgsm``.
+    train_eps : float or None
+        The L-infinity radius an adversarial recipe trains at (required by those;
+        refused by ``standard``).
+    recipe_options : mapping
+        Further options of the recipe (``beta``, ``steps``, ``smoothing``, ...; a
+        config file's ``[recipe_options]`` table). Stored as the sorted ``(name,
+        value)`` pairs that differ from the recipe's defaults.
     analyses : tuple of str
         What the data allows, added to every record (:data:`ANALYSES`): ``exact``
         (``exact_acc``, ``certified_acc``, ``undecided``: the verifier's bracket),
@@ -116,6 +127,9 @@ class StudyConfig:
     attacks: tuple = DEFAULT_ATTACKS
     n_classes: int | None = None
     analyses: tuple[str, ...] = ()
+    recipe: str = "standard"
+    train_eps: float | None = None
+    recipe_options: Any = ()
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -144,6 +158,10 @@ class StudyConfig:
         set_("noise", _checks.real("noise", self.noise, 0))
         set_("test_fraction", _checks.real("test_fraction", self.test_fraction, 0, 1,
                                            low_open=True, high_open=True))
+        set_("recipe", get_recipe(self.recipe).name)
+        if self.train_eps is not None:
+            set_("train_eps", _checks.real("train_eps", self.train_eps, 0, low_open=True))
+        set_("recipe_options", self._recipe_table(self.recipe_options))
         # The training settings are TrainConfig's, checked by its rules.
         train = self.train_config()
         for name in ("lr", "batch_size", "max_epochs", "patience", "min_delta"):
@@ -166,9 +184,53 @@ class StudyConfig:
 
     # -- the library's configuration objects --------------------------------------------
     def train_config(self, seed: int | None = None) -> TrainConfig:
-        """The training settings as :func:`robnp.fit` takes them (Adam, early stopping)."""
+        """The training settings as :func:`robnp.fit` takes them (Adam, early stopping,
+        the recipe and its options)."""
         return TrainConfig(lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
-                           patience=self.patience, min_delta=self.min_delta, seed=seed)
+                           patience=self.patience, min_delta=self.min_delta, seed=seed,
+                           recipe=self.recipe, recipe_options=self.recipe_settings())
+
+    def recipe_settings(self) -> RecipeOptions:
+        """The recipe's options object: its defaults, ``recipe_options`` and
+        ``train_eps``."""
+        spec = get_recipe(self.recipe)
+        values = dict(self.recipe_options)
+        if self.train_eps is not None:
+            if "eps" not in spec.options.field_names():
+                raise ConfigError(f"train_eps is for adversarial recipes; recipe "
+                                  f"{self.recipe!r} trains on the clean points, got "
+                                  f"train_eps={self.train_eps}")
+            values["eps"] = self.train_eps
+        elif "eps" in spec.options.field_names():
+            raise ConfigError(f"recipe {self.recipe!r} needs train_eps (--train-eps), the "
+                              f"radius it trains at")
+        return spec.make_options(values, source="recipe_options")
+
+    def _recipe_table(self, table) -> tuple:
+        """``recipe_options`` as sorted ``(name, value)`` pairs that differ from the
+        recipe's defaults (``eps`` is ``train_eps``), so that two spellings of one
+        training are one study."""
+        if isinstance(table, Mapping):
+            entries = dict(table)
+        else:
+            try:
+                entries = dict(table)
+            except (TypeError, ValueError):
+                raise ConfigError(f"recipe_options must be a table of option names and "
+                                  f"values, got {table!r}") from None
+        entries = {str(key).replace("-", "_"): value for key, value in entries.items()}
+        if "eps" in entries:
+            raise ConfigError("set the recipe's radius with train_eps (--train-eps), not in "
+                              "recipe_options")
+        spec = get_recipe(self.recipe)
+        base = {"eps": self.train_eps} if self.train_eps is not None else {}
+        try:
+            defaults = spec.make_options(base).to_dict()
+        except ConfigError:  # a missing train_eps: train_config names it
+            return tuple(sorted(entries.items()))
+        given = spec.make_options({**base, **entries}, source="recipe_options").to_dict()
+        return tuple(sorted((key, value) for key, value in given.items()
+                            if key != "eps" and value != defaults[key]))
 
     def _attack_settings(self, attacks) -> tuple:
         if isinstance(attacks, Mapping):
@@ -296,7 +358,7 @@ class StudyConfig:
         }
         for name in self.field_names():
             if name not in ("widths", "epsilons", "seeds", "datasets", "attacks", "n_classes",
-                            "analyses"):
+                            "analyses", "recipe", "train_eps", "recipe_options"):
                 out[name] = getattr(self, name)
         # Settings the study did not have appear only when they differ from its
         # defaults, so a study configuration keeps its results.json byte for byte.
@@ -306,6 +368,11 @@ class StudyConfig:
             out["n_classes"] = self.n_classes
         if self.analyses:
             out["analyses"] = list(self.analyses)
+        if self.recipe != "standard" or self.recipe_options:
+            out["recipe"] = self.recipe
+            if self.train_eps is not None:
+                out["train_eps"] = self.train_eps
+            out["recipe_options"] = self.recipe_settings().to_dict()
         return out
 
     @classmethod
@@ -316,6 +383,9 @@ class StudyConfig:
         values["epsilons"] = data["epsilons"]
         values["seeds"] = data["seeds"]
         values["datasets"] = [d["name"] for d in data["datasets"]]
+        if "recipe_options" in values:  # every option is written; eps is train_eps
+            values["recipe_options"] = {k: v for k, v in values["recipe_options"].items()
+                                        if k != "eps"}
         return cls.from_mapping(values, source="stored config")
 
     def fingerprint(self) -> str:
@@ -358,7 +428,8 @@ def load_config_file(path) -> dict:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    nested = [key for key, value in data.items() if isinstance(value, dict) and key != "attacks"]
+    nested = [key for key, value in data.items()
+              if isinstance(value, dict) and key not in ("attacks", "recipe_options")]
     if nested:
         raise ConfigError(f"config file {path}: unexpected table(s) {nested}; "
                           f"put settings at the top level")

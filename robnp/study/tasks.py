@@ -19,6 +19,7 @@ import numpy as np
 from ..attacks import AttackOptions, accuracy, evaluate
 from ..data import get_dataset, make_dataset, train_test_split
 from ..errors import TrainingDivergedError
+from ..flops import recipe_flops
 from ..losses import mean_loss
 from ..model import MLP
 from ..report.records import EVALUATION_FIELDS, evaluation_problems, study_rows
@@ -84,12 +85,14 @@ class Task:
         """Estimated floating-point operations of :func:`run_task`, an upper bound
         that assumes training runs all ``max_epochs``.
 
-        Per training row and epoch: the forward and the two backward products
-        (3 x 2 multiply-add flops per weight); per minibatch, Adam's update (about 10
-        flops per parameter); per test row, one forward and backward pass for the
-        clean accuracy and gradient, and at every radius FGSM's evaluation and PGD's
-        steps plus its evaluation. Used to start expensive tasks first and to weight
-        the progress estimate; only ratios between tasks matter.
+        Per training row and epoch the recipe's exact count
+        (:func:`robnp.flops.recipe_flops`: for the standard recipe the forward and
+        the two backward products, 3 x 2 multiply-add flops per weight); per
+        minibatch, Adam's update (about 10 flops per parameter); per test row, one
+        forward and backward pass for the clean accuracy and gradient, at every
+        radius each attack's steps plus its evaluation, and the analyses' work.
+        Used to start expensive tasks first and to weight the progress estimate;
+        only ratios between tasks matter.
         """
         sizes = (self.input_dim, *self.hidden, self.n_classes)
         weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
@@ -97,10 +100,20 @@ class Task:
         n_test = int(self.n_samples * self.test_fraction)
         n_train = self.n_samples - n_test
         n_batches = -(-n_train // self.train.batch_size)
-        per_epoch = 6.0 * weights * n_train + 10.0 * n_params * n_batches
+        per_example = recipe_flops(sizes, self.train.recipe,
+                                   getattr(self.train.recipe_options, "steps", None)).flops
+        per_epoch = per_example * n_train + 10.0 * n_params * n_batches
         passes = 3 + len(self.epsilons) * sum(_attack_passes(options) for _, options in self.attacks)
+        passes += len(self.epsilons) * sum(_ANALYSIS_PASSES.get(name, 0) for name in self.analyses)
         attacks = 2.0 * weights * n_test * passes
         return float(self.train.max_epochs) * per_epoch + attacks
+
+
+#: Forward-pass equivalents per test row and radius of each analysis, rough: the
+#: verifier's bounds and its few branch-and-bound boxes cost some tens of passes;
+#: the Bayes analysis attacks a classifier whose cost does not grow with the width,
+#: which this count (in passes of the task's network) can only approximate.
+_ANALYSIS_PASSES = {"exact": 40.0, "ceiling": 1.0, "bayes": 100.0}
 
 
 def _attack_passes(options) -> float:
@@ -138,10 +151,13 @@ class TaskResult:
 
     def summary(self, task: Task) -> dict:
         """The per-task entry of results.json."""
-        return {"dataset": task.dataset, "seed": task.seed, "hidden_width": task.width,
-                "param_count": self.model["param_count"], "epochs": self.epochs,
-                "final_loss": self.final_loss, "clean_acc": self.clean_acc,
-                "task_seconds": self.seconds}
+        out = {"dataset": task.dataset, "seed": task.seed, "hidden_width": task.width,
+               "param_count": self.model["param_count"], "epochs": self.epochs,
+               "final_loss": self.final_loss, "clean_acc": self.clean_acc}
+        if "train_flops" in self.model:
+            out["train_flops"] = self.model["train_flops"]
+        out["task_seconds"] = self.seconds
+        return out
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -276,6 +292,10 @@ def run_task(task: Task) -> TaskResult:
              "param_count": model.n_params, "epochs": history.epochs,
              "final_loss": history.final_loss, "clean_acc": clean_acc,
              "noise": task.noise, "depth": task.depth, "input_dim": task.input_dim}
+    if task.train.recipe != "standard" or task.train.recipe_options.to_dict() != \
+            type(task.train.recipe_options)().to_dict():
+        # Cost as a first-class output of every training that is not the study's.
+        facts["train_flops"] = float(history.flops)
     problem = training_problem(task, initial_loss, history, clean_acc, y_test)
     if problem is not None:  # only then: a healthy study keeps the study's keys
         facts["training_failed"] = problem
