@@ -295,7 +295,7 @@ def run_task(task: Task) -> TaskResult:
     if task.train.recipe != "standard" or task.train.recipe_options.to_dict() != \
             type(task.train.recipe_options)().to_dict():
         # Cost as a first-class output of every training that is not the study's.
-        facts["train_flops"] = float(history.flops)
+        facts["train_flops"] = float(history.train_flops)
     problem = training_problem(task, initial_loss, history, clean_acc, y_test)
     if problem is not None:  # only then: a healthy study keeps the study's keys
         facts["training_failed"] = problem

@@ -272,8 +272,8 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name == "recipe_options":
-                default_options = get_recipe(self.recipe).make_options()
-                if self.recipe != "standard" or value != default_options:
+                if (self.recipe != "standard"
+                        or value != get_recipe(self.recipe).make_options()):
                     out[f.name] = value.to_dict()
             elif f.name in _BASE_FIELDS or value != getattr(defaults, f.name):
                 out[f.name] = value
