@@ -492,7 +492,7 @@ def sign_step(X_adv, dX, step_size):
     grad = dX.reshape(size)
     for i in range(size):
         g = grad[i]
-        x_adv[i] += step_size * ((g > 0) - (g < 0))
+        x_adv[i] += step_size * (int(g > 0) - int(g < 0))
 
 
 @_kernel
@@ -739,7 +739,7 @@ def steepest_step(X_adv, dX, step_rows, norm):
         if norm == NORM_LINF:
             for k in range(d):  # sign_step's arithmetic
                 g = dX[i, k]
-                X_adv[i, k] += step * ((g > 0) - (g < 0))
+                X_adv[i, k] += step * (int(g > 0) - int(g < 0))
         else:
             total = 0.0
             for k in range(d):

@@ -189,8 +189,8 @@ def test_points_stay_in_the_eps_ball(name, dtype):
     for seed in range(4):
         model, X, y, noise = problem(seed, n=40, dtype=dtype)
         for eps in (1e-3, 0.1, 1.0):
-            _, _, X_adv = run(name, model, X, y, noise, eps=eps, steps=3) if name != "fgsm-rs" \
-                else run(name, model, X, y, noise, eps=eps)
+            options = {"eps": eps} if name == "fgsm-rs" else {"eps": eps, "steps": 3}
+            _, _, X_adv = run(name, model, X, y, noise, **options)
             distance = np.abs(X_adv.astype(np.float64) - X.astype(np.float64))
             slack = 2 * np.finfo(dtype).eps * max(1.0, np.abs(X).max())
             assert distance.max() <= eps + slack
@@ -367,7 +367,8 @@ def test_unknown_recipe_and_unknown_option_list_the_known_ones():
                                           r"known options: eps, steps, step_fraction"):
         get_recipe("pgd-at").make_options({"eps": 0.1, "beta": 5})
     # dashes are accepted for underscores
-    assert get_recipe("n-fgsm").make_options({"eps": 0.1, "noise-multiple": 1}).noise_multiple == 1
+    options = get_recipe("n-fgsm").make_options({"eps": 0.1, "noise-multiple": 1})
+    assert options.noise_multiple == 1
 
 
 def test_every_adversarial_recipe_counts_its_flops_under_its_own_name():
@@ -376,15 +377,13 @@ def test_every_adversarial_recipe_counts_its_flops_under_its_own_name():
         if not recipe.options.adversarial:
             continue
         assert name in flops.RECIPES
-        count = recipe.make_options({"eps": 0.1, **({"steps": 7} if name in ("pgd-at",
-                                                                              "trades") else {})}
-                                    ).flops(sizes, batch_size=32)
+        steps = 7 if name in ("pgd-at", "trades") else None
+        values = {"eps": 0.1} if steps is None else {"eps": 0.1, "steps": steps}
+        count = recipe.make_options(values).flops(sizes, batch_size=32)
         assert count.recipe == name
         assert count.paper_forward_passes == {"pgd-at": 2 * 7 + 3, "trades": 2 * 7 + 7,
                                               "fgsm-rs": 5, "n-fgsm": 5}[name]
-        expected = flops.recipe_flops(sizes, name, 7 if name in ("pgd-at", "trades") else None,
-                                      batch_size=32)
-        assert count == expected
+        assert count == flops.recipe_flops(sizes, name, steps, batch_size=32)
 
 
 @pytest.mark.skipif(NO_JIT, reason="the compiled cache does not exist without the JIT")
