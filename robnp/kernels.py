@@ -536,7 +536,7 @@ def sign_step(X_adv, dX, step_size):
     grad = dX.reshape(size)
     for i in range(size):
         g = grad[i]
-        x_adv[i] += step_size * ((g > 0) - (g < 0))
+        x_adv[i] += step_size * (int(g > 0) - int(g < 0))
 
 
 @_kernel
@@ -783,7 +783,7 @@ def steepest_step(X_adv, dX, step_rows, norm):
         if norm == NORM_LINF:
             for k in range(d):  # sign_step's arithmetic
                 g = dX[i, k]
-                X_adv[i, k] += step * ((g > 0) - (g < 0))
+                X_adv[i, k] += step * (int(g > 0) - int(g < 0))
         else:
             total = 0.0
             for k in range(d):
@@ -1217,3 +1217,203 @@ def smoothed_per_example_loss(params, sizes, X, y, smoothing, acts, out):
     for i in range(n):
         out[i] = smoothed_ce_grad_logits(Z[i:i + 1], y[i:i + 1], smoothing, scratch, 1.0,
                                          True)
+
+
+# ---------------------------------------------------------------------------
+# -- training recipes
+# ---------------------------------------------------------------------------
+#
+# Appended as a section of their own; nothing above changes. One call per chunk runs a
+# recipe's whole inner attack and its training gradient (robnp/training/_<name>.py).
+# The attacks are the evaluation's own pieces: pgd_linf (PGD from a given start),
+# loss_and_input_grad, sign_step and project_linf. The points are held fixed in the
+# training gradient (Danskin's theorem: the gradient of the inner maximum at its
+# maximiser is the gradient of the loss at that point). ``ws`` is a recipe workspace,
+# a NamedTuple of arrays (robnp.training._adversarial); a chunk of ``n`` rows uses the
+# first ``n`` rows of each buffer. A kernel writes ``scale`` times the sum over rows
+# of each row's parameter gradient into ``grad`` and returns ``scale`` times the sum
+# of the rows' objectives.
+
+@_kernel
+def uniform_start(X, noise, radius, X_adv):
+    """``X_adv = X + radius * noise`` (``noise`` of U(-1, 1) draws: a uniform start in
+    the L-infinity ball of radius ``radius``)."""
+    n, d = X.shape
+    for i in range(n):
+        for k in range(d):
+            X_adv[i, k] = X[i, k] + radius * noise[i, k]
+
+
+@_kernel
+def log_softmax_rows(Z, logP, P):
+    """``logP = log softmax(Z)`` row by row, written stably (``z - max - log sum
+    exp(z - max)``, never ``log`` of a rounded-to-zero probability), and ``P =
+    exp(logP)``."""
+    n, n_classes = Z.shape
+    for i in range(n):
+        top = Z[i, 0]
+        for j in range(1, n_classes):
+            if Z[i, j] > top:
+                top = Z[i, j]
+        total = 0.0
+        for j in range(n_classes):
+            total += np.exp(Z[i, j] - top)
+        shift = top + np.log(total)
+        for j in range(n_classes):
+            logP[i, j] = Z[i, j] - shift
+            P[i, j] = np.exp(logP[i, j])
+
+
+@_kernel
+def kl_grad_logits(P, logP, Za, dZa, dZp, scale, want_loss, want_clean):
+    """TRADES's divergence (Zhang et al., 2019) ``KL(p || q)`` per row, ``p`` a clean
+    distribution (``P``, ``logP`` from :func:`log_softmax_rows` of the clean logits),
+    ``q = softmax(Za)``; returns the sum over rows (0 unless ``want_loss`` or
+    ``want_clean``).
+
+    ``KL_i = sum_j p_j (log p_j - log q_j)``, ``log q`` as ``z - max - log sum
+    exp(z - max)``; terms with ``p_j = 0`` are 0 (their limit).
+    ``dZa`` receives ``scale (q - p)``, the gradient w.r.t. the adversarial logits;
+    when ``want_clean``, ``dZp`` receives the gradient w.r.t. the clean logits through
+    ``p = softmax(z_clean)``: ``scale p_k (r_k - KL_i)`` with ``r = log p - log q``
+    (from ``d p_j / d z_k = p_j (delta_jk - p_k)``).
+    """
+    n, n_classes = Za.shape
+    need_value = want_loss or want_clean
+    total = 0.0
+    for i in range(n):
+        top = Za[i, 0]
+        for j in range(1, n_classes):
+            if Za[i, j] > top:
+                top = Za[i, j]
+        denom = 0.0
+        for j in range(n_classes):
+            e = np.exp(Za[i, j] - top)
+            dZa[i, j] = e
+            denom += e
+        log_denom = np.log(denom) if need_value else 0.0
+        inv = 1.0 / denom
+        row = 0.0
+        for j in range(n_classes):
+            p = P[i, j]
+            dZa[i, j] = scale * (dZa[i, j] * inv - p)
+            if need_value:
+                r = logP[i, j] - (Za[i, j] - top - log_denom)
+                # "!= 0", not "> 0": a NaN probability must reach the result
+                if p != 0:
+                    row += p * r
+                if want_clean:
+                    dZp[i, j] = r
+        if want_clean:
+            for j in range(n_classes):
+                p = P[i, j]
+                if p != 0:
+                    dZp[i, j] = scale * p * (dZp[i, j] - row)
+                else:
+                    dZp[i, j] = 0
+        total += row
+    return total
+
+
+@_kernel
+def smoothed_ce_step(params, sizes, X, y, smoothing, grad, acts, dZ, d0, d1, scale):
+    """The training step at fixed points: ``scale`` times the sum over rows of the
+    smoothed cross-entropy (:func:`smoothed_ce_grad_logits`; ``smoothing = 0`` is the
+    plain one) returned, and ``scale`` times the sum of its parameter gradients into
+    ``grad``."""
+    n = X.shape[0]
+    Z = forward(params, sizes, X, acts)
+    dZ = dZ[:n]
+    total = smoothed_ce_grad_logits(Z, y, smoothing, dZ, scale, True)
+    backward_params(params, sizes, X, acts, dZ, grad, d0, d1)
+    return scale * total
+
+
+@_kernel
+def pgd_at_gradient(params, sizes, X, y, noise, eps, step_size, steps, smoothing, ws, grad,
+                    scale):
+    """PGD adversarial training (Madry et al., 2018) on one chunk: the uniform start
+    ``X + eps noise`` (projected), ``steps`` iterations of :func:`pgd_linf` on the
+    cross-entropy (signed steps of ``step_size``, projection onto the ``eps``-ball),
+    then :func:`smoothed_ce_step` at the result, left in ``ws.X_adv[:n]``. With
+    ``steps = 1`` and ``step_size = alpha eps`` this is FGSM with a random start (Wong
+    et al., 2020)."""
+    n = X.shape[0]
+    X_adv = ws.X_adv[:n]
+    dX = ws.dX[:n]
+    uniform_start(X, noise, eps, X_adv)
+    project_linf(X, X_adv, eps, 0.0, 0.0, False)
+    pgd_linf(params, sizes, X, y, X_adv, eps, step_size, steps, LOSS_CROSS_ENTROPY,
+             0.0, 0.0, False, dX, ws.acts, ws.dZ, ws.d0, ws.d1, False)
+    return smoothed_ce_step(params, sizes, X_adv, y, smoothing, grad, ws.acts, ws.dZ, ws.d0,
+                            ws.d1, scale)
+
+
+@_kernel
+def n_fgsm_gradient(params, sizes, X, y, noise, noise_radius, step_size, smoothing, ws, grad,
+                    scale):
+    """N-FGSM (de Jorge et al., 2022) on one chunk: ``X + noise_radius noise``, one
+    signed step of ``step_size`` on the cross-entropy from there, no projection, then
+    :func:`smoothed_ce_step` at the result (left in ``ws.X_adv[:n]``)."""
+    n = X.shape[0]
+    X_adv = ws.X_adv[:n]
+    dX = ws.dX[:n]
+    uniform_start(X, noise, noise_radius, X_adv)
+    loss_and_input_grad(params, sizes, X_adv, y, LOSS_CROSS_ENTROPY, dX, ws.acts, ws.dZ,
+                        ws.d0, ws.d1, False)
+    sign_step(X_adv, dX, step_size)
+    return smoothed_ce_step(params, sizes, X_adv, y, smoothing, grad, ws.acts, ws.dZ, ws.d0,
+                            ws.d1, scale)
+
+
+@_kernel
+def trades_gradient(params, sizes, X, y, noise, eps, step_size, steps, beta, smoothing, ws,
+                    grad, scale):
+    """TRADES (Zhang et al., 2019) on one chunk, as the scaling-law paper runs it.
+
+    1. the clean distribution ``p = softmax(f(X))``, one forward pass, held fixed
+       during the attack;
+    2. from the uniform start ``X + eps noise`` (projected), ``steps`` signed steps of
+       ``step_size`` ascending ``KL(p || softmax(f(x')))``, each projected onto the
+       ``eps``-ball; the result is left in ``ws.X_adv[:n]``;
+    3. the objective ``LS-CE(f(X), y) + beta KL(softmax(f(X)) || softmax(f(X_adv)))``
+       per row, its gradient flowing through the clean logits (both terms) and the
+       adversarial ones: clean and adversarial rows are stacked into ``ws.X_pair``,
+       so the two forward passes and the two backward passes are one each over ``2n``
+       rows (the buffers of ``ws`` hold twice the chunk's rows).
+    """
+    n, d = X.shape
+    X_adv = ws.X_adv[:n]
+    dX = ws.dX[:n]
+    P = ws.P[:n]
+    logP = ws.logP[:n]
+    dZc = ws.dZc[:n]
+    dZa = ws.dZ[:n]
+    Z = forward(params, sizes, X, ws.acts)
+    log_softmax_rows(Z, logP, P)
+    uniform_start(X, noise, eps, X_adv)
+    project_linf(X, X_adv, eps, 0.0, 0.0, False)
+    for step in range(steps):
+        Z = forward(params, sizes, X_adv, ws.acts)
+        kl_grad_logits(P, logP, Z, dZa, dZc, 1.0, False, False)
+        backward_input(params, sizes, X_adv, ws.acts, dZa, dX, ws.d0, ws.d1)
+        sign_step(X_adv, dX, step_size)
+        project_linf(X, X_adv, eps, 0.0, 0.0, False)
+    pair = ws.X_pair[:2 * n]
+    for i in range(n):
+        for k in range(d):
+            pair[i, k] = X[i, k]
+            pair[n + i, k] = X_adv[i, k]
+    Z = forward(params, sizes, pair, ws.acts)
+    dZ = ws.dZ[:2 * n]
+    Zc = Z[:n]
+    # p again from these clean logits, so that the gradient is exactly that of the
+    # value returned (the same numbers as step 1 up to the rounding of a larger product)
+    log_softmax_rows(Zc, logP, P)
+    ce = smoothed_ce_grad_logits(Zc, y, smoothing, dZ[:n], scale, True)
+    kl = kl_grad_logits(P, logP, Z[n:], dZ[n:], dZc, beta * scale, True, True)
+    for i in range(n):
+        for j in range(Z.shape[1]):
+            dZ[i, j] += dZc[i, j]
+    backward_params(params, sizes, pair, ws.acts, dZ, grad, ws.d0, ws.d1)
+    return scale * (ce + beta * kl)

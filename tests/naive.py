@@ -1,7 +1,8 @@
 """Slow, obvious NumPy references for the attacks, written from the papers and
 independent of robnp's kernels: an MLP forward and backward pass, every loss and its
 gradient, the projections, PGD with restarts and the per-sample worst case, APGD's
-checkpoints and iterates, and the Square attack's schedule and loop.
+checkpoints and iterates, the Square attack's schedule and loop, and the adversarial
+training recipes (their points, objectives and parameter gradients).
 
 Everything works row by row in float64 unless a dtype is given; nothing here is fast.
 """
@@ -365,3 +366,115 @@ def square(model, X, y, eps, signs0, starts, widths, signs, bounds=None):
                 best, m = new, m_new
         out.append(best)
     return np.array(out)
+
+
+# -- training recipes ----------------------------------------------------------------
+
+def log_softmax(z):
+    z = np.asarray(z, np.float64)
+    shifted = z - z.max()
+    return shifted - math.log(np.exp(shifted).sum())
+
+
+def smoothed_ce_row(z, label, smoothing):
+    """Cross-entropy of one row against ``(1 - s) onehot + s / K``, and its gradient."""
+    z = np.asarray(z, np.float64)
+    target = np.full(len(z), smoothing / len(z))
+    target[label] += 1 - smoothing
+    logp = log_softmax(z)
+    return -(target * logp).sum(), np.exp(logp) - target
+
+
+def kl_row(z_clean, z_adv):
+    """``KL(softmax(z_clean) || softmax(z_adv))``."""
+    logp, logq = log_softmax(z_clean), log_softmax(z_adv)
+    return float((np.exp(logp) * (logp - logq)).sum())
+
+
+def kl_row_gradients(z_clean, z_adv):
+    """Gradients of :func:`kl_row` w.r.t. both logit rows: through ``p`` by the
+    softmax Jacobian ``diag(p) - p p^T`` applied to ``dKL/dp = log p - log q + 1``;
+    w.r.t. the adversarial logits ``q - p``."""
+    logp, logq = log_softmax(z_clean), log_softmax(z_adv)
+    p, q = np.exp(logp), np.exp(logq)
+    jacobian = np.diag(p) - np.outer(p, p)
+    return jacobian.T @ (logp - logq + 1), q - p
+
+
+def param_gradient(model, X, dZ):
+    """Gradient w.r.t. the flat parameters (each layer's weights row-major, then its
+    bias) of ``sum_i dZ_i . logits_i``, by the chain rule layer by layer."""
+    _, cache = forward(model, X)
+    D = np.asarray(dZ, np.float64)
+    layers = list(zip(model.coefs_, model.intercepts_))
+    blocks = [None] * len(layers)
+    for index in range(len(layers) - 1, -1, -1):
+        A_in = cache[index][0]
+        blocks[index] = np.concatenate([(A_in.T @ D).ravel(), D.sum(axis=0)])
+        if index > 0:
+            D = (D @ np.asarray(layers[index][0], np.float64).T) * (cache[index - 1][1] > 0)
+    return np.concatenate(blocks)
+
+
+def uniform_start(X, noise, eps):
+    """``x + eps u`` projected onto the ball, row by row."""
+    X = np.asarray(X, np.float64)
+    return np.array([project_linf(X[i], X[i] + eps * np.asarray(noise[i], np.float64), eps)
+                     for i in range(X.shape[0])])
+
+
+def pgd_at_points(model, X, y, noise, eps, step, steps):
+    """PGD-AT's (and, with one step, FGSM-RS's) points: :func:`pgd` from the uniform
+    start."""
+    return pgd(model, X, y, eps, step, steps, uniform_start(X, noise, eps))[0]
+
+
+def n_fgsm_points(model, X, y, noise, noise_radius, step):
+    """N-FGSM's points: ``x + r u``, then one signed step, no projection."""
+    start = np.asarray(X, np.float64) + noise_radius * np.asarray(noise, np.float64)
+    _, _, grad = losses_and_gradients(model, start, y, "cross_entropy")
+    return start + step * np.sign(grad)
+
+
+def trades_points(model, X, noise, eps, step, steps):
+    """TRADES's attack one row at a time: signed steps on ``KL(p || softmax(f(x')))``
+    from the uniform start, ``p`` the clean softmax held fixed, projected every step."""
+    X = np.asarray(X, np.float64)
+    Zc = forward(model, X)[0]
+    points = uniform_start(X, noise, eps)
+    out = []
+    for i in range(X.shape[0]):
+        point = points[i]
+        for _ in range(steps):
+            Za, cache = forward(model, point[None])
+            _, dZa = kl_row_gradients(Zc[i], Za[0])
+            g = backward(model, cache, dZa[None])[0]
+            point = project_linf(X[i], point + step * np.sign(g), eps)
+        out.append(point)
+    return np.array(out)
+
+
+def ce_objective(model, X_adv, y, smoothing):
+    """Per-row smoothed cross-entropy at fixed points, and the parameter gradient of
+    its sum."""
+    Z = forward(model, X_adv)[0]
+    rows = [smoothed_ce_row(Z[i], y[i], smoothing) for i in range(len(y))]
+    values = np.array([v for v, _ in rows])
+    return values, param_gradient(model, X_adv, np.array([g for _, g in rows]))
+
+
+def trades_objective(model, X, X_adv, y, beta, smoothing):
+    """Per-row ``LS-CE(f(x)) + beta KL(softmax f(x) || softmax f(x_adv))`` at fixed
+    adversarial points, and the parameter gradient of its sum (through both)."""
+    Zc = forward(model, X)[0]
+    Za = forward(model, X_adv)[0]
+    values = np.empty(len(y))
+    dZc = np.empty_like(Zc)
+    dZa = np.empty_like(Za)
+    for i in range(len(y)):
+        ce, g_ce = smoothed_ce_row(Zc[i], y[i], smoothing)
+        g_clean, g_adv = kl_row_gradients(Zc[i], Za[i])
+        values[i] = ce + beta * kl_row(Zc[i], Za[i])
+        dZc[i] = g_ce + beta * g_clean
+        dZa[i] = beta * g_adv
+    return values, param_gradient(model, X, dZc) + param_gradient(model, X_adv, dZa)

@@ -109,7 +109,18 @@ def get_recipe(name) -> Recipe:
 
 
 # -- the registry: one line per recipe ---------------------------------------------------
-from . import _standard  # noqa: E402  (the recipe modules import this one)
+from . import _fgsm_rs, _n_fgsm, _pgd_at, _standard, _trades  # noqa: E402  (they import this module)
 
 register_recipe("standard", _standard.gradient, _standard.workspace, _standard.StandardOptions,
                 "cross-entropy on the clean minibatch (label smoothing optional)")
+register_recipe("pgd-at", _pgd_at.gradient, _pgd_at.workspace, _pgd_at.PGDATOptions,
+                "cross-entropy at PGD points from a uniform start (Madry et al., 2018)")
+register_recipe("trades", _trades.gradient, _trades.workspace, _trades.TRADESOptions,
+                "smoothed clean cross-entropy + beta KL(clean || adversarial) "
+                "(Zhang et al., 2019)")
+register_recipe("fgsm-rs", _fgsm_rs.gradient, _fgsm_rs.workspace, _fgsm_rs.FGSMRSOptions,
+                "cross-entropy after one FGSM step from a uniform start, projected "
+                "(Wong et al., 2020)")
+register_recipe("n-fgsm", _n_fgsm.gradient, _n_fgsm.workspace, _n_fgsm.NFGSMOptions,
+                "cross-entropy after noise of 2 eps and an eps step, unprojected "
+                "(de Jorge et al., 2022)")

@@ -1,0 +1,75 @@
+"""FGSM with a random start (Wong, Rice and Kolter, 2020, "Fast is better than free:
+revisiting adversarial training").
+
+Each row is trained on the cross-entropy at ``clip(x + eps u + alpha eps sign(g))``:
+from the uniform start ``x + eps u`` (``u`` the loop's U(-1, 1) draws), one signed step
+of ``alpha * eps`` along the gradient ``g`` of the cross-entropy there, then the
+projection back onto the L-infinity ball of radius ``eps`` (the paper's clipping of the
+perturbation to ``[-eps, eps]``; alpha 1.25 is its recommended step). That is PGD-AT
+with one step of ``alpha * eps``, so it runs the same compiled call,
+:func:`robnp.kernels.pgd_at_gradient`, with ``steps = 1``. No box constraint is applied.
+
+Cost per example: 5 forward passes (one attack step of two, a training step of three).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import _checks, kernels
+from ..flops import RecipeFlops, recipe_flops
+from ..losses import check_smoothing
+from ._adversarial import attack_workspace, check_training_eps
+from .recipes import RecipeOptions
+
+__all__ = ["FGSMRSOptions", "gradient", "workspace"]
+
+
+@dataclass(frozen=True)
+class FGSMRSOptions(RecipeOptions):
+    """Options of FGSM adversarial training with a random start.
+
+    Attributes
+    ----------
+    eps : float > 0, required
+        The L-infinity radius.
+    alpha : float > 0
+        The step as a multiple of ``eps``.
+    smoothing : float in [0, 1)
+        Label smoothing of the training cross-entropy.
+    """
+
+    eps: float | None = None
+    alpha: float = 1.25
+    smoothing: float = 0.0
+
+    needs_noise = True
+    adversarial = True
+
+    def __post_init__(self):
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        set_("eps", check_training_eps("fgsm-rs", self.eps))
+        set_("alpha", _checks.real("alpha", self.alpha, 0, low_open=True))
+        set_("smoothing", check_smoothing(self.smoothing))
+
+    @property
+    def step_size(self) -> float:
+        return self.alpha * self.eps
+
+    def flops(self, sizes, **kwargs) -> RecipeFlops:
+        """Training FLOPs per example (:func:`robnp.flops.recipe_flops`)."""
+        return recipe_flops(sizes, "fgsm-rs", **kwargs)
+
+
+def workspace(model, rows: int):
+    """Buffers for chunks of at most ``rows`` rows (``X_adv`` holds the last points)."""
+    return attack_workspace(model, rows)
+
+
+def gradient(params, sizes, X, y, noise, options: FGSMRSOptions, workspace, grad,
+             scale: float) -> float:
+    """``scale`` times the summed cross-entropy at the FGSM-RS points (returned) and its
+    parameter gradient (into ``grad``); see :mod:`robnp.training.recipes`."""
+    return float(kernels.pgd_at_gradient(params, sizes, X, y, noise, options.eps,
+                                         options.step_size, 1, options.smoothing,
+                                         workspace, grad, float(scale)))

@@ -1,0 +1,84 @@
+"""N-FGSM (de Jorge et al., 2022, "Make some noise: reliable and efficient single-step
+adversarial training").
+
+Each row is trained on the cross-entropy at ``x + eta + step_multiple eps sign(g)``,
+``eta`` uniform in ``[-noise_multiple eps, noise_multiple eps]`` (here
+``noise_multiple eps u`` with ``u`` the loop's U(-1, 1) draws) and ``g`` the gradient
+of the cross-entropy at ``x + eta``. Unlike FGSM-RS nothing is projected: the point may
+lie up to ``(noise_multiple + step_multiple) eps`` from ``x`` in every coordinate; the
+paper's defaults are ``k = 2`` and a step of ``eps``. The chunk is one call of
+:func:`robnp.kernels.n_fgsm_gradient`. No box constraint is applied.
+
+Cost per example: 5 forward passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import _checks, kernels
+from ..flops import RecipeFlops, recipe_flops
+from ..losses import check_smoothing
+from ._adversarial import attack_workspace, check_training_eps
+from .recipes import RecipeOptions
+
+__all__ = ["NFGSMOptions", "gradient", "workspace"]
+
+
+@dataclass(frozen=True)
+class NFGSMOptions(RecipeOptions):
+    """Options of N-FGSM.
+
+    Attributes
+    ----------
+    eps : float > 0, required
+        The radius the noise and the step are measured in.
+    noise_multiple : float >= 0
+        ``k``: the noise is uniform in ``[-k eps, k eps]`` per coordinate.
+    step_multiple : float > 0
+        The signed step as a multiple of ``eps``.
+    smoothing : float in [0, 1)
+        Label smoothing of the training cross-entropy.
+    """
+
+    eps: float | None = None
+    noise_multiple: float = 2.0
+    step_multiple: float = 1.0
+    smoothing: float = 0.0
+
+    needs_noise = True
+    adversarial = True
+
+    def __post_init__(self):
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        set_("eps", check_training_eps("n-fgsm", self.eps))
+        set_("noise_multiple", _checks.real("noise_multiple", self.noise_multiple, 0))
+        set_("step_multiple", _checks.real("step_multiple", self.step_multiple, 0,
+                                           low_open=True))
+        set_("smoothing", check_smoothing(self.smoothing))
+
+    @property
+    def noise_radius(self) -> float:
+        return self.noise_multiple * self.eps
+
+    @property
+    def step_size(self) -> float:
+        return self.step_multiple * self.eps
+
+    def flops(self, sizes, **kwargs) -> RecipeFlops:
+        """Training FLOPs per example (:func:`robnp.flops.recipe_flops`)."""
+        return recipe_flops(sizes, "n-fgsm", **kwargs)
+
+
+def workspace(model, rows: int):
+    """Buffers for chunks of at most ``rows`` rows (``X_adv`` holds the last points)."""
+    return attack_workspace(model, rows)
+
+
+def gradient(params, sizes, X, y, noise, options: NFGSMOptions, workspace, grad,
+             scale: float) -> float:
+    """``scale`` times the summed cross-entropy at the N-FGSM points (returned) and its
+    parameter gradient (into ``grad``); see :mod:`robnp.training.recipes`."""
+    return float(kernels.n_fgsm_gradient(params, sizes, X, y, noise, options.noise_radius,
+                                         options.step_size, options.smoothing, workspace,
+                                         grad, float(scale)))

@@ -1,0 +1,113 @@
+"""TRADES (Zhang et al., 2019, "Theoretically principled trade-off between robustness
+and accuracy"), as the scaling-law paper runs it (Bartoldson et al., 2024, Section 3.1
+and Appendices B and D: 10 PGD steps of eps/4, label smoothing 0.1, beta 5).
+
+The objective of a row ``(x, y)`` is
+
+    ``LS-CE(f(x), y) + beta * KL(p_nat || softmax(f(x_adv)))``, ``p_nat = softmax(f(x))``,
+
+both terms averaged over the minibatch (the KL term as PyTorch's ``"batchmean"``: summed
+over classes, averaged over rows). ``x_adv`` maximises the KL term in the L-infinity
+ball of radius ``eps``: from the uniform start ``x + eps u`` (``u`` the loop's U(-1, 1)
+draws), ``steps`` signed steps of ``step_fraction * eps`` on
+``KL(p_nat || softmax(f(x')))``, each projected onto the ball, with ``p_nat`` computed
+once per minibatch and held fixed. The training gradient holds ``x_adv`` fixed (Danskin)
+and flows through both the clean logits (the cross-entropy and the ``p_nat`` of the KL
+term) and the adversarial logits. The chunk is one call of
+:func:`robnp.kernels.trades_gradient`; the divergence and both its logit gradients are
+:func:`robnp.kernels.kl_grad_logits`.
+
+Where this differs from the original TRADES code (read for the formulas only):
+
+* the start: the original starts from ``x + 0.001 N(0, 1)``; here, as in the scaling-law
+  paper's PGD (its Eq. 2, "a random initial perturbation in the set S"), from a uniform
+  point of the ball;
+* the clean distribution: the original evaluates ``softmax(f(x))`` again inside every
+  attack step; the network does not change during the attack (and an MLP has no
+  batch-norm or dropout whose mode could differ), so the values are identical and it is
+  computed once here, one forward pass instead of ``steps``;
+* the defaults: beta 5 and a step of eps/4 (the paper) rather than the original's
+  beta 6 and step 0.007 for eps 0.031; label smoothing 0.1 on the clean
+  cross-entropy (the paper, after Wang et al., 2023), which the original does not use;
+* no box: the original clips every iterate to the image range ``[0, 1]``; robnp's
+  training data have no such range.
+
+Cost per example: ``2 steps + 7`` forward passes in the paper's count (Appendix B): a
+clean forward for ``p_nat``, two per attack step, and a training step on the clean and
+adversarial rows together (two forward passes and a backward pass through both). The
+kernel does exactly that; as the paper remarks, the training step's clean forward
+could reuse the first one, saving one forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import _checks, kernels
+from ..flops import RecipeFlops, recipe_flops
+from ..losses import check_smoothing
+from ._adversarial import check_training_eps, trades_workspace
+from .recipes import RecipeOptions
+
+__all__ = ["TRADESOptions", "gradient", "workspace"]
+
+
+@dataclass(frozen=True)
+class TRADESOptions(RecipeOptions):
+    """Options of TRADES; the defaults are the scaling-law paper's.
+
+    Attributes
+    ----------
+    eps : float > 0, required
+        The L-infinity radius of the attack.
+    beta : float >= 0
+        Weight of the KL term (0: smoothed cross-entropy on the clean points only,
+        though the attack still runs).
+    steps : int >= 1
+        Attack steps (``K``).
+    step_fraction : float > 0
+        Step size as a fraction of ``eps`` (0.25: eps/4).
+    smoothing : float in [0, 1)
+        Label smoothing of the clean cross-entropy.
+    """
+
+    eps: float | None = None
+    beta: float = 5.0
+    steps: int = 10
+    step_fraction: float = 0.25
+    smoothing: float = 0.1
+
+    needs_noise = True
+    adversarial = True
+
+    def __post_init__(self):
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        set_("eps", check_training_eps("trades", self.eps))
+        set_("beta", _checks.real("beta", self.beta, 0))
+        set_("steps", _checks.integer("steps", self.steps, 1))
+        set_("step_fraction", _checks.real("step_fraction", self.step_fraction, 0,
+                                           low_open=True))
+        set_("smoothing", check_smoothing(self.smoothing))
+
+    @property
+    def step_size(self) -> float:
+        return self.step_fraction * self.eps
+
+    def flops(self, sizes, **kwargs) -> RecipeFlops:
+        """Training FLOPs per example (:func:`robnp.flops.recipe_flops`)."""
+        return recipe_flops(sizes, "trades", self.steps, **kwargs)
+
+
+def workspace(model, rows: int):
+    """Buffers for chunks of at most ``rows`` rows (``X_adv`` holds the last points;
+    the model's buffers hold ``2 rows``)."""
+    return trades_workspace(model, rows)
+
+
+def gradient(params, sizes, X, y, noise, options: TRADESOptions, workspace, grad,
+             scale: float) -> float:
+    """``scale`` times the summed TRADES objective of the chunk's rows (returned) and its
+    parameter gradient (into ``grad``); see :mod:`robnp.training.recipes`."""
+    return float(kernels.trades_gradient(params, sizes, X, y, noise, options.eps,
+                                         options.step_size, options.steps, options.beta,
+                                         options.smoothing, workspace, grad, float(scale)))
