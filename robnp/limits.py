@@ -213,7 +213,8 @@ def training_memory(*, n_features: int, hidden, n_classes: int, n_samples: int,
         # model copy; the minibatch's noise
         vectors = n_chunks + 2 + 1 + 1 + 1 + 2 + 1
         loop = (n_params * vectors * _FLOAT32
-                + n_chunks * (_workspace_bytes(sizes, chunk_rows, _FLOAT32)
+                + n_chunks * (_workspace_bytes(
+                    sizes, chunk_rows * train.recipe_options.model_rows_per_row, _FLOAT32)
                               + RECIPE_ROW_ARRAYS * chunk_rows * row_values * _FLOAT32)
                 + batch_rows * sizes[0] * _FLOAT32)
         # the split's copies of the training rows and its permutations; the monitors'

@@ -170,6 +170,10 @@ def test_the_gradcheck_estimate_bounds_what_it_allocates(hidden, n_features, n_c
     (64, 1000, 200, dict(optimizer="adamw", schedule="cosine", patience=None, ema=True,
                          recipe_options={"smoothing": 0.1})),
     (256, 300, 64, dict(optimizer="sgd", lr=0.01)),
+    (128, 600, 256, dict(recipe="trades", recipe_options={"eps": 0.1})),
+    (64, 600, 128, dict(recipe="pgd-at", recipe_options={"eps": 0.1}, select="robust",
+                        val_fraction=0.2)),
+    (32, 400, 64, dict(recipe="fgsm-rs", recipe_options={"eps": 0.1})),
 ])
 def test_the_estimate_bounds_the_general_training_loop(width, n_samples, batch_size,
                                                        settings):

@@ -199,7 +199,7 @@ def check_memory(tasks) -> None:
             n_features=task.input_dim, hidden=task.hidden,
             n_classes=task.n_classes, n_samples=task.n_samples,
             test_fraction=task.test_fraction, batch_size=task.train.batch_size,
-            max_epochs=task.train.max_epochs)
+            max_epochs=task.train.max_epochs, train=task.train)
         check_fits(estimate, f"task {task.label}")
 
 

@@ -24,7 +24,7 @@ from ..losses import mean_loss
 from ..model import MLP
 from ..report.records import EVALUATION_FIELDS, evaluation_problems, study_rows
 from ..threads import single_blas_thread
-from ..training.fit import TrainConfig, fit
+from ..training.fit import TrainConfig, fit, objective
 
 __all__ = ["Task", "TaskResult", "run_task", "task_data", "train_task"]
 
@@ -283,7 +283,10 @@ def run_task(task: Task) -> TaskResult:
     start = time.perf_counter()
     X_train, X_test, y_train, y_test = task_data(task)
     initial = MLP(task.input_dim, task.hidden, task.n_classes, seed=task.seed)
-    initial_loss = mean_loss(initial, X_train, y_train)
+    # The loss the training minimises, at initialisation: plain cross-entropy for the
+    # study's training, the recipe's objective otherwise.
+    initial_loss = (mean_loss(initial, X_train, y_train) if task.train.fused
+                    else objective(initial, X_train, y_train, task.train, seed=task.seed))
     model, history = train_task(task, X_train, y_train)
     clean_acc = accuracy(model, X_test, y_test)
     evaluation = evaluate(model, X_test, y_test, task.epsilons, list(task.attacks),

@@ -79,6 +79,7 @@ class TRADESOptions(RecipeOptions):
 
     needs_noise = True
     adversarial = True
+    model_rows_per_row = 2  # clean and adversarial rows stacked for the training step
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731

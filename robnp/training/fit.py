@@ -46,7 +46,7 @@ from .optim import SGD, Adam, AdamW, check_adam_hyperparameters, check_sgd_hyper
 from .recipes import RecipeOptions, get_recipe
 from .schedules import Constant, Cosine, OneCycle, StepDecay
 
-__all__ = ["TrainConfig", "History", "fit", "CHUNK_ROWS", "OPTIMIZERS", "SCHEDULE_NAMES",
+__all__ = ["TrainConfig", "History", "fit", "objective", "CHUNK_ROWS", "OPTIMIZERS", "SCHEDULE_NAMES",
            "MONITOR_STEPS", "OVERFIT_DROP"]
 
 #: Optimizers the loop knows (:mod:`robnp.training.optim`).
@@ -286,8 +286,11 @@ def _recipe_options(recipe: str, options, train_eps) -> RecipeOptions:
     spec = get_recipe(recipe)
     if train_eps is not None:
         train_eps = _checks.real("train_eps", train_eps, 0)
+        if "eps" not in spec.options.field_names():
+            raise ConfigError(f"train_eps: the {recipe} recipe has no eps (it trains on "
+                              f"clean points), got train_eps={train_eps!r}")
     if options is None:
-        options = spec.make_options()
+        options = spec.make_options({} if train_eps is None else {"eps": train_eps})
     elif isinstance(options, Mapping):
         given = {str(key).replace("-", "_"): value for key, value in options.items()}
         if train_eps is not None and "eps" in given:
@@ -302,9 +305,6 @@ def _recipe_options(recipe: str, options, train_eps) -> RecipeOptions:
                           f"{type(options).__name__} (a new recipe needs its own options: "
                           f"use TrainConfig.replace)")
     if train_eps is not None:
-        if "eps" not in spec.options.field_names():
-            raise ConfigError(f"train_eps: the {recipe} recipe has no eps (it trains on "
-                              f"clean points), got train_eps={train_eps!r}")
         options = dataclasses.replace(options, eps=train_eps)
     return options
 
@@ -695,6 +695,34 @@ class _FlopCounter:
     def pgd(self, rows: int) -> float:
         """FLOPs of one monitoring PGD run on ``rows`` rows and its scoring."""
         return float(rows * self.pgd_row)
+
+
+@single_blas_thread
+def objective(model, X, y, config: TrainConfig | None = None, seed: int = 0) -> float:
+    """Mean of the recipe's training objective over ``(X, y)`` for ``model`` as it
+    is: what an epoch's loss measures, at the model's current weights (the noise of
+    a random start drawn from ``default_rng(seed)`` for all rows at once). Compares
+    a trained model's final loss with its loss at initialisation."""
+    config = resolve_config(config, {})
+    X = model.check_input(X)
+    y = model.check_labels(y, X.shape[0])
+    recipe = get_recipe(config.recipe)
+    options = config.recipe_options
+    n = X.shape[0]
+    noise = None
+    if options.needs_noise:
+        noise = np.random.default_rng(seed).random(X.shape, dtype=model.dtype)
+        noise *= 2
+        noise -= 1
+    workspace = recipe.workspace(model, min(CHUNK_ROWS, n))
+    grad = np.empty_like(model.params)
+    total = 0.0
+    for a in range(0, n, CHUNK_ROWS):
+        b = min(a + CHUNK_ROWS, n)
+        total += recipe.gradient(model.params, model._sizes, X[a:b], y[a:b],
+                                 None if noise is None else noise[a:b], options, workspace,
+                                 grad, 1.0 / n)
+    return total
 
 
 def pgd_accuracy(model, X, y, eps: float) -> float:

@@ -47,6 +47,10 @@ class RecipeOptions:
     needs_noise = False
     #: True when the recipe trains on adversarial points (it then has an ``eps``).
     adversarial = False
+    #: Rows of model workspace the recipe's workspace holds per row of its chunk (2
+    #: where clean and adversarial rows go through the network together); read by
+    #: the memory estimate (:func:`robnp.limits.training_memory`).
+    model_rows_per_row = 1
 
     @classmethod
     def field_names(cls) -> list[str]:
