@@ -146,3 +146,12 @@ def test_the_objective_is_what_the_recipe_minimises():
     # The start is drawn from the seed: the same seed, the same value.
     at = TrainConfig(recipe="pgd-at", train_eps=0.3)
     assert objective(model, X, y, at, seed=5) == objective(model, X, y, at, seed=5)
+
+
+def test_train_eps_and_other_recipe_options_combine():
+    from robnp.training.fit import TrainConfig
+
+    config = TrainConfig(recipe="trades", train_eps=0.2, recipe_options={"beta": 3.0})
+    assert (config.eps, config.recipe_options.beta) == (0.2, 3.0)
+    with pytest.raises(ConfigError, match="beta"):
+        TrainConfig(recipe="trades", train_eps=0.2, recipe_options={"beta": -1.0})

@@ -298,6 +298,8 @@ def _recipe_options(recipe: str, options, train_eps) -> RecipeOptions:
             if given_eps != train_eps:
                 raise ConfigError(f"train_eps={train_eps!r} and recipe_options eps="
                                   f"{given['eps']!r} disagree; give one of them")
+        if train_eps is not None:
+            given["eps"] = train_eps
         options = spec.make_options(given)
     elif not isinstance(options, spec.options):
         raise ConfigError(f"recipe_options of recipe {recipe!r} must be a "
