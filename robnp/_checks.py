@@ -15,6 +15,7 @@ same everywhere:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
 
@@ -137,3 +138,20 @@ def sequence(name: str, values, item: Callable[[str, object], object], *,
         if repeated:
             raise ConfigError(f"{name} has duplicate values: {', '.join(repeated)}")
     return checked
+
+
+def options_from(options_type, values, *, kind: str, name: str, source: str | None = None):
+    """An options dataclass of ``options_type`` from a mapping of option names (dashes
+    or underscores; lists become tuples); an unknown name is one ConfigError naming
+    the ``kind`` (attack, recipe) ``name`` and listing the known options."""
+    known = [f.name for f in dataclasses.fields(options_type)]
+    cleaned = {}
+    for key, value in (values or {}).items():
+        option = str(key).replace("-", "_")
+        if option not in known:
+            where = f"{source}: " if source else ""
+            raise ConfigError(f"{where}unknown option {key!r} for {kind} {name!r}; "
+                              f"known options: {', '.join(known) or 'none'}")
+        cleaned[option] = tuple(value) if isinstance(value, list) else value
+    return options_type(**cleaned)
+

@@ -483,8 +483,9 @@ def train_epochs(params, sizes, X, y, perms, batch_size, loss_kind, adam, step, 
 
 
 @_kernel
-def standard_chunk_gradient(params, sizes, X, y, smoothing, grad, acts, dZ, d0, d1, scale):
-    """The standard recipe on one chunk of a minibatch: ``grad`` becomes ``scale`` times
+def ce_training_step(params, sizes, X, y, smoothing, grad, acts, dZ, d0, d1, scale):
+    """The training step on fixed points (the standard recipe on one chunk of a
+    minibatch, and every adversarial recipe at its attack's points): ``grad`` becomes ``scale`` times
     the sum over the rows of ``X`` of the gradient of each row's cross-entropy (with
     label smoothing ``smoothing``, :func:`smoothed_ce_grad_logits`, when it is not 0)
     w.r.t. ``params``; returns ``scale`` times the sum of the rows' losses. Workspaces
@@ -1316,26 +1317,12 @@ def kl_grad_logits(P, logP, Za, dZa, dZp, scale, want_loss, want_clean):
 
 
 @_kernel
-def smoothed_ce_step(params, sizes, X, y, smoothing, grad, acts, dZ, d0, d1, scale):
-    """The training step at fixed points: ``scale`` times the sum over rows of the
-    smoothed cross-entropy (:func:`smoothed_ce_grad_logits`; ``smoothing = 0`` is the
-    plain one) returned, and ``scale`` times the sum of its parameter gradients into
-    ``grad``."""
-    n = X.shape[0]
-    Z = forward(params, sizes, X, acts)
-    dZ = dZ[:n]
-    total = smoothed_ce_grad_logits(Z, y, smoothing, dZ, scale, True)
-    backward_params(params, sizes, X, acts, dZ, grad, d0, d1)
-    return scale * total
-
-
-@_kernel
 def pgd_at_gradient(params, sizes, X, y, noise, eps, step_size, steps, smoothing, ws, grad,
                     scale):
     """PGD adversarial training (Madry et al., 2018) on one chunk: the uniform start
     ``X + eps noise`` (projected), ``steps`` iterations of :func:`pgd_linf` on the
     cross-entropy (signed steps of ``step_size``, projection onto the ``eps``-ball),
-    then :func:`smoothed_ce_step` at the result, left in ``ws.X_adv[:n]``. With
+    then :func:`ce_training_step` at the result, left in ``ws.X_adv[:n]``. With
     ``steps = 1`` and ``step_size = alpha eps`` this is FGSM with a random start (Wong
     et al., 2020)."""
     n = X.shape[0]
@@ -1345,7 +1332,7 @@ def pgd_at_gradient(params, sizes, X, y, noise, eps, step_size, steps, smoothing
     project_linf(X, X_adv, eps, 0.0, 0.0, False)
     pgd_linf(params, sizes, X, y, X_adv, eps, step_size, steps, LOSS_CROSS_ENTROPY,
              0.0, 0.0, False, dX, ws.acts, ws.dZ, ws.d0, ws.d1, False)
-    return smoothed_ce_step(params, sizes, X_adv, y, smoothing, grad, ws.acts, ws.dZ, ws.d0,
+    return ce_training_step(params, sizes, X_adv, y, smoothing, grad, ws.acts, ws.dZ, ws.d0,
                             ws.d1, scale)
 
 
@@ -1354,7 +1341,7 @@ def n_fgsm_gradient(params, sizes, X, y, noise, noise_radius, step_size, smoothi
                     scale):
     """N-FGSM (de Jorge et al., 2022) on one chunk: ``X + noise_radius noise``, one
     signed step of ``step_size`` on the cross-entropy from there, no projection, then
-    :func:`smoothed_ce_step` at the result (left in ``ws.X_adv[:n]``)."""
+    :func:`ce_training_step` at the result (left in ``ws.X_adv[:n]``)."""
     n = X.shape[0]
     X_adv = ws.X_adv[:n]
     dX = ws.dX[:n]
@@ -1362,7 +1349,7 @@ def n_fgsm_gradient(params, sizes, X, y, noise, noise_radius, step_size, smoothi
     loss_and_input_grad(params, sizes, X_adv, y, LOSS_CROSS_ENTROPY, dX, ws.acts, ws.dZ,
                         ws.d0, ws.d1, False)
     sign_step(X_adv, dX, step_size)
-    return smoothed_ce_step(params, sizes, X_adv, y, smoothing, grad, ws.acts, ws.dZ, ws.d0,
+    return ce_training_step(params, sizes, X_adv, y, smoothing, grad, ws.acts, ws.dZ, ws.d0,
                             ws.d1, scale)
 
 

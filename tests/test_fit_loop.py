@@ -162,7 +162,7 @@ def _noisy_gradient(params, sizes, X, y, noise, options, workspace, grad, scale)
     ws, shifted = workspace
     np.multiply(noise, options.eps, out=shifted[:X.shape[0]])
     shifted[:X.shape[0]] += X
-    return kernels.standard_chunk_gradient(params, sizes, shifted[:X.shape[0]], y, 0.0, grad,
+    return kernels.ce_training_step(params, sizes, shifted[:X.shape[0]], y, 0.0, grad,
                                            ws.acts, ws.dZ, ws.d0, ws.d1, scale)
 
 

@@ -379,7 +379,7 @@ def test_every_adversarial_recipe_counts_its_flops_under_its_own_name():
         assert name in flops.RECIPES
         steps = 7 if name in ("pgd-at", "trades") else None
         values = {"eps": 0.1} if steps is None else {"eps": 0.1, "steps": steps}
-        count = recipe.make_options(values).flops(sizes, batch_size=32)
+        count = recipe.flops(recipe.make_options(values), sizes, batch_size=32)
         assert count.recipe == name
         assert count.paper_forward_passes == {"pgd-at": 2 * 7 + 3, "trades": 2 * 7 + 7,
                                               "fgsm-rs": 5, "n-fgsm": 5}[name]

@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from .. import _checks
 from ..errors import ConfigError
 
 __all__ = ["Attack", "AttackOptions", "ATTACKS", "register_attack", "get_attack",
@@ -67,16 +68,8 @@ class Attack:
                      source: str | None = None) -> AttackOptions:
         """Options from a mapping of option names (dashes or underscores); an unknown
         name is one error listing the known ones."""
-        known = self.options.field_names()
-        cleaned = {}
-        for key, value in (values or {}).items():
-            name = str(key).replace("-", "_")
-            if name not in known:
-                where = f"{source}: " if source else ""
-                raise ConfigError(f"{where}unknown option {key!r} for attack {self.name!r}; "
-                                  f"known options: {', '.join(known) or 'none'}")
-            cleaned[name] = tuple(value) if isinstance(value, list) else value
-        return self.options(**cleaned)
+        return _checks.options_from(self.options, values, kind="attack", name=self.name,
+                                    source=source)
 
 
 ATTACKS: dict[str, Attack] = {}

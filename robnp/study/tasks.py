@@ -19,12 +19,12 @@ import numpy as np
 from ..attacks import AttackOptions, accuracy, evaluate
 from ..data import get_dataset, make_dataset, train_test_split
 from ..errors import TrainingDivergedError
-from ..flops import recipe_flops
 from ..losses import mean_loss
 from ..model import MLP
 from ..report.records import EVALUATION_FIELDS, evaluation_problems, study_rows
 from ..threads import single_blas_thread
 from ..training.fit import TrainConfig, fit, objective
+from ..training.recipes import get_recipe
 
 __all__ = ["Task", "TaskResult", "run_task", "task_data", "train_task"]
 
@@ -100,8 +100,8 @@ class Task:
         n_test = int(self.n_samples * self.test_fraction)
         n_train = self.n_samples - n_test
         n_batches = -(-n_train // self.train.batch_size)
-        per_example = recipe_flops(sizes, self.train.recipe,
-                                   getattr(self.train.recipe_options, "steps", None)).flops
+        per_example = get_recipe(self.train.recipe).flops(self.train.recipe_options,
+                                                           sizes).flops
         per_epoch = per_example * n_train + 10.0 * n_params * n_batches
         passes = 3 + len(self.epsilons) * sum(_attack_passes(options) for _, options in self.attacks)
         passes += len(self.epsilons) * sum(_ANALYSIS_PASSES.get(name, 0) for name in self.analyses)

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import _checks, kernels
-from ..flops import RecipeFlops, recipe_flops
 from ..losses import check_smoothing
 from ._adversarial import attack_workspace, check_training_eps
 from .recipes import RecipeOptions
@@ -56,9 +55,6 @@ class FGSMRSOptions(RecipeOptions):
     def step_size(self) -> float:
         return self.alpha * self.eps
 
-    def flops(self, sizes, **kwargs) -> RecipeFlops:
-        """Training FLOPs per example (:func:`robnp.flops.recipe_flops`)."""
-        return recipe_flops(sizes, "fgsm-rs", **kwargs)
 
 
 def workspace(model, rows: int):

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import _checks, kernels
-from ..flops import RecipeFlops, recipe_flops
 from ..losses import check_smoothing
 from ._adversarial import attack_workspace, check_training_eps
 from .recipes import RecipeOptions
@@ -65,9 +64,6 @@ class NFGSMOptions(RecipeOptions):
     def step_size(self) -> float:
         return self.step_multiple * self.eps
 
-    def flops(self, sizes, **kwargs) -> RecipeFlops:
-        """Training FLOPs per example (:func:`robnp.flops.recipe_flops`)."""
-        return recipe_flops(sizes, "n-fgsm", **kwargs)
 
 
 def workspace(model, rows: int):

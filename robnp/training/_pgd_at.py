@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import _checks, kernels
-from ..flops import RecipeFlops, recipe_flops
 from ..losses import check_smoothing
 from ._adversarial import attack_workspace, check_training_eps
 from .recipes import RecipeOptions
@@ -64,10 +63,6 @@ class PGDATOptions(RecipeOptions):
     def step_size(self) -> float:
         return self.step_fraction * self.eps
 
-    def flops(self, sizes, **kwargs) -> RecipeFlops:
-        """Training FLOPs per example (:func:`robnp.flops.recipe_flops`; ``kwargs`` as
-        there: ``batch_size``, ``optimizer``, ...)."""
-        return recipe_flops(sizes, "pgd-at", self.steps, **kwargs)
 
 
 def workspace(model, rows: int):

@@ -4,7 +4,7 @@ label-smoothed targets (Szegedy et al., 2016).
 The loss of a row labelled ``y`` among ``K`` classes is
 ``-sum_j q_j log softmax(z)_j`` with ``q = (1 - s) onehot(y) + s / K``; ``s = 0`` is
 the plain cross-entropy the study trains on. The arithmetic is the kernels'
-(:func:`robnp.kernels.standard_chunk_gradient`, which calls the cross-entropy and the
+(:func:`robnp.kernels.ce_training_step`, which calls the cross-entropy and the
 smoothed cross-entropy kernels and the weight-gradient backward pass).
 """
 
@@ -45,6 +45,6 @@ def gradient(params, sizes, X, y, noise, options: StandardOptions, workspace, gr
     """``grad = scale * sum of the rows' loss gradients``; returns ``scale`` times the
     sum of the rows' losses (the recipe contract of :mod:`robnp.training.recipes`).
     ``noise`` is unused."""
-    return kernels.standard_chunk_gradient(params, sizes, X, y, options.smoothing, grad,
+    return kernels.ce_training_step(params, sizes, X, y, options.smoothing, grad,
                                            workspace.acts, workspace.dZ, workspace.d0,
                                            workspace.d1, scale)

@@ -44,7 +44,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import _checks, kernels
-from ..flops import RecipeFlops, recipe_flops
 from ..losses import check_smoothing
 from ._adversarial import check_training_eps, trades_workspace
 from .recipes import RecipeOptions
@@ -94,9 +93,6 @@ class TRADESOptions(RecipeOptions):
     def step_size(self) -> float:
         return self.step_fraction * self.eps
 
-    def flops(self, sizes, **kwargs) -> RecipeFlops:
-        """Training FLOPs per example (:func:`robnp.flops.recipe_flops`)."""
-        return recipe_flops(sizes, "trades", self.steps, **kwargs)
 
 
 def workspace(model, rows: int):

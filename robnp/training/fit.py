@@ -684,12 +684,11 @@ class _FlopCounter:
         """FLOPs of one training minibatch of ``rows`` rows, its update included."""
         if rows not in self._cache:
             config = self.config
-            steps = getattr(config.recipe_options, "steps", None)
             cycled = config.schedule == "one-cycle"
-            counted = flops.recipe_flops(
-                self.sizes, config.recipe, steps, batch_size=rows, optimizer=config.optimizer,
-                momentum=config.momentum > 0 or cycled, nesterov=config.nesterov,
-                weight_decay=config.weight_decay > 0)
+            counted = get_recipe(config.recipe).flops(
+                config.recipe_options, self.sizes, batch_size=rows,
+                optimizer=config.optimizer, momentum=config.momentum > 0 or cycled,
+                nesterov=config.nesterov, weight_decay=config.weight_decay > 0)
             # recipe_flops shares the update over the rows; the whole is an integer
             self._cache[rows] = float(round(counted.flops * rows)) + self.extra
         return self._cache[rows]

@@ -32,6 +32,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from .. import _checks
 from ..errors import ConfigError
 
 __all__ = ["Recipe", "RecipeOptions", "RECIPES", "register_recipe", "get_recipe",
@@ -75,16 +76,16 @@ class Recipe:
                      source: str | None = None) -> RecipeOptions:
         """Options from a mapping of option names (dashes or underscores); an unknown
         name is one error listing the known ones."""
-        known = self.options.field_names()
-        cleaned = {}
-        for key, value in (values or {}).items():
-            name = str(key).replace("-", "_")
-            if name not in known:
-                where = f"{source}: " if source else ""
-                raise ConfigError(f"{where}unknown option {key!r} for recipe {self.name!r}; "
-                                  f"known options: {', '.join(known) or 'none'}")
-            cleaned[name] = value
-        return self.options(**cleaned)
+        return _checks.options_from(self.options, values, kind="recipe", name=self.name,
+                                    source=source)
+
+    def flops(self, options: RecipeOptions, sizes, **kwargs):
+        """Training FLOPs per example of this recipe with ``options`` for the MLP
+        ``sizes`` (:func:`robnp.flops.recipe_flops`; ``kwargs`` as there:
+        ``batch_size``, ``optimizer``, ...)."""
+        from ..flops import recipe_flops
+
+        return recipe_flops(sizes, self.name, getattr(options, "steps", None), **kwargs)
 
 
 RECIPES: dict[str, Recipe] = {}
