@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 import pytest
 from click.testing import CliRunner
 
@@ -155,3 +157,20 @@ def test_train_eps_and_other_recipe_options_combine():
     assert (config.eps, config.recipe_options.beta) == (0.2, 3.0)
     with pytest.raises(ConfigError, match="beta"):
         TrainConfig(recipe="trades", train_eps=0.2, recipe_options={"beta": -1.0})
+
+
+@pytest.mark.parametrize("settings", [{}, {"recipe": "trades", "train_eps": 0.1},
+                                      {"recipe": "pgd-at", "train_eps": 0.1,
+                                       "optimizer": "sgd", "momentum": 0.9}])
+def test_epoch_flops_from_sizes_is_what_training_records(settings):
+    from robnp import MLP, make_dataset
+    from robnp.training.fit import TrainConfig, epoch_flops, fit
+
+    X, y = make_dataset("circles", 300, 0.15, seed=1)
+    config = TrainConfig(max_epochs=3, patience=None, batch_size=128, **settings)
+    model = MLP(2, (8, 8), 2, seed=0)
+    history = fit(model, X, y, config)
+    expected = epoch_flops(model.layer_sizes, config, len(y))
+    assert np.array_equal(history.flops_per_epoch, np.full(3, expected))
+    # An epoch over more rows costs more: nothing is a constant.
+    assert epoch_flops(model.layer_sizes, config, 2 * len(y)) > expected

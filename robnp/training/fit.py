@@ -46,7 +46,7 @@ from .optim import SGD, Adam, AdamW, check_adam_hyperparameters, check_sgd_hyper
 from .recipes import RecipeOptions, get_recipe
 from .schedules import Constant, Cosine, OneCycle, StepDecay
 
-__all__ = ["TrainConfig", "History", "fit", "objective", "CHUNK_ROWS", "OPTIMIZERS", "SCHEDULE_NAMES",
+__all__ = ["TrainConfig", "History", "fit", "objective", "epoch_flops", "CHUNK_ROWS", "OPTIMIZERS", "SCHEDULE_NAMES",
            "MONITOR_STEPS", "OVERFIT_DROP"]
 
 #: Optimizers the loop knows (:mod:`robnp.training.optim`).
@@ -548,9 +548,7 @@ def _fit_fused(model, X, y, config: TrainConfig) -> History:
         per_epoch = (time.perf_counter() - call_start) / ran
         chunk = max(1, min(most, int(_SECONDS_PER_CALL / max(per_epoch, 1e-9))))
     seconds = time.perf_counter() - start
-    counter = _FlopCounter(model.layer_sizes, config)
-    epoch_flops = sum(counter.batch(rows) for rows in _batch_rows(n_samples, batch_rows))
-    per_epoch_flops = np.full(epoch, float(epoch_flops))
+    per_epoch_flops = np.full(epoch, epoch_flops(model.layer_sizes, config, n_samples))
     return History(
         epochs=epoch,
         final_loss=float(losses[epoch - 1]),
@@ -571,6 +569,16 @@ def _fit_fused(model, X, y, config: TrainConfig) -> History:
 def _batch_rows(n: int, batch_rows: int) -> list[int]:
     """Row counts of the minibatches of an epoch over ``n`` rows."""
     return [min(batch_rows, n - start) for start in range(0, n, batch_rows)]
+
+
+def epoch_flops(sizes, config: TrainConfig, n_rows: int) -> float:
+    """Training FLOPs of one epoch over ``n_rows`` rows of the MLP ``sizes`` under
+    ``config`` (its recipe, optimizer and minibatches; monitors not included): what
+    :attr:`History.flops_per_epoch` records, from the sizes alone."""
+    n_rows = _checks.integer("n_rows", n_rows, 1)
+    counter = _FlopCounter(sizes, config)
+    return float(sum(counter.batch(rows)
+                     for rows in _batch_rows(n_rows, min(config.batch_size, n_rows))))
 
 
 # ---------------------------------------------------------------------------
