@@ -24,6 +24,8 @@ from .errors import (ConfigError, DataError, ModelFileError, RobnpError, StoreEr
 _EXPORTS = {
     "MLP": "model", "param_count": "model", "save_model": "model", "load_model": "model",
     "fit": "training.fit", "TrainConfig": "training.fit", "History": "training.fit",
+    "fit_stream": "training.stream", "SampleStream": "training.stream",
+    "recipe_names": "training.recipes", "get_recipe": "training.recipes",
     "Adam": "training.optim", "AdamW": "training.optim", "SGD": "training.optim",
     "make_circles": "data", "make_moons": "data", "make_spheres": "data",
     "make_dataset": "data", "dataset_names": "data", "register_dataset": "data",

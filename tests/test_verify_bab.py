@@ -284,3 +284,38 @@ def test_bad_input_is_a_clear_error(trained_model):
         verify(trained_model, X, y, 0.1, norm="l1")
     with pytest.raises(ConfigError, match="bounds"):
         verify(trained_model, X, y, 0.1, bounds=(1, 0))
+
+
+def test_a_split_follows_the_bound_s_slope_but_never_leaves_a_side_four_times_wider():
+    from robnp.verify.bab import _split_dims
+
+    lo = np.zeros((3, 2))
+    hi = np.array([[1.0, 1.0], [0.2, 1.0], [0.3, 1.0]])
+    # The worst margin's linear bound varies along x0 only.
+    coefficients = np.zeros((3, 2, 2))
+    coefficients[:, 1, 0] = 5.0
+    worst = np.array([1, 1, 1])
+    dims = _split_dims(coefficients, worst, lo, hi)
+    assert list(dims) == [0, 1, 0]   # the slope's side, unless 4x narrower than the widest
+    flat = np.zeros((1, 2, 2))
+    assert _split_dims(flat, np.array([0]), lo[:1], np.array([[0.5, 1.0]]))[0] == 1
+
+
+def test_boxes_stay_compact_so_a_slope_free_side_is_split_too():
+    """A net whose margin's linear bound has no slope along x1 on the root box still
+    has every side of its open boxes within a factor 8 of each other."""
+    from robnp.verify.bab import _MAX_ASPECT, _split_dims
+
+    rng = np.random.default_rng(0)
+    lo, hi = np.zeros((1, 2)), np.ones((1, 2))
+    coefficients = np.zeros((1, 2, 2))
+    coefficients[0, 0, 0] = 1.0
+    for _ in range(40):
+        dim = _split_dims(coefficients, np.array([0]), lo, hi)[0]
+        mid = (lo[0, dim] + hi[0, dim]) / 2
+        if rng.random() < 0.5:
+            hi[0, dim] = mid
+        else:
+            lo[0, dim] = mid
+        width = hi - lo
+        assert width.max() <= 2 * _MAX_ASPECT * width.min()

@@ -20,7 +20,8 @@ dtype*, classifies every input of the eps-ball around it as its label:
    Linear Neural Network Verification"). Each point keeps a heap of sub-boxes
    ordered by their bound (best-first: the lowest bound is split next). A box is
    halved along the input dimension with the largest ``|a_k| (hi_k - lo_k)``, where
-   ``a`` is CROWN's linear lower bound of the worst margin. Children with a
+   ``a`` is CROWN's linear lower bound of the worst margin, unless that side is more
+   than four times narrower than the box's widest, which is halved instead. Children with a
    positive bound are done; for every other child the corner minimising that
    linear bound is evaluated by the model, which gives real counterexamples. A box
    on which every neuron is stable is a region where the network is affine, so its
@@ -307,11 +308,25 @@ def _certified(lower, y):
     return np.all((lower > 0) | (later & (lower >= 0)), axis=1)
 
 
+#: A box is split along its widest side whenever the side the linear bound prefers is
+#: more than this many times narrower (see _split_dims).
+_MAX_ASPECT = 4.0
+
+
 def _split_dims(coefficients, worst_class, lo, hi):
+    """The dimension to halve for each box: the largest ``|a_k| (hi_k - lo_k)`` of the
+    worst margin's linear bound, unless that side is more than ``_MAX_ASPECT`` times
+    narrower than the widest one, which is split instead. Without the cap a box
+    whose bound has (almost) no slope along a side is never split along it: measured
+    on a study model (moons, seed 123, width 128, eps 0.5), one point stayed
+    undecided after 65,536 sub-boxes, and was proved robust in 18 with the cap."""
     rows = np.arange(lo.shape[0])
-    score = np.abs(coefficients[rows, worst_class]) * (hi - lo)
-    widest = np.argmax(hi - lo, axis=1)
-    return np.where(score.max(axis=1) > 0, np.argmax(score, axis=1), widest)
+    width = hi - lo
+    score = np.abs(coefficients[rows, worst_class]) * width
+    widest = np.argmax(width, axis=1)
+    chosen = np.where(score.max(axis=1) > 0, np.argmax(score, axis=1), widest)
+    too_thin = width[rows, chosen] * _MAX_ASPECT < width[rows, widest]
+    return np.where(too_thin, widest, chosen)
 
 
 def _minimising_corner(coefficients, worst_class, lo, hi):
