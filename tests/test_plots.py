@@ -143,3 +143,12 @@ def test_the_clean_line_is_drawn_above_every_eps_line():
         clean = [line for line in ax.lines if line.get_label() == "clean"]
         others = [line for line in ax.lines if line.get_label().startswith("ε")]
         assert clean and all(clean[0].get_zorder() > line.get_zorder() for line in others)
+
+
+def test_figures_of_a_recipe_say_how_the_models_were_trained():
+    doc = make_doc(("circles",))
+    assert "training" not in plots.figure_robustness_gap(doc)._suptitle.get_text()
+    doc["config"] = {**doc["config"], "recipe": "trades", "train_eps": 0.1}
+    for build in (plots.figure_clean_vs_robust, plots.figure_robustness_gap,
+                  plots.figure_param_scaling):
+        assert build(doc)._suptitle.get_text().endswith("; trades training at eps 0.1")

@@ -50,6 +50,17 @@ class _PlotData:
     summaries: dict
     epsilons: list
     n_seeds: str
+    training: str  # "" for the study's training, else how the models were trained
+
+
+def _training_note(config) -> str:
+    """``"; trades training at eps 0.1"`` for a study trained by a recipe, ``""`` for
+    the study's own training (its figures keep their titles)."""
+    recipe = config.get("recipe") if isinstance(config, dict) else None
+    if not recipe:
+        return ""
+    eps = config.get("train_eps")
+    return f"; {recipe} training" + (f" at eps {eps:g}" if eps is not None else "")
 
 
 def _plot_data(results_doc) -> _PlotData:
@@ -65,6 +76,7 @@ def _plot_data(results_doc) -> _PlotData:
         summaries=summaries,
         epsilons=sorted({row["epsilon"] for row in aggregated}),
         n_seeds=n_seeds,
+        training=_training_note(results_doc.get("config")),
     )
 
 
@@ -136,7 +148,8 @@ def _draw_per_eps(data: _PlotData, metric: str):
     accuracy = metric == "acc"
     title = ("Clean vs robust accuracy" if accuracy else "Robustness gap (clean - robust accuracy)")
     fig = _new_figure(len(data.datasets), len(data.attacks),
-                      f"{title}: mean across {data.n_seeds} seeds, band = ±1 std")
+                      f"{title}: mean across {data.n_seeds} seeds, band = ±1 std"
+                      f"{data.training}")
     axes = fig.subplots(len(data.datasets), len(data.attacks), squeeze=False,
                         sharey="row")
     colors = _eps_colors(data.epsilons)
@@ -190,7 +203,8 @@ def _seed_points(results, dataset, attack) -> tuple[list, list]:
 def _draw_param_scaling(data: _PlotData, results):
     fig = _new_figure(len(data.datasets), len(data.attacks),
                       f"Mean robustness gap over eps vs parameter count "
-                      f"(line: mean across {data.n_seeds} seeds, bars: ±1 std, dots: each seed)")
+                      f"(line: mean across {data.n_seeds} seeds, bars: ±1 std, dots: each seed)"
+                      f"{data.training}")
     axes = fig.subplots(len(data.datasets), len(data.attacks), squeeze=False,
                         sharey="row")
     for row_index, dataset in enumerate(data.datasets):
