@@ -174,3 +174,18 @@ def test_epoch_flops_from_sizes_is_what_training_records(settings):
     assert np.array_equal(history.flops_per_epoch, np.full(3, expected))
     # An epoch over more rows costs more: nothing is a constant.
     assert epoch_flops(model.layer_sizes, config, 2 * len(y)) > expected
+
+
+def test_a_config_file_holds_the_recipe_and_its_options(tmp_path):
+    from robnp.study import load_config_file
+
+    path = tmp_path / "trades.toml"
+    path.write_text('recipe = "trades"\ntrain-eps = 0.1\n\n[recipe_options]\nbeta = 2.0\n'
+                    'steps = 5\n')
+    config = StudyConfig.from_mapping(load_config_file(path))
+    options = config.tasks()[0].train.recipe_options
+    assert (options.eps, options.beta, options.steps) == (0.1, 2.0, 5)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('recipe = "trades"\ntrain-eps = 0.1\n\n[recipe_options]\nbeta = -2.0\n')
+    with pytest.raises(ConfigError, match="beta"):
+        StudyConfig.from_mapping(load_config_file(bad))
