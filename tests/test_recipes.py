@@ -418,3 +418,17 @@ def test_a_second_process_loads_the_recipe_kernels_from_the_cache():
     for line in filter(None, out):
         name, hits, misses = line.split()
         assert (int(hits), int(misses)) == (1, 0), line
+
+
+@pytest.mark.parametrize("module", ["_standard", "_pgd_at", "_trades", "_fgsm_rs", "_n_fgsm"])
+def test_a_recipe_module_imports_on_its_own(module):
+    """A fresh interpreter that imports one recipe module first still gets the whole
+    registry (no import cycle through the registry lines)."""
+    import subprocess
+    import sys
+
+    code = (f"import robnp.training.{module}; from robnp.training.recipes import recipe_names; "
+            f"print(','.join(recipe_names()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "standard,pgd-at,trades,fgsm-rs,n-fgsm"

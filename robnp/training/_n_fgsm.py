@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from .. import _checks, kernels
 from ..losses import check_smoothing
 from ._adversarial import attack_workspace, check_training_eps
-from .recipes import RecipeOptions
+from ._registry import RecipeOptions
 
 __all__ = ["NFGSMOptions", "gradient", "workspace"]
 

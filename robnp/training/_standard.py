@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .. import kernels
 from ..losses import check_smoothing
-from .recipes import RecipeOptions
+from ._registry import RecipeOptions
 
 __all__ = ["StandardOptions", "workspace", "gradient"]
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from .. import _checks, kernels
 from ..losses import check_smoothing
 from ._adversarial import check_training_eps, trades_workspace
-from .recipes import RecipeOptions
+from ._registry import RecipeOptions
 
 __all__ = ["TRADESOptions", "gradient", "workspace"]
 
