@@ -147,8 +147,8 @@ def test_the_clean_line_is_drawn_above_every_eps_line():
 
 def test_figures_of_a_recipe_say_how_the_models_were_trained():
     doc = make_doc(("circles",))
-    assert "training" not in plots.figure_robustness_gap(doc)._suptitle.get_text()
+    assert "trained" not in plots.figure_robustness_gap(doc)._suptitle.get_text()
     doc["config"] = {**doc["config"], "recipe": "trades", "train_eps": 0.1}
     for build in (plots.figure_clean_vs_robust, plots.figure_robustness_gap,
                   plots.figure_param_scaling):
-        assert build(doc)._suptitle.get_text().endswith("; trades training at eps 0.1")
+        assert build(doc)._suptitle.get_text().endswith("\nmodels trained by trades at eps 0.1")

@@ -54,13 +54,14 @@ class _PlotData:
 
 
 def _training_note(config) -> str:
-    """``"; trades training at eps 0.1"`` for a study trained by a recipe, ``""`` for
-    the study's own training (its figures keep their titles)."""
+    """A second title line, ``"models trained by trades at eps 0.1"``, for a study
+    trained by a recipe; ``""`` for the study's own training (its figures keep their
+    titles)."""
     recipe = config.get("recipe") if isinstance(config, dict) else None
     if not recipe:
         return ""
     eps = config.get("train_eps")
-    return f"; {recipe} training" + (f" at eps {eps:g}" if eps is not None else "")
+    return f"\nmodels trained by {recipe}" + (f" at eps {eps:g}" if eps is not None else "")
 
 
 def _plot_data(results_doc) -> _PlotData:
