@@ -65,9 +65,8 @@ class PGDATOptions(RecipeOptions):
 
 
 
-def workspace(model, rows: int):
-    """Buffers for chunks of at most ``rows`` rows (``X_adv`` holds the last points)."""
-    return attack_workspace(model, rows)
+#: Buffers for chunks of at most ``rows`` rows (``X_adv`` holds the last points).
+workspace = attack_workspace
 
 
 def gradient(params, sizes, X, y, noise, options: PGDATOptions, workspace, grad,
