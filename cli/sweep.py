@@ -34,11 +34,14 @@ _STUDY_OPTIONS = [
     ("--lr", "lr", float, "Adam learning rate."),
     ("--batch-size", "batch_size", int, "Minibatch size."),
     ("--max-epochs", "max_epochs", int, "Epoch limit."),
-    ("--patience", "patience", int, "Stop after this many epochs without improvement."),
+    ("--patience", "patience", int, "Stop after this many epochs without improvement; 0 "
+                                    "turns early stopping off."),
     ("--pgd-steps", "pgd_steps", int, "PGD iterations (step size eps/4)."),
     ("--recipe", "recipe", str, "Training recipe: standard, pgd-at, trades, fgsm-rs, n-fgsm; "
                                 "further options in the config file's [recipe_options]."),
-    ("--train-eps", "train_eps", float, "L-infinity radius an adversarial recipe trains at."),
+    ("--train-eps", "train_eps", float, "L-infinity radius an adversarial recipe trains at "
+                                        "(the loop's other settings: the config file's "
+                                        "[train_options])."),
     ("--attacks", "attacks", NAME_LIST, "Registered attacks run on every model; options of "
                                          "each from the config file's [attacks.NAME] table."),
     ("--analyses", "analyses", NAME_LIST, "What the data allows, added to the records: any of "

@@ -189,3 +189,51 @@ def test_a_config_file_holds_the_recipe_and_its_options(tmp_path):
     bad.write_text('recipe = "trades"\ntrain-eps = 0.1\n\n[recipe_options]\nbeta = -2.0\n')
     with pytest.raises(ConfigError, match="beta"):
         StudyConfig.from_mapping(load_config_file(bad))
+
+
+def test_train_options_reach_every_task_and_round_trip():
+    config = StudyConfig(widths=(8,), seeds=(1,), recipe="trades", train_eps=0.1,
+                         patience=0, max_epochs=30,
+                         train_options={"optimizer": "sgd", "momentum": 0.9,
+                                        "nesterov": True, "schedule": "one-cycle",
+                                        "ema": True, "weight_decay": 0.0})
+    train = config.tasks()[0].train
+    assert (train.optimizer, train.momentum, train.nesterov, train.schedule, train.ema,
+            train.patience) == ("sgd", 0.9, True, "one-cycle", True, None)
+    # the default-valued weight_decay is dropped: one spelling, one study
+    assert dict(config.train_options) == {"optimizer": "sgd", "momentum": 0.9,
+                                          "nesterov": True, "schedule": "one-cycle",
+                                          "ema": True}
+    block = config.to_dict()
+    assert block["train_options"]["optimizer"] == "sgd" and block["patience"] is None
+    assert StudyConfig.from_dict(json.loads(json.dumps(block))) == config
+    plain = config.replace(train_options={})
+    assert plain.tasks()[0].key != config.tasks()[0].key
+    assert "train_options" not in StudyConfig().to_dict()
+
+
+@pytest.mark.parametrize("table, needle", [
+    ({"lr": 0.1}, "study's own setting"),
+    ({"optimiser": "sgd"}, "unknown training setting 'optimiser'"),
+    ({"momentum": 1.5, "optimizer": "sgd"}, "momentum"),
+    ({"schedule": "cosine"}, "early stopping"),
+])
+def test_bad_train_options_are_one_clear_error(table, needle):
+    with pytest.raises(ConfigError, match=needle):
+        StudyConfig(train_options=table)
+
+
+def test_a_sweep_runs_the_paper_s_training_from_a_config_file(tmp_path):
+    path = tmp_path / "paper.toml"
+    path.write_text('recipe = "trades"\ntrain-eps = 0.1\npatience = 0\nmax-epochs = 4\n'
+                    'lr = 0.05\n\n[train_options]\noptimizer = "sgd"\nmomentum = 0.9\n'
+                    'nesterov = true\nschedule = "one-cycle"\nema = true\n')
+    out = tmp_path / "paper"
+    # the command line wins over the file: leave out SMALL's training options
+    small = ["--datasets", "moons", "--widths", "4,8,12", "--seeds", "1,2", "--epsilons",
+             "0.05,0.3", "--n-samples", "300", "--quiet", "--jobs", "1"]
+    result = run("sweep", *small, "--config", path, "--out", out)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["config"]["train_options"]["schedule"] == "one-cycle"
+    assert all(task["epochs"] == 4 for task in doc["tasks"])

@@ -76,6 +76,7 @@ class StudyConfig:
         initialisation and the training shuffle.
     lr, batch_size, max_epochs, patience, min_delta :
         Training (Adam, early stopping); see :class:`robnp.training.fit.TrainConfig`.
+        ``patience`` None (or 0) trains exactly ``max_epochs`` epochs.
     pgd_steps : int
         PGD iterations; the step size is ``pgd_step_fraction * eps``.
     pgd_step_fraction : float
@@ -99,6 +100,13 @@ class StudyConfig:
         Further options of the recipe (``beta``, ``steps``, ``smoothing``, ...; a
         config file's ``[recipe_options]`` table). Stored as the sorted ``(name,
         value)`` pairs that differ from the recipe's defaults.
+    train_options : mapping
+        The training loop's other settings (:class:`~robnp.training.fit.TrainConfig`
+        fields the study does not name itself: ``optimizer``, ``momentum``,
+        ``nesterov``, ``weight_decay``, ``schedule``, ``ema``, ``select``,
+        ``val_fraction``, ...; a config file's ``[train_options]`` table). Stored as
+        sorted ``(name, value)`` pairs that differ from the defaults. A cosine or
+        one-cycle schedule needs ``patience`` None (``--patience 0``).
     analyses : tuple of str
         What the data allows, added to every record (:data:`ANALYSES`): ``exact``
         (``exact_acc``, ``certified_acc``, ``undecided``: the verifier's bracket),
@@ -120,7 +128,7 @@ class StudyConfig:
     lr: float = 1e-3
     batch_size: int = 256
     max_epochs: int = 2000
-    patience: int = 50
+    patience: int | None = 50
     min_delta: float = 1e-5
     pgd_steps: int = 10
     pgd_step_fraction: float = 0.25
@@ -130,6 +138,7 @@ class StudyConfig:
     recipe: str = "standard"
     train_eps: float | None = None
     recipe_options: Any = ()
+    train_options: Any = ()
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -158,10 +167,13 @@ class StudyConfig:
         set_("noise", _checks.real("noise", self.noise, 0))
         set_("test_fraction", _checks.real("test_fraction", self.test_fraction, 0, 1,
                                            low_open=True, high_open=True))
+        if self.patience == 0 and not isinstance(self.patience, bool):
+            set_("patience", None)  # 0 turns early stopping off, as in robnp train
         set_("recipe", get_recipe(self.recipe).name)
         if self.train_eps is not None:
             set_("train_eps", _checks.real("train_eps", self.train_eps, 0, low_open=True))
         set_("recipe_options", self._recipe_table(self.recipe_options))
+        set_("train_options", self._train_table(self.train_options))
         # The training settings are TrainConfig's, checked by its rules.
         train = self.train_config()
         for name in ("lr", "batch_size", "max_epochs", "patience", "min_delta"):
@@ -188,7 +200,31 @@ class StudyConfig:
         the recipe and its options)."""
         return TrainConfig(lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
                            patience=self.patience, min_delta=self.min_delta, seed=seed,
-                           recipe=self.recipe, recipe_options=self.recipe_settings())
+                           recipe=self.recipe, recipe_options=self.recipe_settings(),
+                           **dict(self.train_options))
+
+    def _train_table(self, table) -> tuple:
+        """``train_options`` as sorted ``(name, value)`` pairs of TrainConfig fields the
+        study does not name itself, those equal to the defaults left out."""
+        try:
+            entries = dict(table)
+        except (TypeError, ValueError):
+            raise ConfigError(f"train_options must be a table of training settings, got "
+                              f"{table!r}") from None
+        entries = {str(key).replace("-", "_"): value for key, value in entries.items()}
+        own = {"lr", "batch_size", "max_epochs", "patience", "min_delta", "seed", "recipe",
+               "recipe_options", "train_eps"}
+        allowed = [name for name in TrainConfig.__dataclass_fields__ if name not in own]
+        for name in entries:
+            if name in own:
+                raise ConfigError(f"train_options: set {name} as the study's own setting "
+                                  f"({name.replace('_', '-')}), not in train_options")
+            if name not in allowed:
+                raise ConfigError(f"train_options: unknown training setting {name!r}; known: "
+                                  f"{', '.join(allowed)}")
+        defaults = TrainConfig()
+        return tuple(sorted((name, value) for name, value in entries.items()
+                            if value != getattr(defaults, name)))
 
     def recipe_settings(self) -> RecipeOptions:
         """The recipe's options object: its defaults, ``recipe_options`` and
@@ -358,7 +394,8 @@ class StudyConfig:
         }
         for name in self.field_names():
             if name not in ("widths", "epsilons", "seeds", "datasets", "attacks", "n_classes",
-                            "analyses", "recipe", "train_eps", "recipe_options"):
+                            "analyses", "recipe", "train_eps", "recipe_options",
+                            "train_options"):
                 out[name] = getattr(self, name)
         # Settings the study did not have appear only when they differ from its
         # defaults, so a study configuration keeps its results.json byte for byte.
@@ -373,6 +410,8 @@ class StudyConfig:
             if self.train_eps is not None:
                 out["train_eps"] = self.train_eps
             out["recipe_options"] = self.recipe_settings().to_dict()
+        if self.train_options:
+            out["train_options"] = dict(self.train_options)
         return out
 
     @classmethod
@@ -429,7 +468,8 @@ def load_config_file(path) -> dict:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     nested = [key for key, value in data.items()
-              if isinstance(value, dict) and key not in ("attacks", "recipe_options")]
+              if isinstance(value, dict)
+              and key not in ("attacks", "recipe_options", "train_options")]
     if nested:
         raise ConfigError(f"config file {path}: unexpected table(s) {nested}; "
                           f"put settings at the top level")
