@@ -12,7 +12,10 @@ generator ``default_rng(SeedSequence([seed, b]))``, which draws the dataset's se
 for the block and then shuffles the block's rows (so a generator that emits its
 classes in order still gives a mixed stream). ``block_size`` is part of the stream's
 identity (a different block size is a different stream); reading the stream in any
-pieces gives the same examples.
+pieces gives the same examples. Each block is one call of the generator for
+``block_size`` points, so for the datasets whose noise-free points depend on the
+points drawn (moons' and spirals' evenly spaced arcs) the stream's exact density is
+:mod:`robnp.data.bayes`'s with ``n_samples=block_size``.
 
 :func:`fit_stream` trains on the first ``examples`` of a stream in order, each once,
 with the general loop of :mod:`robnp.training.fit`.
