@@ -88,7 +88,7 @@ def smoothed_param_gradient(model, X, y, smoothing: float = 0.1):
     y = model.check_labels(y, X.shape[0])
     ws = model.workspace(X.shape[0])
     grad = np.empty_like(model.params)
-    value = kernels.smoothed_loss_and_param_grad(model.params, model._sizes, X, y,
-                                                 smoothing, grad, ws.acts, ws.dZ, ws.d0,
-                                                 ws.d1)
+    # the training step at fixed points, scaled to the mean
+    value = kernels.ce_training_step(model.params, model._sizes, X, y, smoothing, grad,
+                                     ws.acts, ws.dZ, ws.d0, ws.d1, 1.0 / X.shape[0])
     return float(value), grad

@@ -1198,18 +1198,6 @@ def smoothed_ce_grad_logits(Z, y, smoothing, dZ, scale, want_loss):
 
 
 @_kernel
-def smoothed_loss_and_param_grad(params, sizes, X, y, smoothing, grad, acts, dZ, d0, d1):
-    """Mean smoothed cross-entropy over the rows of ``X`` and its gradient w.r.t.
-    ``params`` (:func:`smoothed_ce_grad_logits`, then :func:`backward_params`)."""
-    n = X.shape[0]
-    Z = forward(params, sizes, X, acts)
-    dZ = dZ[:n]
-    total = smoothed_ce_grad_logits(Z, y, smoothing, dZ, 1.0 / n, True)
-    backward_params(params, sizes, X, acts, dZ, grad, d0, d1)
-    return total / n
-
-
-@_kernel
 def smoothed_per_example_loss(params, sizes, X, y, smoothing, acts, out):
     """Smoothed cross-entropy of every row separately (no gradient), into ``out``."""
     n = X.shape[0]
