@@ -43,6 +43,16 @@ def _name(name, value):
     return value
 
 
+def _as_table(name, table, what) -> dict:
+    """A table of settings (a mapping, or ``(name, value)`` pairs as stored) as a dict
+    whose keys use underscores."""
+    try:
+        entries = dict(table)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a table of {what}, got {table!r}") from None
+    return {str(key).replace("-", "_"): value for key, value in entries.items()}
+
+
 def _as_names(name, values) -> tuple:
     if isinstance(values, str):  # "fgsm,pgd" from a config file
         values = [v.strip() for v in values.split(",")]
@@ -206,12 +216,7 @@ class StudyConfig:
     def _train_table(self, table) -> tuple:
         """``train_options`` as sorted ``(name, value)`` pairs of TrainConfig fields the
         study does not name itself, those equal to the defaults left out."""
-        try:
-            entries = dict(table)
-        except (TypeError, ValueError):
-            raise ConfigError(f"train_options must be a table of training settings, got "
-                              f"{table!r}") from None
-        entries = {str(key).replace("-", "_"): value for key, value in entries.items()}
+        entries = _as_table("train_options", table, "training settings")
         own = {"lr", "batch_size", "max_epochs", "patience", "min_delta", "seed", "recipe",
                "recipe_options", "train_eps"}
         allowed = [name for name in TrainConfig.__dataclass_fields__ if name not in own]
@@ -246,15 +251,7 @@ class StudyConfig:
         """``recipe_options`` as sorted ``(name, value)`` pairs that differ from the
         recipe's defaults (``eps`` is ``train_eps``), so that two spellings of one
         training are one study."""
-        if isinstance(table, Mapping):
-            entries = dict(table)
-        else:
-            try:
-                entries = dict(table)
-            except (TypeError, ValueError):
-                raise ConfigError(f"recipe_options must be a table of option names and "
-                                  f"values, got {table!r}") from None
-        entries = {str(key).replace("-", "_"): value for key, value in entries.items()}
+        entries = _as_table("recipe_options", table, "option names and values")
         if "eps" in entries:
             raise ConfigError("set the recipe's radius with train_eps (--train-eps), not in "
                               "recipe_options")
