@@ -8,7 +8,8 @@ training points, minibatches of 256 (chunks of 64 rows, the loop's fixed split):
   term from a uniform start, eps 0.1), timed as ``History.seconds / epochs`` of a
   fixed-length run (no early stopping), on one thread;
 * its floor: every matrix product the epoch's chunks do, each at its own shape, timed
-  alone on one BLAS thread through the BLAS the kernels call, in the same run: per
+  alone on one BLAS thread through the BLAS the kernels call, right after each
+  repeat's epochs (the ratio is the median of the repeats' ratios): per
   chunk of r rows one clean forward over r rows, ten attack steps (a forward and an
   input-gradient backward over r rows), then one forward and one weight-gradient
   backward over the 2r stacked clean and adversarial rows;
@@ -130,13 +131,21 @@ def run(widths, repeats: int, n_points: int, big_width: int | None) -> dict:
         sizes = (2, width, width, 2)
         epochs = 2 if width >= 256 else 5
         epoch_seconds(0, width, X, y, 1)                    # warm-up
-        # the loop's own clock: the epochs, without building the model
-        per_epoch = float(np.median([epoch_seconds(0, width, X, y, epochs)[0]
-                                     for _ in range(repeats)]))
+        # Each repeat times the epochs (the loop's own clock, without building the
+        # model) and then the floor afresh, so that the machine's drift from minute to
+        # minute (at width 16 both moved by 30% between runs) falls on both sides of
+        # the ratio; the medians are reported.
+        epochs_s, floors, ratios = [], [], []
+        for _ in range(repeats):
+            epochs_s.append(epoch_seconds(0, width, X, y, epochs)[0])
+            floors.append(floor_seconds(sizes, n_train, 3, {})[0])
+            ratios.append(epochs_s[-1] / floors[-1])
+        per_epoch, floor = float(np.median(epochs_s)), float(np.median(floors))
         history = epoch_seconds(0, width, X, y, 1)[1]
-        floor, gemm_flops = floor_seconds(sizes, n_train, repeats, cache)
+        gemm_flops = floor_seconds(sizes, n_train, 1, cache)[1]
         rows.append({"width": width, "epoch_ms": per_epoch * 1e3,
-                     "floor_ms": floor * 1e3, "ratio": per_epoch / floor,
+                     "floor_ms": floor * 1e3, "ratio": float(np.median(ratios)),
+                     "ratio_range": (min(ratios), max(ratios)),
                      "gemm_gflop": gemm_flops / 1e9,
                      "counted_gflop": float(history.flops_per_epoch[0]) / 1e9,
                      "gflops": float(history.flops_per_epoch[0]) / per_epoch / 1e9})
@@ -162,13 +171,15 @@ def markdown(result: dict, mem: dict | None) -> str:
     lines = [f"Medians of {result['repeats']} repeats, {result['points']} training points, "
              f"minibatches of {BATCH} in chunks of {CHUNK_ROWS} rows, TRADES with {STEPS} "
              f"steps at eps {EPS}, one thread. Floor: every matrix product of the epoch at "
-             "its own shape, timed alone on one BLAS thread in the same run.", "",
+             "its own shape, timed alone on one BLAS thread right after each repeat's epochs; the "
+             "ratio is the median of the repeats' ratios.", "",
              "| width | epoch ms | counted GFLOP | GFLOP/s | GEMM GFLOP | floor ms | "
-             "epoch / floor |", "|---|---|---|---|---|---|---|"]
+             "epoch / floor (range) |", "|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
+        low, high = r["ratio_range"]
         lines.append(f"| {r['width']} | {r['epoch_ms']:.2f} | {r['counted_gflop']:.3f} | "
                      f"{r['gflops']:.1f} | {r['gemm_gflop']:.3f} | {r['floor_ms']:.2f} | "
-                     f"{r['ratio']:.2f} |")
+                     f"{r['ratio']:.2f} ({low:.2f}-{high:.2f}) |")
     t = result["threads"]
     if t:
         lines += ["", f"Threads: a TRADES epoch at width {t['width']}: {t['one_ms']:.1f} ms "

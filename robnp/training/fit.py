@@ -804,22 +804,31 @@ def train_general(model, source, config: TrainConfig, n_threads: int = 1, valida
     stopped = False
     epoch = 0
 
+    # The arguments of every chunk's call, made once per minibatch size (all minibatches
+    # but an epoch's last share one): views, so no minibatch slices or allocates.
+    chunk_args: dict[int, list] = {}
+
+    def arguments(rows):
+        if rows not in chunk_args:
+            chunk_args[rows] = [
+                (params, sizes, batch_X[a:b], batch_y[a:b],
+                 None if noise is None else noise[a:b], options, workspaces[c], grads[c],
+                 1.0 / rows)
+                for c, (a, b) in enumerate((a, min(a + CHUNK_ROWS, rows))
+                                           for a in range(0, rows, CHUNK_ROWS))]
+        return chunk_args[rows]
+
+    def work(c, args):
+        chunk_loss[c] = recipe.gradient(*args)
+
     def run_chunks(rows, pool):
-        scale = 1.0 / rows
-        count = -(-rows // CHUNK_ROWS)
-
-        def work(c):
-            a = c * CHUNK_ROWS
-            b = min(a + CHUNK_ROWS, rows)
-            chunk_loss[c] = recipe.gradient(params, sizes, batch_X[a:b], batch_y[a:b],
-                                            None if noise is None else noise[a:b], options,
-                                            workspaces[c], grads[c], scale)
-
+        calls = arguments(rows)
+        count = len(calls)
         if pool is None or count == 1:
             for c in range(count):
-                work(c)
+                chunk_loss[c] = recipe.gradient(*calls[c])
         else:
-            for _ in pool.map(work, range(count)):
+            for _ in pool.map(work, range(count), calls):
                 pass
         # in chunk order, whatever thread finished first
         total = grads[0]
