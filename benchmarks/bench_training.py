@@ -133,8 +133,8 @@ def run(widths, repeats: int, n_points: int, big_width: int | None) -> dict:
         epoch_seconds(0, width, X, y, 1)                    # warm-up
         # Each repeat times the epochs (the loop's own clock, without building the
         # model) and then the floor afresh, so that the machine's drift from minute to
-        # minute (at width 16 both moved by 30% between runs) falls on both sides of
-        # the ratio; the medians are reported.
+        # minute (at width 16 both moved by up to 2x between runs) falls on both sides
+        # of the ratio; the medians are reported.
         epochs_s, floors, ratios = [], [], []
         for _ in range(repeats):
             epochs_s.append(epoch_seconds(0, width, X, y, epochs)[0])
