@@ -224,24 +224,33 @@ def loss_grad_logits(loss_kind, Z, y, dZ, scale, want_loss):
 
 
 @_kernel
+def _softmax_numerators(Z, i, dZ):
+    """``dZ[i, j] = exp(Z[i, j] - max_j Z[i, j])`` for row ``i``; returns the maximum
+    and the sum of the row (the softmax's shift and denominator)."""
+    n_classes = Z.shape[1]
+    top_j = 0
+    for j in range(1, n_classes):
+        if Z[i, j] > Z[i, top_j]:
+            top_j = j
+    top = Z[i, top_j]
+    # exp(Z - top) is exactly 1 at the top class: one exponential fewer per row
+    denom = 1.0
+    for j in range(n_classes):
+        if j != top_j:
+            e = np.exp(Z[i, j] - top)
+            dZ[i, j] = e
+            denom += e
+    dZ[i, top_j] = 1
+    return top, denom
+
+
+@_kernel
 def _untargeted_row(loss_kind, Z, i, label, dZ, scale, want_loss):
     """Row ``i`` of :func:`loss_grad_logits`: its loss (0 for cross-entropy and CW
     margin unless ``want_loss``) and ``scale`` times its gradient into ``dZ[i]``."""
     n_classes = Z.shape[1]
     if loss_kind == LOSS_CROSS_ENTROPY:
-        top_j = 0
-        for j in range(1, n_classes):
-            if Z[i, j] > Z[i, top_j]:
-                top_j = j
-        top = Z[i, top_j]
-        # exp(Z - top) is exactly 1 at the top class: one exponential fewer per row
-        denom = 1.0
-        for j in range(n_classes):
-            if j != top_j:
-                e = np.exp(Z[i, j] - top)
-                dZ[i, j] = e
-                denom += e
-        dZ[i, top_j] = 1
+        top, denom = _softmax_numerators(Z, i, dZ)
         value = 0.0
         if want_loss:
             value = np.log(denom) + top - Z[i, label]
@@ -1172,18 +1181,7 @@ def smoothed_ce_grad_logits(Z, y, smoothing, dZ, scale, want_loss):
     uniform = smoothing / n_classes
     total = 0.0
     for i in range(n):
-        top_j = 0
-        for j in range(1, n_classes):
-            if Z[i, j] > Z[i, top_j]:
-                top_j = j
-        top = Z[i, top_j]
-        denom = 1.0
-        for j in range(n_classes):
-            if j != top_j:
-                e = np.exp(Z[i, j] - top)
-                dZ[i, j] = e
-                denom += e
-        dZ[i, top_j] = 1
+        top, denom = _softmax_numerators(Z, i, dZ)
         if want_loss:
             row_sum = 0.0
             for j in range(n_classes):

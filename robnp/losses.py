@@ -129,12 +129,16 @@ def per_example_loss(model, X, y, loss: str = "cross_entropy") -> np.ndarray:
     if not isinstance(model, MLP):
         raise ConfigError(f"model must be an MLP, got {type(model).__name__}")
     code = loss_code(loss)
+    X, y, acts, out = _per_example_buffers(model, X, y)
+    kernels.per_example_loss(model.params, model._sizes, X, y, code, acts, out)
+    return out
+
+
+def _per_example_buffers(model, X, y):
+    """Checked ``X`` and ``y``, activations and an output row for a per-example loss."""
     X = model.check_input(X)
     y = model.check_labels(y, X.shape[0])
-    out = np.empty(X.shape[0], np.float64)
-    kernels.per_example_loss(model.params, model._sizes, X, y, code,
-                             model.workspace(X.shape[0]).acts, out)
-    return out
+    return X, y, model.workspace(X.shape[0]).acts, np.empty(X.shape[0], np.float64)
 
 
 def mean_loss(model, X, y, loss: str = "cross_entropy") -> float:
@@ -182,9 +186,6 @@ def per_example_smoothed_loss(model, X, y, smoothing: float = 0.1) -> np.ndarray
     if not isinstance(model, MLP):
         raise ConfigError(f"model must be an MLP, got {type(model).__name__}")
     smoothing = check_smoothing(smoothing)
-    X = model.check_input(X)
-    y = model.check_labels(y, X.shape[0])
-    out = np.empty(X.shape[0], np.float64)
-    kernels.smoothed_per_example_loss(model.params, model._sizes, X, y, smoothing,
-                                      model.workspace(X.shape[0]).acts, out)
+    X, y, acts, out = _per_example_buffers(model, X, y)
+    kernels.smoothed_per_example_loss(model.params, model._sizes, X, y, smoothing, acts, out)
     return out
