@@ -259,17 +259,35 @@ def apgd_checkpoints(n_iter):
 
 
 def apgd(model, X, y, eps, n_iter, start, *, loss="cross_entropy", t=None, bounds=None,
-         rho=0.75, dtype=np.float64, norm="linf"):
+         rho=0.75, dtype=np.float64, norm="linf", tie_tol=1e-12):
     """APGD (Croce and Hein, 2020), written as the reference code's loop one row at a
     time (L-infinity: signed steps; L2: steps along g / ||g|| and the exact projection);
-    returns every evaluated iterate (n_iter + 1, n, d) and the final (x_best,
-    x_best_adv, robust, loss_best)."""
+    returns every evaluated iterate (n_iter + 1, n, d), the final (x_best,
+    x_best_adv, robust, loss_best), and per row the first trace index that a near tie
+    can change (``n_iter + 1`` when none can).
+
+    A near tie is a comparison of two losses within ``tie_tol`` (relative; 1e-14
+    absolute for losses near zero) of each other: another implementation's rounding may decide it the other way. One that
+    decides the step size at a checkpoint matters when flipping it flips the
+    halving; one that decides the best iterate matters from the next halving on,
+    which restarts from it. Up to that index the trajectory is determined by
+    decisions with a margin, so any correct implementation follows it."""
     X = np.asarray(X, dtype)
     n, d = X.shape
     name = loss if t is None else loss + "_targeted"
     checks = apgd_checkpoints(n_iter)
     trace = np.empty((n_iter + 1, n, d), dtype)
-    outputs = []
+    outputs, determined = [], []
+
+    def near(a, b):
+        return abs(a - b) <= tie_tol * max(abs(a), abs(b)) + 1e-14
+
+    def tied(j):
+        """Whether history[j] > history[j - 1] is a near tie between two different
+        iterates (one iterate repeated gives the same loss in any implementation)."""
+        a, b = history[j % n_iter], history[(j - 1) % n_iter]
+        return near(a, b) and j >= 1 and not np.array_equal(trace[j + 1, r], trace[j, r])
+
     for r in range(n):
         x = X[r]
         t_r = None if t is None else t[r:r + 1]
@@ -296,6 +314,8 @@ def apgd(model, X, y, eps, n_iter, start, *, loss="cross_entropy", t=None, bound
         old = point.copy()
         history = [0.0] * n_iter  # the reference's zero-initialised loss record
         last_check, reduced_last, best_at_last = 0, True, best_loss
+        settled = n_iter + 1  # first trace index a near tie can change
+        best_tied = False  # the best iterate since the last halving was a near tie
         for i in range(n_iter):
             a = 1.0 if i == 0 else 0.75
             move = point - old
@@ -308,20 +328,36 @@ def apgd(model, X, y, eps, n_iter, start, *, loss="cross_entropy", t=None, bound
             if pred != y[r]:
                 robust = False
                 x_best_adv = point.copy()
+            best_tied |= (near(value, best_loss)
+                          and np.max(np.abs(point - x_best)) > tie_tol)
             if value > best_loss:
                 best_loss, x_best, grad_best = value, point.copy(), grad.copy()
             if i + 1 in checks:
                 k = i + 1 - last_check
-                increases = sum(history[(i - c) % n_iter] > history[(i - c - 1) % n_iter]
-                                for c in range(k))
-                halve = increases <= k * rho or (not reduced_last and best_at_last >= best_loss)
+                pairs = [(history[(i - c) % n_iter], history[(i - c - 1) % n_iter], tied(i - c))
+                         for c in range(k)]
+                increases = sum(a > b for a, b, _ in pairs)
+                stalled = not reduced_last and best_at_last >= best_loss
+                halve = increases <= k * rho or stalled
+                # Every way the near ties could fall must give the same halving.
+                low = sum(a > b and not tie for a, b, tie in pairs)
+                high = sum(a > b or tie for a, b, tie in pairs)
+                stall_options = ({True, False} if not reduced_last and near(best_at_last, best_loss)
+                                 else {stalled})
+                if len({count <= k * rho or s for count in (low, high)
+                        for s in stall_options}) > 1:
+                    settled = min(settled, i + 2)
                 reduced_last, best_at_last, last_check = halve, best_loss, i + 1
                 if halve:
+                    if best_tied:
+                        settled = min(settled, i + 2)
                     step = step / 2
                     point, grad = x_best.copy(), grad_best.copy()
+                    best_tied = False
         outputs.append((x_best, x_best_adv, robust, best_loss))
+        determined.append(settled)
     x_best, x_best_adv, robust, best = (np.array(v) for v in zip(*outputs))
-    return trace, x_best, x_best_adv, robust, best
+    return trace, x_best, x_best_adv, robust, best, np.array(determined)
 
 
 # -- Square ----------------------------------------------------------------------------

@@ -171,11 +171,15 @@ def test_apgd_checkpoints_are_the_reference_schedule():
                                            ("dlr", True)])
 @pytest.mark.parametrize("path", ["compiled", "protocol"])
 def test_apgd_iterates_match_the_reference_one_by_one(blobs_model, loss, targeted, path):
-    """Each point runs as a batch of its own: APGD asks whether the loss increased
-    between successive iterates, and iterates one ulp apart (a coordinate pinned at
-    the ball's edge) make that a coin flip on the last bit of the loss, which depends
-    on the matrix product's shape. One row per batch makes the arithmetic the
-    reference's."""
+    """Each point runs as a batch of its own, so the arithmetic is close to the
+    reference's; yet APGD's step size follows comparisons of successive losses, and
+    two losses within rounding of each other (a coordinate pinned at the ball's edge
+    repeats an iterate) are decided by the last bit, which depends on the CPU and the
+    BLAS. So the iterates are compared, in float64, up to the first point at which
+    such a near tie in the reference could change the trajectory
+    (``naive.apgd``'s ``settled`` index); the rest of the run is held to what holds
+    on any machine: the ball, the returned points' consistency, and a best loss no
+    lower than any loss on the compared part of the trajectory."""
     model, X, y = blobs_model
     X, y = np.ascontiguousarray(X[:12]), y[:12]
     eps, n_iter = 0.3, 30
@@ -185,22 +189,34 @@ def test_apgd_iterates_match_the_reference_one_by_one(blobs_model, loss, targete
     t = top_wrong_class(model.logits(X), y) if targeted else y
     name = "dlr_targeted" if targeted else loss
     target = Target(model if path == "compiled" else Wrapped(model))
-    ref = naive.apgd(model, X, y, eps, n_iter, start, loss=loss,
-                     t=t if targeted else None)
-    halved = 0
+    trace_ref, *final_ref, settled = naive.apgd(model, X, y, eps, n_iter, start, loss=loss,
+                                                t=t if targeted else None)
+    halved = compared = 0
     for r in range(12):
         rows = slice(r, r + 1)
         trace = np.empty((n_iter + 1, 1, 4))
-        got = _apgd.apgd_single_run(target, X[rows], y[rows], t[rows], start[rows],
-                                    eps_rows[rows], n_iter, name, "linf", None, 0.75,
-                                    trace=trace)
-        np.testing.assert_allclose(trace[:, 0], ref[0][:, r], atol=1e-12)
-        for a, b in zip(got, ref[1:]):
-            np.testing.assert_allclose(np.asarray(a, np.float64)[0],
-                                       np.asarray(b, np.float64)[r], atol=1e-12)
-        moves = np.abs(np.diff(trace[:, 0], axis=0)).max(axis=1)
-        halved += moves[-1] < 0.5 * moves[0]
-    assert halved > 0  # the step schedule was exercised, not only the first steps
+        x_best, x_best_adv, robust, best = _apgd.apgd_single_run(
+            target, X[rows], y[rows], t[rows], start[rows], eps_rows[rows], n_iter, name,
+            "linf", None, 0.75, trace=trace)
+        upto = settled[r]
+        np.testing.assert_allclose(trace[:upto, 0], trace_ref[:upto, r], rtol=0, atol=1e-9)
+        assert np.all(np.abs(trace[:, 0] - X[r]) <= eps + 1e-12)
+        assert np.all(np.abs(np.asarray(x_best)[0] - X[r]) <= eps + 1e-12)
+        if not robust[0]:
+            assert model.predict(np.asarray(x_best_adv, np.float64))[0] != y[r]
+        losses = naive.losses_and_gradients(model, trace_ref[:upto, r], np.repeat(y[rows], upto),
+                                            name, None if not targeted else np.repeat(t[rows], upto))[0]
+        assert float(np.asarray(best)[0]) >= losses.max() - 1e-9 * max(1.0, abs(losses.max()))
+        compared += upto
+        if upto == n_iter + 1:  # no near tie: the whole run is the reference's
+            for a, b in zip((x_best, x_best_adv, robust, best), final_ref):
+                np.testing.assert_allclose(np.asarray(a, np.float64)[0],
+                                           np.asarray(b, np.float64)[r], rtol=0, atol=1e-9)
+        moves = np.abs(np.diff(trace[:upto, 0], axis=0)).max(axis=1)
+        halved += moves.size > 1 and moves[-1] < 0.5 * moves[0]
+    # Not vacuous: most iterates are compared, and the step schedule was exercised.
+    assert compared >= 0.6 * 12 * (n_iter + 1)
+    assert halved > 0
 
 
 def test_l2_apgd_iterates_match_the_reference(blobs_model):
@@ -210,14 +226,17 @@ def test_l2_apgd_iterates_match_the_reference(blobs_model):
     eps_rows = np.full(8, eps)
     start = _apgd.start_points(np.random.default_rng(5), X, eps_rows, "l2", None)
     np.testing.assert_allclose(np.linalg.norm(start - X, axis=1), eps)  # on the sphere
-    ref = naive.apgd(model, X, y, eps, n_iter, start, norm="l2")
+    trace_ref, *_, settled = naive.apgd(model, X, y, eps, n_iter, start, norm="l2")
+    assert settled.sum() >= 0.6 * 8 * (n_iter + 1)  # not vacuous: most iterates compared
     for r in range(8):
         rows = slice(r, r + 1)
         trace = np.empty((n_iter + 1, 1, 4))
         _apgd.apgd_single_run(Target(model), X[rows], y[rows], y[rows], start[rows],
                               eps_rows[rows], n_iter, "cross_entropy", "l2", None, 0.75,
                               trace=trace)
-        np.testing.assert_allclose(trace[:, 0], ref[0][:, r], atol=1e-10)
+        upto = settled[r]  # up to the first near tie (see the L-inf test)
+        np.testing.assert_allclose(trace[:upto, 0], trace_ref[:upto, r], rtol=0, atol=1e-9)
+        assert np.all(np.linalg.norm(trace[:, 0] - X[r], axis=1) <= eps * (1 + 1e-9))
 
 
 def test_default_thread_count_follows_the_batch_size():

@@ -28,6 +28,10 @@ TINY = ["--datasets", "moons", "--widths", "4,5,6", "--seeds", "0", "--epsilons"
 # ones finish (and are stored) while the long one is still running.
 LONG = ["--datasets", "moons", "--widths", "4,8,512", "--seeds", "0", "--epsilons", "0.1",
         "--n-samples", "400", "--max-epochs", "5000", "--patience", "5000"]
+# A stop that kills the workers takes well under a second on a quiet machine (README);
+# waiting for the running width-512 task instead would take about a minute. The limit
+# separates the two with room for a loaded machine (one core, other work beside it).
+STOP_LIMIT = 15.0
 needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
 
 
@@ -139,7 +143,7 @@ def test_a_signal_stops_promptly_keeps_finished_tasks_and_says_how_to_resume(
         else:
             process.send_signal(sig)
         try:
-            _, stderr = process.communicate(timeout=30)
+            _, stderr = process.communicate(timeout=STOP_LIMIT * 8)
         finally:
             process.kill()  # no-op once it has exited
         took = time.time() - start
@@ -147,7 +151,7 @@ def test_a_signal_stops_promptly_keeps_finished_tasks_and_says_how_to_resume(
     finally:
         reap(children)
     assert process.returncode == code, stderr
-    assert took < 2.0, f"took {took:.1f} s to stop"
+    assert took < STOP_LIMIT, f"took {took:.1f} s to stop"
     assert left == []
     lines = stderr.decode().strip().splitlines()
     assert lines[-1].startswith(f"{word}. Finished tasks are stored in {out}")
