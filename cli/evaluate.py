@@ -35,12 +35,22 @@ def data_options(command):
 
 def _study_config(values: dict, **training) -> StudyConfig:
     """A one-task study configuration from singular data options."""
+    from robnp.data import get_dataset
+    from robnp.errors import ConfigError
+
+    name = values.get("dataset") or _STUDY_DEFAULT["dataset"]
+    spec = get_dataset(name)
+    if (values.get("n_classes") is not None and not spec.variable_classes
+            and values["n_classes"] != spec.n_classes):
+        raise ConfigError(f"--n-classes {values['n_classes']} does not apply: dataset "
+                          f"{name!r} always has {spec.n_classes} classes")
     settings = {key: value for key, value in {**values, **training}.items()
                 if value is not None and key not in ("dataset", "seed", "width")}
     return StudyConfig(datasets=(values.get("dataset") or _STUDY_DEFAULT["dataset"],),
                        seeds=(_STUDY_DEFAULT["seed"] if values.get("seed") is None
                               else values["seed"],),
-                       widths=(training.get("width") or 64,), **settings)
+                       widths=(64 if training.get("width") is None else training["width"],),
+                       **settings)
 
 
 def sidecar_path(model_path) -> Path:
@@ -85,8 +95,11 @@ def sidecar_path(model_path) -> Path:
 @click.option("--val-fraction", type=float, default=None,
               help="Share of training rows held out for --select robust.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="Model file to write (.npz); its config and history go beside it (.json).")
-def train(out_path, width, depth, lr, batch_size, max_epochs, patience, recipe, train_eps,
+              help="Model file to write (.npz; the suffix is added when there is none); its "
+                   "config and history go beside it (.json).")
+@click.option("--force", is_flag=True,
+              help="Replace an existing model file and its JSON.")
+def train(out_path, force, width, depth, lr, batch_size, max_epochs, patience, recipe, train_eps,
           optimizer, momentum, nesterov, weight_decay, schedule, ema, label_smoothing, beta,
           select, val_fraction, **data):
     """Train one model the study's way (Adam, early stopping, the study's data draw)
@@ -99,8 +112,7 @@ def train(out_path, width, depth, lr, batch_size, max_epochs, patience, recipe, 
     from robnp.model import save_model
     from robnp.study import task_data, train_task
 
-    if not str(out_path).strip():
-        raise click.BadParameter("must not be empty", param_hint="--out")
+    path = _model_output(out_path, force)
     recipe_options = {key: value for key, value in
                       (("smoothing", label_smoothing), ("beta", beta)) if value is not None}
     slots = {key: value for key, value in {
@@ -119,7 +131,6 @@ def train(out_path, width, depth, lr, batch_size, max_epochs, patience, recipe, 
     X_train, X_test, y_train, y_test = task_data(task)
     model, history = train_task(task, X_train, y_train)
     clean_acc = accuracy(model, X_test, y_test)
-    path = Path(out_path) if str(out_path).endswith(".npz") else Path(f"{out_path}.npz")
     save_model(model, path)
     identity = task.identity()
     del identity["attacks"], identity["epsilons"]
@@ -149,6 +160,58 @@ def train(out_path, width, depth, lr, batch_size, max_epochs, patience, recipe, 
     click.echo(f"  wrote {path}\n  wrote {sidecar}")
 
 
+def _model_output(out_path, force: bool) -> Path:
+    """The model file ``--out`` names, checked before training: ``.npz`` (added when
+    the name has no suffix), writable, and, without ``--force``, neither it nor its
+    JSON already there."""
+    from robnp._io import check_output_file
+
+    if not str(out_path).strip():
+        raise click.BadParameter("must not be empty", param_hint="--out")
+    path = Path(out_path)
+    if path.suffix == "":
+        path = path.with_name(path.name + ".npz")
+    elif path.suffix != ".npz":
+        raise click.BadParameter(f"a model file ends in .npz, got {str(out_path)!r}",
+                                 param_hint="--out")
+    check_output_file(path, "model file")
+    existing = [str(p) for p in (path, sidecar_path(path)) if p.exists()]
+    if existing and not force:
+        raise click.BadParameter(f"{' and '.join(existing)} already exist(s); pass --force to "
+                                 f"replace, or choose another path", param_hint="--out")
+    return path
+
+
+def model_task(model_path, data: dict):
+    """A saved model and the one-task study that regenerates its test split.
+
+    Each data setting is the one given, else the one stored beside the model by
+    ``robnp train`` (:func:`read_sidecar`), else the study's; the input dimension
+    defaults to the model's own. A model whose inputs or outputs do not fit the
+    dataset is an error naming both."""
+    from robnp.data import get_dataset
+    from robnp.errors import DataError
+    from robnp.model import load_model
+
+    model = load_model(model_path)
+    stored = read_sidecar(model_path)
+    values = {key: stored.get(key) if data.get(key) is None else data[key] for key in data}
+    if values.get("input_dim") is None:
+        values["input_dim"] = model.n_features
+    dataset = get_dataset(values.get("dataset") or _STUDY_DEFAULT["dataset"])
+    task = _study_config(values).tasks()[0]
+    if model.n_features != task.input_dim:
+        raise DataError(f"{model_path} takes {model.n_features} input features but dataset "
+                        f"{task.dataset!r} with input_dim={task.input_dim} has "
+                        f"{task.input_dim}; pass --input-dim {model.n_features}")
+    if model.n_classes != task.n_classes:
+        raise DataError(f"{model_path} has {model.n_classes} outputs but dataset "
+                        f"{task.dataset!r} has {task.n_classes} classes"
+                        + (f"; pass --n-classes {model.n_classes}"
+                           if dataset.variable_classes else ""))
+    return model, task
+
+
 def _attack_options(pairs) -> dict:
     """``--option NAME.KEY=VALUE`` pairs as {attack: {key: value}} (values in TOML
     syntax: 100, 0.5, true, "dlr")."""
@@ -168,16 +231,30 @@ def _attack_options(pairs) -> dict:
     return tables
 
 
-def _read_sidecar(model_path) -> dict:
+def read_sidecar(model_path) -> dict:
+    """The training settings ``robnp train`` wrote beside ``model_path`` (its ``task``
+    record), or ``{}`` when there is no such file. A file that is there but cannot be
+    read, or is not a ``robnp train`` record, is an error naming it: its settings
+    would otherwise be replaced by the study's without a word."""
     import json
 
+    from robnp.errors import DataError
+
     path = sidecar_path(model_path)
+    if not path.exists():
+        return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).split(":")[0]
+        raise DataError(f"{path} beside the model cannot be read ({reason}); fix or remove "
+                        f"it, or pass the data options") from None
     task = data.get("task") if isinstance(data, dict) else None
-    return task if isinstance(task, dict) else {}
+    if (not isinstance(data, dict) or data.get("format") != "robnp.train"
+            or not isinstance(task, dict)):
+        raise DataError(f"{path} beside the model is not a robnp train record (no format "
+                        f"'robnp.train' with a task); fix or remove it")
+    return task
 
 
 @click.command()
@@ -207,26 +284,15 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
     The data settings default to those in the JSON written beside the model by
     ``robnp train``, else to the study's.
     """
-    from robnp._io import atomic_write_json
+    from robnp._io import atomic_write_json, check_output_file
     from robnp.attacks import evaluate
-    from robnp.errors import DataError
-    from robnp.model import load_model
     from robnp.report.records import attack_label
     from robnp.study import task_data
 
-    model = load_model(model_path)
-    stored = _read_sidecar(model_path)
-    values = {key: stored.get(key) if data[key] is None else data[key] for key in data}
-    config = _study_config(values)
-    task = config.tasks()[0]
-    if model.n_features != task.input_dim:
-        raise DataError(f"{model_path} takes {model.n_features} input features but dataset "
-                        f"{task.dataset!r} with input_dim={task.input_dim} has "
-                        f"{task.input_dim}; pass --input-dim {model.n_features}")
+    if json_path:
+        check_output_file(json_path, "--json file")
+    model, task = model_task(model_path, data)
     _, X_test, _, y_test = task_data(task)
-    if int(y_test.max()) >= model.n_classes:
-        raise DataError(f"{model_path} has {model.n_classes} classes but dataset "
-                        f"{task.dataset!r} has more")
     chosen = StudyConfig.merge_attacks(_attack_options(options) or None, attacks)
     if isinstance(chosen, tuple):
         chosen = {name: {} for name in chosen}

@@ -82,7 +82,10 @@ class RobnpGroup(click.Group):
             # A bare ``robnp`` (or command group) asks for help: print it, as pip does.
             click.echo(exc.ctx.get_help(), color=exc.ctx.color)
             sys.exit(0)
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as exc:
+            if isinstance(exc.__cause__, KeyboardInterrupt):  # Ctrl-C, as the sweep says it
+                click.echo("Interrupted.", err=True)
+                sys.exit(130)
             click.echo("Aborted.", err=True)
             sys.exit(1)
         except click.ClickException as exc:

@@ -6,6 +6,7 @@ import time
 
 import click
 
+from .evaluate import data_options
 from .options import FLOAT_LIST
 
 _STUDY_EPSILONS = "0.01,0.05,0.1,0.2,0.5"
@@ -13,50 +14,51 @@ _STUDY_EPSILONS = "0.01,0.05,0.1,0.2,0.5"
 
 @click.command()
 @click.argument("model_file", type=click.Path(dir_okay=False))
-@click.option("--dataset", required=True, help="Registered dataset the model was trained on.")
-@click.option("--seed", type=int, required=True, help="Seed of the study's data draw.")
+@data_options
 @click.option("--eps", "epsilons", type=FLOAT_LIST, default=_STUDY_EPSILONS,
               show_default=True, help="Radii (comma-separated).")
 @click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True)
-@click.option("--n-samples", type=int, default=2000, show_default=True,
-              help="Points drawn (train + test), as in the study.")
-@click.option("--noise", type=float, default=0.15, show_default=True)
-@click.option("--test-fraction", type=float, default=0.2, show_default=True)
 @click.option("--budget", type=int, default=4096, show_default=True,
               help="Sub-boxes branch and bound may bound per point.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False),
               help="Also write the counts per radius to this JSON file.")
-def verify(model_file, dataset, seed, epsilons, norm, n_samples, noise, test_fraction,
-           budget, json_file):
+def verify(model_file, epsilons, norm, budget, json_file, **data):
     """Verify every test point of MODEL_FILE's dataset at each radius.
 
-    The dataset is regenerated as the study draws it (make_dataset with the seed and
-    the model's input size, then train_test_split); each test point is robust
+    The dataset is regenerated as the study draws it, with the data settings given,
+    else those in the JSON that ``robnp train`` wrote beside the model; --dataset and
+    --seed are required when there is no such JSON. Each test point is robust
     (proven), not robust (a re-checked counterexample) or undecided (budget spent).
     The bracket [certified, attack] holds the exact robust accuracy, and is a single
     number when nothing is undecided.
     """
     import robnp
-    from robnp._io import atomic_write_json
-    from robnp.data import get_dataset
+    from robnp._io import atomic_write_json, check_output_file
     from robnp.errors import ConfigError, DataError
+    from robnp.study import task_data
     from robnp.verify import verify_radii
+
+    from .evaluate import model_task, read_sidecar
 
     for eps in epsilons:
         if not eps >= 0:
             raise ConfigError(f"--eps values must be >= 0, got {eps!r}")
     if budget <= 0:
         raise ConfigError(f"--budget must be an integer >= 1, got {budget}")
-    model = robnp.load_model(model_file)
-    n_classes = get_dataset(dataset).n_classes
-    if model.n_classes != n_classes:
-        raise DataError(f"{model_file} has {model.n_classes} outputs but dataset {dataset!r} "
-                        f"has {n_classes} classes")
-    X, y = robnp.make_dataset(dataset, n_samples, noise, seed=seed, input_dim=model.n_features)
-    _, X_test, _, y_test = robnp.train_test_split(X, y, test_fraction)
+    if json_file:
+        check_output_file(json_file, "--json file")
+    if not read_sidecar(model_file):
+        missing = [flag for flag, key in (("--dataset", "dataset"), ("--seed", "seed"))
+                   if data[key] is None]
+        if missing:
+            raise ConfigError(f"{' and '.join(missing)} needed: no robnp train record beside "
+                              f"{model_file} says which data the model was trained on")
+    model, task = model_task(model_file, data)
+    _, X_test, _, y_test = task_data(task)
     if X_test.shape[0] == 0:
-        raise DataError(f"the test split is empty (--n-samples {n_samples}, "
-                        f"--test-fraction {test_fraction})")
+        raise DataError(f"the test split is empty (--n-samples {task.n_samples}, "
+                        f"--test-fraction {task.test_fraction})")
+    dataset, seed = task.dataset, task.seed
     start = time.perf_counter()
     results = verify_radii(model, X_test, y_test, epsilons, norm=norm, budget=budget, seed=seed)
     seconds = time.perf_counter() - start
@@ -85,8 +87,9 @@ def verify(model_file, dataset, seed, epsilons, norm, n_samples, noise, test_fra
     if json_file:
         atomic_write_json(json_file, {
             "model": str(model_file), "layer_sizes": list(model.layer_sizes),
-            "dataset": dataset, "seed": seed, "n_samples": n_samples, "noise": noise,
-            "test_fraction": test_fraction, "norm": norm, "budget": budget,
+            "dataset": dataset, "seed": seed, "n_samples": task.n_samples,
+            "noise": task.noise, "test_fraction": task.test_fraction, "input_dim": task.input_dim,
+            "n_classes": task.n_classes, "norm": norm, "budget": budget,
             "n_points": int(X_test.shape[0]), "clean_accuracy": clean,
             "seconds": seconds, "results": rows})
         click.echo(f"  wrote {json_file}")

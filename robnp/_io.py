@@ -269,3 +269,32 @@ def ensure_writable_dir(path) -> Path:
     os.close(fd)
     os.unlink(probe)
     return out
+
+
+def check_output_file(path, what: str = "output file") -> Path:
+    """Refuse, before any work, an output file that could not be written at the end.
+
+    Raises :class:`~robnp.errors.ConfigError` naming ``path`` if it is empty, names a
+    directory, or sits in a folder that does not exist or refuses a write (probed
+    with a throw-away file, as :func:`ensure_writable_dir` does). Nothing is created.
+    """
+    import tempfile
+
+    from robnp.errors import ConfigError
+
+    if not str(path).strip():
+        raise ConfigError(f"the {what} path must not be empty")
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"{what} {str(out)!r} is a directory")
+    folder = out.parent
+    if not folder.is_dir():
+        raise ConfigError(f"cannot write {what} {str(out)!r}: folder {str(folder)!r} "
+                          f"does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {what} {str(out)!r}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return out

@@ -124,3 +124,94 @@ def test_help_lists_every_command_without_importing_numba():
     for command in ("sweep", "report", "validate", "train", "attack", "verify", "gradcheck",
                     "scaling"):
         assert f"  {command} " in out.stdout
+
+
+# -- what a value given, a damaged side file or an existing output must never do --------
+
+def test_a_width_given_is_used_or_refused_never_replaced(tmp_path):
+    message = one_error_line(run("train", "--width", 0, "--n-samples", 200, "--max-epochs", 2,
+                                 "--out", tmp_path / "w.npz"))
+    assert "width" in message and "0" in message
+    assert not (tmp_path / "w.npz").exists()
+
+
+def test_a_damaged_side_file_is_an_error_naming_it(model_file, tmp_path):
+    import shutil
+
+    for text in ("{not json", "{}", '{"format": "robnp.train"}', "[1, 2]"):
+        copy = tmp_path / "copy.npz"
+        shutil.copy(model_file, copy)
+        (tmp_path / "copy.json").write_text(text)
+        for command in ("attack", "verify"):
+            message = one_error_line(run(command, copy, "--eps", "0.1"))
+            assert "copy.json" in message, (command, text, message)
+
+
+def test_the_side_file_settings_are_used_by_attack_and_verify(model_file):
+    import robnp
+    from robnp.study import StudyConfig, task_data
+
+    config = StudyConfig(datasets=("moons",), seeds=(4,), widths=(8,), n_samples=300)
+    _, X_test, _, y_test = task_data(config.tasks()[0])
+    clean = robnp.accuracy(robnp.load_model(model_file), X_test, y_test)
+    for command in ("attack", "verify"):
+        result = run(command, model_file, "--eps", "0.05")
+        assert result.exit_code == 0, result.output
+        assert f"clean accuracy {clean:.4f}" in result.output, (command, result.output)
+
+
+def test_verify_without_a_side_file_needs_the_dataset_and_seed(model_file, tmp_path):
+    import shutil
+
+    bare = tmp_path / "bare.npz"
+    shutil.copy(model_file, bare)
+    message = one_error_line(run("verify", bare))
+    assert "--dataset and --seed" in message
+    assert one_error_line(run("verify", bare, "--dataset", "moons")).count("--seed") == 1
+
+
+def test_train_refuses_to_overwrite_without_force_and_a_wrong_suffix(tmp_path):
+    out = tmp_path / "m.npz"
+    args = ["train", "--n-samples", 200, "--max-epochs", 2, "--width", 4, "--out", out]
+    assert run(*args).exit_code == 0
+    before = out.read_bytes()
+    message = one_error_line(run(*args[:-2], "--seed", 9, "--out", out))
+    assert "already exist" in message and "--force" in message
+    assert out.read_bytes() == before
+    forced = run(*args[:-2], "--seed", 9, "--out", out, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert out.read_bytes() != before
+    assert ".npz" in one_error_line(run(*args[:-2], "--out", tmp_path / "t3.txt"))
+    assert not list(tmp_path.glob("t3*"))
+    assert run(*args[:-2], "--out", tmp_path / "plain").exit_code == 0
+    assert (tmp_path / "plain.npz").exists() and (tmp_path / "plain.json").exists()
+
+
+@pytest.mark.parametrize("command", ["attack", "verify"])
+def test_an_unwritable_json_path_is_refused_before_any_work(model_file, command):
+    message = one_error_line(run(command, model_file, "--json", "/nonexistent/x.json"))
+    assert "/nonexistent" in message and "does not exist" in message
+
+
+def test_a_class_count_that_does_not_apply_is_refused(model_file, tmp_path):
+    assert "always has 2 classes" in one_error_line(run("attack", model_file, "--n-classes", 5))
+    assert "always has 2 classes" in one_error_line(
+        run("train", "--n-classes", 5, "--out", tmp_path / "c.npz"))
+
+
+def test_ctrl_c_says_interrupted_and_exits_130(tmp_path):
+    """A real SIGINT to a running ``robnp train``: no click "Aborted.", exit 130."""
+    import signal
+    import time
+
+    out = tmp_path / "long.npz"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "robnp_cli.main", "train", "--width", "256",
+         "--max-epochs", "100000", "--patience", "0", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(4.0)  # imports and the first compiled epochs: the signal lands in training
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.decode().strip().splitlines()[-1] == "Interrupted."
+    assert not out.exists()
