@@ -161,6 +161,20 @@ def test_mixture_bayes_robust_accuracy_agrees_with_a_dense_grid_on_a_few_points(
     np.testing.assert_allclose(acc, grid, atol=1.5 / len(X))
 
 
+def test_three_class_spirals_bayes_robust_accuracy_agrees_with_a_dense_grid():
+    X, y = robnp.make_dataset("spirals", 1024, 0.05, seed=0, n_classes=3)
+    X, y = X[:24], y[:24]
+    source = DataSource("spirals", 1024, 0.05, n_classes=3)
+    assert not source.radial
+    eps = (0.03, 0.1)
+    acc, exact = bayes_robust_accuracy(source, X, y, eps)
+    assert not exact
+    grid = [_brute_force(source, X, y, e, lambda x, r: _box_samples(x, r, 61)).mean()
+            for e in eps]
+    np.testing.assert_allclose(acc, grid, atol=1.5 / len(X))
+    assert acc[0] > acc[1] > 0  # the radii matter on these points: not a vacuous check
+
+
 def test_bayes_classifier_refuses_radial_datasets_and_the_analysis_checks_norm():
     with pytest.raises(ConfigError, match="Gaussian mixture"):
         BayesClassifier(DataSource("circles", 100, 0.1))

@@ -375,7 +375,10 @@ def shell_label_changes(dataset: str, *, n_samples: int, noise: float, input_dim
 def shell_dim(dataset: str, input_dim: int = 2) -> int | None:
     """Coordinates whose norm decides the Bayes label of a radial dataset (2 for
     circles, ``input_dim`` for spheres); None for the mixtures."""
-    model, p = _params(dataset, 2, 1.0, input_dim, None)
+    # Any valid draw size will do: the shell's dimension does not depend on it (one
+    # point per class at least, or a 3-class spirals would be refused).
+    enough = max(2, get_dataset(dataset).classes(None))
+    model, p = _params(dataset, enough, 1.0, input_dim, None)
     return None if model.shell_dim is None else model.shell_dim(p)
 
 
