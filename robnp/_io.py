@@ -271,6 +271,28 @@ def ensure_writable_dir(path) -> Path:
     return out
 
 
+def check_output_dir(path) -> Path:
+    """Refuse, before any work and without creating anything, an output folder that
+    :func:`ensure_writable_dir` could not create or write to later: a file in its
+    place, or a nearest existing ancestor that refuses a write."""
+    from robnp.errors import ConfigError
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output path {str(out)!r} exists and is not a directory")
+    existing = out
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"cannot create output directory {str(out)!r}: "
+                          f"{str(existing)!r} is not a directory")
+    check_output_file(existing / ".write-probe", f"output directory {str(out)!r} (in "
+                      f"{str(existing)!r})")
+    return out
+
+
 def check_output_file(path, what: str = "output file") -> Path:
     """Refuse, before any work, an output file that could not be written at the end.
 

@@ -129,6 +129,7 @@ def test_errors_are_one_line_with_exit_code_2(table_csv, tmp_path):
     common = ["--no-plots", "--grid", "small", "--n-boot", "0", "--out", tmp_path / "out"]
     for args, message in cases:
         assert_one_line_error(invoke(*common, *args), message)
+    assert not (tmp_path / "out").exists()  # a refused table leaves no folder behind
 
 
 def test_help_lists_the_command():

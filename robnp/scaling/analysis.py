@@ -586,11 +586,11 @@ def run_scaling_fit(table_path, config: AnalysisConfig | None = None, *, flops_p
     report : ScalingReport
     written : list of Path
     """
-    from robnp._io import ensure_writable_dir as ensure_out_dir
+    from robnp._io import check_output_dir
     from robnp.scaling.table import read_table
 
     if out_dir is not None:
-        ensure_out_dir(out_dir)
+        check_output_dir(out_dir)  # created by save_report, once there is something to save
     table = read_table(table_path, flops_per_nd=flops_per_nd)
     report = analyze(table, config)
     written = save_report(report, out_dir, figures=figures) if out_dir is not None else []
