@@ -272,12 +272,16 @@ def read_sidecar(model_path) -> dict:
               help="Skip rerunning iterative attacks with twice the steps.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Also write the evaluation as JSON.")
+@click.option("--save-points", "points_path", type=click.Path(dir_okay=False),
+              help="Also write every attack's points (per eps: the point, the clean point, "
+                   "the label, success, and the Bayes label where the density is known) "
+                   "to this .npz file.")
 @click.option("--truth", is_flag=True,
               help="Also what the data allows: the verified bracket (certified <= exact <= "
                    "attacks), the Bayes classifier's robust accuracy and each attack's "
                    "share of adversarial points whose Bayes label changed.")
 def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check, json_path,
-           truth, **data):
+           points_path, truth, **data):
     """Attack a saved model on its dataset's test split: robust accuracy per attack and
     eps, the per-sample worst case, and the sanity checks that failed.
 
@@ -291,6 +295,11 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
 
     if json_path:
         check_output_file(json_path, "--json file")
+    if points_path:
+        if not str(points_path).endswith(".npz"):
+            raise click.BadParameter(f"the points file ends in .npz, got {points_path!r}",
+                                     param_hint="--save-points")
+        check_output_file(points_path, "--save-points file")
     model, task = model_task(model_path, data)
     _, X_test, _, y_test = task_data(task)
     chosen = StudyConfig.merge_attacks(_attack_options(options) or None, attacks)
@@ -319,6 +328,30 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
                             ("dataset", "seed", "noise", "n_samples", "test_fraction", "input_dim",
                              "n_classes")}
         click.echo(f"  wrote {atomic_write_json(json_path, document)}")
+    if points_path:
+        click.echo(f"  wrote {_save_points(points_path, task, X_test, y_test, evaluation)}")
+
+
+def _save_points(path, task, X_test, y_test, evaluation):
+    """The ``--save-points`` file: :func:`robnp.verify.adversarial_points`, with the
+    Bayes labels when the task's density is known, written atomically."""
+    import io
+
+    import numpy as np
+
+    from robnp._io import atomic_write_bytes
+    from robnp.data import bayes, get_dataset
+    from robnp.verify import DataSource, adversarial_points
+
+    source = None
+    if task.dataset in bayes.density_datasets() and task.noise > 0:
+        source = DataSource(task.dataset, task.n_samples, task.noise, task.input_dim,
+                            task.n_classes if get_dataset(task.dataset).variable_classes
+                            else None)
+    arrays = adversarial_points(evaluation, X_test, y_test, source)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _print_truth(model, task, X_test, y_test, evaluation) -> None:

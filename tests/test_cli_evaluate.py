@@ -215,3 +215,36 @@ def test_ctrl_c_says_interrupted_and_exits_130(tmp_path):
     assert process.returncode == 130, stderr
     assert stderr.decode().strip().splitlines()[-1] == "Interrupted."
     assert not out.exists()
+
+
+def test_save_points_writes_every_attack_point_with_its_truth(model_file, tmp_path):
+    import numpy as np
+
+    import robnp
+    from robnp.data import bayes
+
+    out = tmp_path / "points.npz"
+    result = run("attack", model_file, "--attacks", "fgsm,pgd", "--eps", "0.05,0.2",
+                 "--save-points", out)
+    assert result.exit_code == 0, result.output
+    with np.load(out, allow_pickle=False) as saved:
+        data = {key: saved[key] for key in saved.files}
+    assert list(data["attacks"]) == ["fgsm", "pgd"] and list(data["eps"]) == [0.05, 0.2]
+    n, d = data["X"].shape
+    assert data["points"].shape == (2, 2, n, d) and data["success"].shape == (2, 2, n)
+    model = robnp.load_model(model_file)
+    for a in range(2):
+        for k, eps in enumerate(data["eps"]):
+            points = data["points"][a, k]
+            assert np.abs(points - data["X"]).max() <= eps + 1e-6
+            np.testing.assert_array_equal(model.predict(points) != data["y"],
+                                          data["success"][a, k])
+            np.testing.assert_array_equal(
+                data["bayes_label"][a, k],
+                bayes.bayes_label("moons", points, n_samples=300, noise=0.15))
+    # The robust accuracies printed are those of the saved successes.
+    for name, row in zip(("FGSM", "PGD"), 1 - data["success"].mean(axis=2)):
+        line = next(line for line in result.output.splitlines() if line.strip().startswith(name))
+        assert [float(v) for v in line.split()[1:]] == pytest.approx(list(row), abs=5e-5)
+    assert "ends in .npz" in one_error_line(run("attack", model_file, "--save-points",
+                                                tmp_path / "p.txt"))

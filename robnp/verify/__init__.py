@@ -19,8 +19,10 @@ __all__ = ["MarginBounds", "margin_bounds", "box_margin_bounds", "ball_margin_bo
            "Verification", "Bracket", "verify", "verify_radii", "exact_robust_accuracy",
            "PopulationCeiling", "ceiling_figure", "conflict_pairs", "population_ceiling",
            "robustness_ceiling"]
-from .truth import (BayesClassifier, DataSource, RobustnessBracket, bayes_robust_accuracy,
-                    error_region_robust_accuracy, invalid_share, robustness_bracket)
+from .truth import (BayesClassifier, DataSource, RobustnessBracket, adversarial_points,
+                    bayes_robust_accuracy, error_region_robust_accuracy, invalid_share,
+                    robustness_bracket)
 
 __all__ += ["DataSource", "BayesClassifier", "invalid_share", "error_region_robust_accuracy",
-            "bayes_robust_accuracy", "RobustnessBracket", "robustness_bracket"]
+            "bayes_robust_accuracy", "RobustnessBracket", "robustness_bracket",
+            "adversarial_points"]

@@ -34,7 +34,8 @@ from ..losses import loss_and_grad_logits
 from .bab import verify_radii
 
 __all__ = ["DataSource", "BayesClassifier", "invalid_share", "error_region_robust_accuracy",
-           "bayes_robust_accuracy", "RobustnessBracket", "robustness_bracket"]
+           "bayes_robust_accuracy", "RobustnessBracket", "robustness_bracket",
+           "adversarial_points"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,42 @@ def _bayes_at(source: DataSource, points: np.ndarray) -> np.ndarray:
     """Bayes labels at an (n_eps, n_points, d) stack of points."""
     n_eps, n_points, d = points.shape
     return source.label(points.reshape(-1, d).astype(np.float64)).reshape(n_eps, n_points)
+
+
+def adversarial_points(evaluation: Evaluation, X, y,
+                       source: DataSource | None = None) -> dict[str, np.ndarray]:
+    """Every attack's points of an evaluation as plain arrays, ready for ``np.savez``
+    (no object arrays, so they load without pickle).
+
+    Returns
+    -------
+    dict with
+        ``X`` (n_points, n_features) and ``y`` (n_points,): the clean points and labels;
+        ``eps`` (n_eps,); ``attacks`` (n_attacks,): names, in the order run;
+        ``points`` (n_attacks, n_eps, n_points, n_features): each attack's point (the
+        clean point where it did not run); ``success`` and ``attacked``
+        (n_attacks, n_eps, n_points), bool; and, with a ``source`` whose density is
+        known, ``bayes_label_clean`` (n_points,) and ``bayes_label``
+        (n_attacks, n_eps, n_points): the Bayes label at each clean and attack point.
+    """
+    y = _labels(evaluation, y)
+    X = np.asarray(X)
+    results = list(evaluation.attacks.values())
+    if X.shape[:1] != y.shape or (results and X.shape != results[0].adversarial.shape[1:]):
+        raise DataError(f"X must hold the evaluation's {y.shape[0]} points, got shape "
+                        f"{X.shape}")
+    out = {
+        "X": X, "y": y, "eps": np.asarray(evaluation.eps, np.float64),
+        "attacks": np.array([result.name for result in results], dtype=str),
+        "points": np.stack([result.adversarial for result in results]),
+        "success": np.stack([result.success for result in results]),
+        "attacked": np.stack([result.attacked for result in results]),
+    }
+    if source is not None:
+        out["bayes_label_clean"] = source.label(X.astype(np.float64))
+        out["bayes_label"] = np.stack([_bayes_at(source, result.adversarial)
+                                       for result in results])
+    return out
 
 
 def invalid_share(evaluation: Evaluation, y, source: DataSource) -> dict[str, np.ndarray]:
