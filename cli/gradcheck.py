@@ -39,7 +39,12 @@ def gradcheck(hidden, features, classes, samples, loss, seed, step, tol):
     for block in report.blocks:
         shape = "x".join(str(s) for s in block.shape)
         click.echo(f"  {block.name:<8}{shape:>12}{block.max_abs_error:>14.3e}"
-                   f"{block.rel_error:>12.3e}  {'ok' if block.passed else 'FAIL'}")
+                   f"{block.rel_error:>12.3e}  "
+                   f"{'FAIL' if not block.passed else 'vacuous' if block.vacuous else 'ok'}")
+    if report.vacuous:
+        click.echo(f"note: {', '.join(report.vacuous)}: both gradients exactly 0 (dead "
+                   f"units), so the check says nothing there; try more --samples, another "
+                   f"--seed or wider layers")
     if report.passed:
         click.echo(f"PASSED: worst relative error {report.worst.rel_error:.3e} ({report.worst.name})")
         return

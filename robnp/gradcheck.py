@@ -36,6 +36,9 @@ class BlockCheck:
     max_abs_error: float
     rel_error: float
     passed: bool
+    #: Both gradients are exactly zero (dead units, say): the block agrees, but the
+    #: check says nothing about its backward pass.
+    vacuous: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,11 @@ class GradCheckReport:
     @property
     def worst(self) -> BlockCheck:
         return max(self.blocks, key=lambda block: block.rel_error)
+
+    @property
+    def vacuous(self) -> tuple[str, ...]:
+        """Names of the blocks whose check was vacuous (both gradients zero)."""
+        return tuple(block.name for block in self.blocks if block.vacuous)
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
@@ -180,8 +188,10 @@ def check_model_gradients(model: MLP, X, y, *, loss: str = "cross_entropy", h: f
     blocks = []
     for name, analytic, numerical in pairs:
         rel = relative_error(analytic, numerical)
+        vacuous = not np.any(analytic) and not np.any(numerical)
         blocks.append(BlockCheck(name, tuple(analytic.shape),
-                                 float(np.max(np.abs(analytic - numerical))), rel, rel <= tol))
+                                 float(np.max(np.abs(analytic - numerical))), rel, rel <= tol,
+                                 vacuous))
     return GradCheckReport(model.layer_sizes, X.shape[0], loss, tol, tuple(blocks))
 
 

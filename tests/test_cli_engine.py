@@ -28,6 +28,26 @@ def test_gradcheck_prints_every_block_and_passes():
     assert "PASSED" in result.output
 
 
+def test_gradcheck_says_where_the_check_was_vacuous():
+    import numpy as np
+
+    from robnp.gradcheck import check_model_gradients
+
+    result = run("gradcheck", "--hidden", "1,1,1", "--samples", "1")
+    assert result.exit_code == 0, result.output
+    vacuous = [line.split()[0] for line in result.output.splitlines() if line.endswith("vacuous")]
+    assert vacuous and "note: " + ", ".join(vacuous) + ": both gradients exactly 0" in result.output
+    healthy = run("gradcheck", "--hidden", "5,4", "--samples", "6")
+    assert "vacuous" not in healthy.output
+    # In the library: a block is vacuous exactly when both gradients are zero.
+    import robnp
+
+    model = robnp.MLP(2, (3,), 2, dtype=np.float64, seed=0)
+    model.intercepts_[0][:] = -100.0  # every hidden unit dead
+    report = check_model_gradients(model, np.zeros((4, 2)), np.array([0, 1, 0, 1]))
+    assert report.vacuous == ("W1", "b1", "W2", "input") and report.passed
+
+
 def test_gradcheck_fails_above_tolerance():
     result = run("gradcheck", "--hidden", "5", "--samples", "4", "--tol", "1e-14")
     assert result.exit_code == 1
