@@ -72,6 +72,13 @@ def test_load_results_rejects_what_is_not_a_results_document(tmp_path, content, 
         report.load_results(tmp_path)
 
 
+def test_a_json_error_reads_as_a_sentence(tmp_path):
+    (tmp_path / "results.json").write_text('{"results": [], "config": {"a": "unterminated')
+    with pytest.raises(DataError) as info:
+        report.load_results(tmp_path)
+    assert "at at" not in str(info.value) and "(line 1, column" in str(info.value)
+
+
 def test_load_errors_are_one_line_robnp_errors(tmp_path):
     (tmp_path / "results.json").write_text("{\n\n oops")
     with pytest.raises(RobnpError) as info:

@@ -150,8 +150,9 @@ def load_results(out_dir) -> dict:
     try:
         doc = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, "
-                        f"column {exc.colno}") from exc
+        # The parser's message may end in "starting at": the position follows apart.
+        raise DataError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno}, "
+                        f"column {exc.colno})") from exc
     if not isinstance(doc, Mapping):
         raise DataError(f"{path} is not a robnp results document: "
                         f"top level is a {type(doc).__name__}, not an object")

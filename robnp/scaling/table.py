@@ -284,7 +284,8 @@ def _records_from_json(path: Path) -> tuple[list[str], list[dict]]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise DataError(f"{path}: not valid JSON ({exc.msg}; line {exc.lineno}, "
+                        f"column {exc.colno})") from None
     if isinstance(doc, dict) and "rows" in doc:
         doc = doc["rows"]
     if isinstance(doc, dict):
