@@ -45,7 +45,7 @@ def test_every_loss_gradient_matches_finite_differences_through_the_network(loss
     ws = model.workspace(8)
     dX = np.empty_like(X)
     values, pred = np.empty(8), np.empty(8, np.int64)
-    kernels.attack_eval(model.params, model._sizes, X, y, t, code, dX, ws.acts, ws.dZ,
+    kernels.attack_eval(model.params, model.sizes, X, y, t, code, dX, ws.acts, ws.dZ,
                         ws.d0, ws.d1, values, pred, True, 1.0)
 
     def row_values(points):

@@ -217,7 +217,7 @@ def apgd_single_run(target, X, y, t, start, eps_rows, n_iter, loss, norm, bounds
 
     def work(lo, hi):
         ws = model.workspace(hi - lo)
-        kernels.apgd_rows(model.params, model._sizes, X[lo:hi], y[lo:hi], t[lo:hi],
+        kernels.apgd_rows(model.params, model.sizes, X[lo:hi], y[lo:hi], t[lo:hi],
                           X_adv[lo:hi], eps_rows[lo:hi], step_rows[lo:hi], code,
                           NORM_CODES[norm], cast(lower), cast(upper), use_bounds, checks,
                           rho, MOMENTUM, X_best[lo:hi], X_best_adv[lo:hi], robust[lo:hi],

@@ -28,7 +28,7 @@ def accuracy(model, X, y) -> float:
     X = model.check_input(X)
     y = model.check_labels(y, X.shape[0])
     acts = model.workspace(X.shape[0]).acts
-    return kernels.count_correct(model.params, model._sizes, X, y, acts) / X.shape[0]
+    return kernels.count_correct(model.params, model.sizes, X, y, acts) / X.shape[0]
 
 
 @single_blas_thread

@@ -237,7 +237,7 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
                            scale=1.0 / X.shape[0])[0]
     model = target.model
     ws = model.workspace(X.shape[0])
-    kernels.pgd_linf(model.params, model._sizes, X, y, X_adv, cast(eps), cast(step_size),
+    kernels.pgd_linf(model.params, model.sizes, X, y, X_adv, cast(eps), cast(step_size),
                      int(steps), code, cast(lower), cast(upper), use_bounds,
                      dX, ws.acts, ws.dZ, ws.d0, ws.d1, start_gradient is not None)
     return X_adv
@@ -307,7 +307,7 @@ def _pgd_compiled(target, X, y, t, start, eps_rows, step_rows, steps, code, norm
         dX = np.empty((hi - lo, X.shape[1]), X.dtype)
         row_loss = np.empty(hi - lo)
         pred = np.empty(hi - lo, np.int64)
-        args = (model.params, model._sizes, X[lo:hi], y[lo:hi], t[lo:hi], X_adv[lo:hi],
+        args = (model.params, model.sizes, X[lo:hi], y[lo:hi], t[lo:hi], X_adv[lo:hi],
                 eps_rows[lo:hi], step_rows[lo:hi])
         tail = (cast(lower), cast(upper), use_bounds, targeted, use_best, X_best[lo:hi],
                 best_loss[lo:hi], found[lo:hi], dX, ws.acts, ws.dZ, ws.d0, ws.d1, row_loss,
@@ -393,7 +393,7 @@ def _study_radii(model, X, y, radii, options: PGDOptions) -> list[np.ndarray]:
     sign = gradient_sign("dL_dX", input_gradient(model, X, y, loss=options.loss), X, "f")
     X_advs = np.repeat(X[None], len(radii), axis=0)
     ws = model.workspace(X.shape[0])
-    kernels.pgd_linf_radii(model.params, model._sizes, X, y, X_advs,
+    kernels.pgd_linf_radii(model.params, model.sizes, X, y, X_advs,
                            np.array(radii, X.dtype),
                            np.array([options.step_for(eps) for eps in radii], X.dtype),
                            options.steps, loss_code(options.loss), cast(lower), cast(upper),

@@ -126,7 +126,7 @@ def _single_run(target, X, y, eps, options, rng):
     signs = signs.astype(X.dtype)
 
     def work(lo, hi):
-        kernels.square_rows(model.params, model._sizes, X[lo:hi], y[lo:hi], X_best[lo:hi],
+        kernels.square_rows(model.params, model.sizes, X[lo:hi], y[lo:hi], X_best[lo:hi],
                             margin[lo:hi], starts, widths, signs, cast(eps), cast(lower),
                             cast(upper), use_bounds, model.workspace(hi - lo).acts,
                             queries[lo:hi])

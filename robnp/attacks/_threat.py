@@ -165,7 +165,7 @@ class Target:
     def logits(self, X) -> np.ndarray:
         """Logits as a C-contiguous array of the model's dtype."""
         if self.fast:
-            return kernels.forward(self.model.params, self.model._sizes, X,
+            return kernels.forward(self.model.params, self.model.sizes, X,
                                    self.model.workspace(X.shape[0]).acts).copy()
         Z = np.ascontiguousarray(self.model.logits(X), dtype=self.dtype)
         if Z.ndim != 2 or Z.shape[0] != X.shape[0]:
