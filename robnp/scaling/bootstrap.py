@@ -31,7 +31,7 @@ from robnp.scaling.fit import (
     quality_grid,
 )
 from robnp.scaling.laws import Approach2Law, Approach3Law
-from robnp.scaling.optim import batched_lbfgs
+from robnp.scaling.minimize import batched_lbfgs
 from robnp.scaling.table import RunTable
 
 

@@ -44,7 +44,7 @@ from robnp.scaling.laws import (
     APPROACH2_PARAMS, APPROACH3_PARAMS, Approach2Law, Approach3Law, LawInputs,
     approach2_log_loss, approach3_log_loss,
 )
-from robnp.scaling.optim import batched_lbfgs, huber, projected_gradient
+from robnp.scaling.minimize import batched_lbfgs, huber, projected_gradient
 from robnp.scaling.table import RunTable
 
 #: Grid of Hoffmann et al. (2022) used by the paper for Approach 2 (Appendix F.2.1).
