@@ -219,3 +219,15 @@ def test_the_graph_sees_relative_and_function_local_imports():
     assert found == {"robnp.b", "robnp.pkg", "robnp.pkg.c"}
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_setup_cfg_installs_every_package_once():
+    """Every package directory is listed in setup.cfg's ``packages``, none twice (a
+    package left out is missing from a non-editable install)."""
+    text = (ROOT / "setup.cfg").read_text(encoding="utf-8")
+    block = re.search(r"^packages\s*=\s*\n((?:[ \t]+\S+\n)+)", text, re.MULTILINE).group(1)
+    listed = block.split()
+    present = {".".join((PACKAGES[path.parts[0]], *path.parts[1:-1])).rstrip(".")
+               for path in (p.relative_to(ROOT) for d in PACKAGES
+                            for p in (ROOT / d).rglob("__init__.py"))}
+    assert sorted(present - set(listed)) == [] and len(listed) == len(set(listed))
