@@ -16,7 +16,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from . import gradients, kernels
-from ._io import _atomic_write as atomic_write
+from ._io import atomic_write
 from ._version import __version__
 from .errors import ConfigError, DataError, ModelFileError, StoreError
 from .threads import single_blas_thread
