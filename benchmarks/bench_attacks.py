@@ -34,7 +34,7 @@ from numba import njit
 
 import robnp
 from robnp.attacks import get_attack
-from robnp.attacks._threat import CHUNK_ROWS
+from robnp.attacks._threat import ATTACK_CHUNK_ROWS
 from robnp.threads import blas_threads
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -74,7 +74,7 @@ def pass_shapes(sizes, rows: int, gradient: bool) -> list[tuple[int, int, int]]:
 
 
 def chunks(rows: int) -> list[int]:
-    return [min(CHUNK_ROWS, rows - s) for s in range(0, rows, CHUNK_ROWS)]
+    return [min(ATTACK_CHUNK_ROWS, rows - s) for s in range(0, rows, ATTACK_CHUNK_ROWS)]
 
 
 def floor_seconds(passes, sizes, repeats, cache) -> tuple[float, float]:

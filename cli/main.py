@@ -105,8 +105,12 @@ class RobnpGroup(click.Group):
 def cli():
     """robnp: adversarial robustness of small neural networks.
 
-    A NumPy/Numba engine (MLPs with hand-written gradients, Adam, FGSM, PGD)
-    and the robustness-scaling study built on it.
+    A NumPy/Numba engine: MLPs with hand-written gradients; Adam, AdamW, SGD with
+    schedules and weight averaging; adversarial training recipes (PGD-AT, TRADES,
+    FGSM-RS, N-FGSM); attacks (FGSM, PGD, APGD, Square) with a per-sample worst case;
+    a sound verifier (IBP/CROWN bounds, branch and bound) and the data's Bayes
+    labels and robustness ceiling. Built on it: the robustness-scaling study, its
+    teaching figures, and the scaling-law fits.
     """
 
 

@@ -41,6 +41,7 @@ def boundary(model_file, dataset, seed, eps, attack, n_samples, noise, test_frac
     from robnp.errors import ConfigError, DataError
     from robnp.report.teaching import boundary_figure
     from robnp.verify import DataSource
+    from robnp.verify.boundary import boundary_map
 
     _check_png(out)
     if not eps >= 0:
@@ -61,7 +62,8 @@ def boundary(model_file, dataset, seed, eps, attack, n_samples, noise, test_frac
     source = DataSource(dataset, n_samples, noise, 2, classes)
     evaluation = robnp.evaluate(model, X_test, y_test, (eps,), (attack,), seed=seed)
     adversarial = evaluation.attacks[attack].adversarial[0]
-    fig = boundary_figure(model, X_test, y_test, source, eps, adversarial, attack=attack)
+    fig = boundary_figure(boundary_map(model, X_test, y_test, source, eps, adversarial),
+                          attack=attack)
     atomic_savefig(fig, out, dpi=130)
     click.echo(f"wrote {out}")
 
@@ -78,7 +80,7 @@ def robustness(results_dir, population_size, out):
     largest width (means across seeds)."""
     from robnp._io import atomic_savefig
     from robnp.errors import ConfigError
-    from robnp.report.document import load_results
+    from robnp.report import load_results
     from robnp.report.teaching import robustness_figure
     from robnp.verify import population_ceiling
 

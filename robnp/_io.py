@@ -2,7 +2,7 @@
 
 A sweep can be interrupted at any moment (Ctrl-C, a killed job, a full disk).
 Every file robnp writes for a reader to find later therefore goes through
-:func:`_atomic_write`: the content is written to a temporary file in the
+:func:`atomic_write`: the content is written to a temporary file in the
 destination directory, flushed and fsync'ed, and only then renamed over the
 destination with :func:`os.replace`, which is atomic on POSIX and Windows when
 both names are on the same filesystem.  A reader sees either the old file or the
@@ -37,7 +37,7 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path, write, suffix: str = ".tmp") -> Path:
+def atomic_write(path, write, suffix: str = ".tmp") -> Path:
     """Call ``write(binary_file)`` on a temporary file, then move it to `path`.
 
     Parameters
@@ -103,7 +103,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
         The destination path.
     """
     data = bytes(data)
-    return _atomic_write(path, lambda handle: handle.write(data))
+    return atomic_write(path, lambda handle: handle.write(data))
 
 
 def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
@@ -238,7 +238,7 @@ def atomic_savefig(fig, path, **savefig_kwargs) -> Path:
     extension = path.suffix
     if "format" not in savefig_kwargs and extension:
         savefig_kwargs["format"] = extension.lstrip(".").lower()
-    return _atomic_write(path, lambda handle: fig.savefig(handle, **savefig_kwargs),
+    return atomic_write(path, lambda handle: fig.savefig(handle, **savefig_kwargs),
                          suffix=f".tmp{extension}")
 
 

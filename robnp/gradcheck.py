@@ -73,7 +73,7 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
 
 
 def _mean_loss64(model: MLP, X: np.ndarray, y: np.ndarray, code: int, acts, out) -> float:
-    kernels.per_example_loss(model.params, model._sizes, X, y, code, acts, out)
+    kernels.per_example_loss(model.params, model.sizes, X, y, code, acts, out)
     return float(out.mean())
 
 

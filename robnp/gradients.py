@@ -5,6 +5,10 @@ Both run the same forward pass and start from the same dL/dlogits
 gradient is ordinary backpropagation carried one step further: after the first
 layer's delta ``D_1 = dL/d(X W_1 + b_1)``, one more product ``dL/dX = D_1 W_1^T``.
 FGSM, PGD and every later attack are built on :func:`input_gradient`.
+
+The functions take any model with an MLP's kernel-facing attributes (``params``,
+``sizes``, ``check_input``, ``check_labels``, ``workspace``) and import nothing of
+:mod:`robnp.model`, whose :meth:`~robnp.MLP.input_gradient` calls them.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import numpy as np
 
 from .threads import single_blas_thread
 from . import kernels
-from .losses import check_smoothing, loss_code
+from .loss_codes import check_smoothing, loss_code
 
 __all__ = ["input_gradient", "loss_and_input_gradient", "param_gradient",
            "smoothed_param_gradient"]
@@ -32,7 +36,7 @@ def loss_and_input_gradient(model, X, y, loss: str = "cross_entropy"):
     y = model.check_labels(y, X.shape[0])
     ws = model.workspace(X.shape[0])
     dL_dX = np.empty_like(X)
-    value = kernels.loss_and_input_grad(model.params, model._sizes, X, y, loss_code(loss),
+    value = kernels.loss_and_input_grad(model.params, model.sizes, X, y, loss_code(loss),
                                         dL_dX, ws.acts, ws.dZ, ws.d0, ws.d1, True)
     return float(value), dL_dX
 
@@ -68,7 +72,7 @@ def param_gradient(model, X, y, loss: str = "cross_entropy"):
     y = model.check_labels(y, X.shape[0])
     ws = model.workspace(X.shape[0])
     grad = np.empty_like(model.params)
-    value = kernels.loss_and_param_grad(model.params, model._sizes, X, y, loss_code(loss),
+    value = kernels.loss_and_param_grad(model.params, model.sizes, X, y, loss_code(loss),
                                         grad, ws.acts, ws.dZ, ws.d0, ws.d1)
     return float(value), grad
 
@@ -89,6 +93,6 @@ def smoothed_param_gradient(model, X, y, smoothing: float = 0.1):
     ws = model.workspace(X.shape[0])
     grad = np.empty_like(model.params)
     # the training step at fixed points, scaled to the mean
-    value = kernels.ce_training_step(model.params, model._sizes, X, y, smoothing, grad,
+    value = kernels.ce_training_step(model.params, model.sizes, X, y, smoothing, grad,
                                      ws.acts, ws.dZ, ws.d0, ws.d1, 1.0 / X.shape[0])
     return float(value), grad

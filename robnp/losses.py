@@ -13,6 +13,9 @@ losses and offers NumPy-facing wrappers. A loss is selected by name everywhere
 Label smoothing (Szegedy et al., 2016) is a training loss with a parameter, so it is
 not among the names attacks choose from: :func:`cross_entropy_smoothed` takes the
 smoothing ``s`` and compares the logits with ``(1 - s) onehot(y) + s / K``.
+
+The names and their kernel codes (:data:`LOSSES`, :func:`loss_code`, ...) are kept in
+:mod:`robnp.loss_codes`, below the model, and importable from here.
 """
 
 from __future__ import annotations
@@ -20,55 +23,15 @@ from __future__ import annotations
 import numpy as np
 
 from .threads import single_blas_thread
-from . import _checks, kernels
+from . import kernels
 from .errors import ConfigError, DataError
+from .loss_codes import (LOSSES, MIN_CLASSES, TARGETED_LOSSES, check_loss_classes,
+                         check_smoothing, loss_code, targeted_loss)
 from .model import MLP, check_labels
 
 __all__ = ["LOSSES", "TARGETED_LOSSES", "MIN_CLASSES", "loss_code", "targeted_loss",
            "check_loss_classes", "loss_and_grad_logits", "per_example_loss", "mean_loss",
            "check_smoothing", "cross_entropy_smoothed", "per_example_smoothed_loss"]
-
-LOSSES = {
-    "cross_entropy": kernels.LOSS_CROSS_ENTROPY,
-    "cw_margin": kernels.LOSS_CW_MARGIN,
-    "dlr": kernels.LOSS_DLR,
-}
-
-#: Losses that move towards a target class; each is the targeted form of a loss in
-#: :data:`LOSSES` (see :func:`targeted_loss`).
-TARGETED_LOSSES = {
-    "cross_entropy_targeted": kernels.LOSS_CE_TARGETED,
-    "cw_margin_targeted": kernels.LOSS_CW_TARGETED,
-    "dlr_targeted": kernels.LOSS_DLR_TARGETED,
-}
-
-#: The fewest classes a loss is defined for (2 when not listed).
-MIN_CLASSES = {"dlr": 3, "dlr_targeted": 4}
-
-
-def loss_code(name: str, targeted_ok: bool = False) -> int:
-    """The kernel code of the loss ``name`` (targeted names only when
-    ``targeted_ok``)."""
-    known = {**LOSSES, **TARGETED_LOSSES} if targeted_ok else LOSSES
-    try:
-        return known[name]
-    except (KeyError, TypeError):
-        raise ConfigError(
-            f"unknown loss {name!r}; known losses: {', '.join(sorted(known))}") from None
-
-
-def targeted_loss(name: str) -> str:
-    """The targeted form of the loss ``name`` (``"dlr"`` -> ``"dlr_targeted"``)."""
-    loss_code(name)
-    return f"{name}_targeted"
-
-
-def check_loss_classes(loss: str, n_classes: int) -> None:
-    """A ConfigError when ``loss`` is not defined for ``n_classes`` classes."""
-    needed = MIN_CLASSES.get(loss, 2)
-    if n_classes < needed:
-        raise ConfigError(f"loss {loss!r} needs at least {needed} classes, the model has "
-                          f"{n_classes}")
 
 
 def loss_and_grad_logits(Z, y, loss: str = "cross_entropy", y_target=None):
@@ -130,7 +93,7 @@ def per_example_loss(model, X, y, loss: str = "cross_entropy") -> np.ndarray:
         raise ConfigError(f"model must be an MLP, got {type(model).__name__}")
     code = loss_code(loss)
     X, y, acts, out = _per_example_buffers(model, X, y)
-    kernels.per_example_loss(model.params, model._sizes, X, y, code, acts, out)
+    kernels.per_example_loss(model.params, model.sizes, X, y, code, acts, out)
     return out
 
 
@@ -144,11 +107,6 @@ def _per_example_buffers(model, X, y):
 def mean_loss(model, X, y, loss: str = "cross_entropy") -> float:
     """Mean loss of ``model`` over ``(X, y)``."""
     return float(per_example_loss(model, X, y, loss).mean())
-
-
-def check_smoothing(smoothing) -> float:
-    """The label smoothing ``s`` as a float; a ConfigError unless ``0 <= s < 1``."""
-    return _checks.real("smoothing", smoothing, 0, 1, high_open=True)
 
 
 def cross_entropy_smoothed(Z, y, smoothing: float = 0.1):
@@ -187,5 +145,5 @@ def per_example_smoothed_loss(model, X, y, smoothing: float = 0.1) -> np.ndarray
         raise ConfigError(f"model must be an MLP, got {type(model).__name__}")
     smoothing = check_smoothing(smoothing)
     X, y, acts, out = _per_example_buffers(model, X, y)
-    kernels.smoothed_per_example_loss(model.params, model._sizes, X, y, smoothing, acts, out)
+    kernels.smoothed_per_example_loss(model.params, model.sizes, X, y, smoothing, acts, out)
     return out

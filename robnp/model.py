@@ -15,8 +15,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from . import kernels
-from ._io import _atomic_write as atomic_write
+from . import gradients, kernels
+from ._io import atomic_write
 from ._version import __version__
 from .errors import ConfigError, DataError, ModelFileError, StoreError
 from .threads import single_blas_thread
@@ -116,6 +116,9 @@ class MLP:
     ----------
     layer_sizes : tuple of int
         ``(n_features, *hidden, n_classes)``.
+    sizes : ndarray of shape (n_layers + 1,), int64
+        ``layer_sizes`` as the array every kernel takes (read by the gradients,
+        losses, attacks and training loop); never modified.
     params : ndarray of shape (n_params,)
         All parameters; ``coefs_`` and ``intercepts_`` are views into it.
     """
@@ -129,7 +132,7 @@ class MLP:
         self.layer_sizes = _check_sizes((n_features, *hidden, n_classes))
         self.activation = activation
         self.dtype = check_dtype(dtype)
-        self._sizes = np.array(self.layer_sizes, dtype=np.int64)
+        self.sizes = np.array(self.layer_sizes, dtype=np.int64)
         try:
             rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         except (ValueError, TypeError):
@@ -169,7 +172,7 @@ class MLP:
         model.layer_sizes = sizes
         model.activation = activation
         model.dtype = dtype
-        model._sizes = np.array(sizes, dtype=np.int64)
+        model.sizes = np.array(sizes, dtype=np.int64)
         model.params = np.array(params, dtype=dtype, order="C", copy=True)
         return model
 
@@ -244,13 +247,8 @@ class MLP:
     def n_params(self) -> int:
         return int(self.params.shape[0])
 
-    @property
-    def sizes(self) -> np.ndarray:
-        """Layer sizes as the int64 array the kernels take (a copy)."""
-        return self._sizes.copy()
-
     def _blocks(self, array):
-        w_off, b_off = kernels.param_offsets(self._sizes)
+        w_off, b_off = kernels.param_offsets(self.sizes)
         coefs, intercepts = [], []
         for layer, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1],
                                                       self.layer_sizes[1:])):
@@ -323,7 +321,7 @@ class MLP:
         """Raw scores, ndarray of shape (n_samples, n_classes), in the model's dtype."""
         X = self.check_input(X)
         ws = self.workspace(X.shape[0])
-        return kernels.forward(self.params, self._sizes, X, ws.acts).copy()
+        return kernels.forward(self.params, self.sizes, X, ws.acts).copy()
 
     def predict_proba(self, X) -> np.ndarray:
         """Softmax probabilities, ndarray of shape (n_samples, n_classes)."""
@@ -339,9 +337,7 @@ class MLP:
 
     def input_gradient(self, X, y, loss: str = "cross_entropy") -> np.ndarray:
         """See :func:`robnp.gradients.input_gradient`."""
-        from .gradients import input_gradient
-
-        return input_gradient(self, X, y, loss=loss)
+        return gradients.input_gradient(self, X, y, loss=loss)
 
     def __repr__(self) -> str:
         return (f"MLP(layer_sizes={self.layer_sizes}, activation={self.activation!r}, "

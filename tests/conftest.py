@@ -20,18 +20,6 @@ def trained_model(circles_split):
     return model
 
 
-def reference_forward(model, X):
-    """Slow, obvious NumPy forward pass in float64: per-layer activations and logits."""
-    A = np.asarray(X, dtype=np.float64)
-    activations = [A]
-    coefs, intercepts = model.coefs_, model.intercepts_
-    for layer, (W, b) in enumerate(zip(coefs, intercepts)):
-        Z = A @ W.astype(np.float64) + b.astype(np.float64)
-        A = np.maximum(Z, 0) if layer < len(coefs) - 1 else Z
-        activations.append(A)
-    return activations
-
-
 @pytest.fixture
 def no_figures(monkeypatch):
     """Skip drawing figures in sweep tests about something else (matplotlib is slow)."""

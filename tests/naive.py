@@ -1,8 +1,9 @@
-"""Slow, obvious NumPy references for the attacks, written from the papers and
-independent of robnp's kernels: an MLP forward and backward pass, every loss and its
-gradient, the projections, PGD with restarts and the per-sample worst case, APGD's
-checkpoints and iterates, the Square attack's schedule and loop, and the adversarial
-training recipes (their points, objectives and parameter gradients).
+"""Slow, obvious NumPy references, written from the papers and independent of
+robnp's kernels: an MLP forward pass (with every layer's activations) and backward
+pass, every loss and its gradient, the projections, PGD with restarts and the
+per-sample worst case, APGD's checkpoints and iterates, the Square attack's schedule
+and loop, and the adversarial training recipes (their points, objectives and
+parameter gradients).
 
 Everything works row by row in float64 unless a dtype is given; nothing here is fast.
 """
@@ -26,6 +27,13 @@ def forward(model, X):
         cache.append((A, Z))
         A = np.maximum(Z, 0) if index < len(layers) - 1 else Z
     return A, cache
+
+
+def reference_forward(model, X):
+    """Per-layer activations in float64: the input, each hidden layer's ReLU output,
+    and the logits last (the kernels' and the bounds' tests compare against it)."""
+    logits, cache = forward(model, X)
+    return [A for A, _ in cache] + [logits]
 
 
 def backward(model, cache, dZ):

@@ -13,7 +13,7 @@ from robnp import kernels
 from robnp.gradcheck import relative_error, sample_away_from_kinks
 from robnp.attacks import _apgd, _square
 from robnp.attacks._pgd import random_start_points
-from robnp.attacks._threat import Target, top_wrong_class
+from robnp.attacks._threat import AttackedModel, top_wrong_class
 from robnp.errors import ConfigError
 from robnp.losses import LOSSES, TARGETED_LOSSES, loss_and_grad_logits
 
@@ -45,7 +45,7 @@ def test_every_loss_gradient_matches_finite_differences_through_the_network(loss
     ws = model.workspace(8)
     dX = np.empty_like(X)
     values, pred = np.empty(8), np.empty(8, np.int64)
-    kernels.attack_eval(model.params, model._sizes, X, y, t, code, dX, ws.acts, ws.dZ,
+    kernels.attack_eval(model.params, model.sizes, X, y, t, code, dX, ws.acts, ws.dZ,
                         ws.d0, ws.d1, values, pred, True, 1.0)
 
     def row_values(points):
@@ -188,7 +188,7 @@ def test_apgd_iterates_match_the_reference_one_by_one(blobs_model, loss, targete
     start = _apgd.start_points(rng, X, eps_rows, "linf", None)
     t = top_wrong_class(model.logits(X), y) if targeted else y
     name = "dlr_targeted" if targeted else loss
-    target = Target(model if path == "compiled" else Wrapped(model))
+    target = AttackedModel(model if path == "compiled" else Wrapped(model))
     trace_ref, *final_ref, settled = naive.apgd(model, X, y, eps, n_iter, start, loss=loss,
                                                 t=t if targeted else None)
     halved = compared = 0
@@ -231,7 +231,7 @@ def test_l2_apgd_iterates_match_the_reference(blobs_model):
     for r in range(8):
         rows = slice(r, r + 1)
         trace = np.empty((n_iter + 1, 1, 4))
-        _apgd.apgd_single_run(Target(model), X[rows], y[rows], y[rows], start[rows],
+        _apgd.apgd_single_run(AttackedModel(model), X[rows], y[rows], y[rows], start[rows],
                               eps_rows[rows], n_iter, "cross_entropy", "l2", None, 0.75,
                               trace=trace)
         upto = settled[r]  # up to the first near tie (see the L-inf test)
@@ -240,12 +240,12 @@ def test_l2_apgd_iterates_match_the_reference(blobs_model):
 
 
 def test_default_thread_count_follows_the_batch_size():
-    from robnp.attacks._threat import CHUNK_ROWS, thread_count
+    from robnp.attacks._threat import ATTACK_CHUNK_ROWS, thread_count
 
-    assert thread_count(None, 4 * CHUNK_ROWS - 1) == 1
-    assert thread_count(None, 100 * CHUNK_ROWS) == min(100, os.cpu_count() or 1)
-    assert thread_count(8, CHUNK_ROWS) == 1  # never more threads than chunks
-    assert thread_count(2, 3 * CHUNK_ROWS) == 2
+    assert thread_count(None, 4 * ATTACK_CHUNK_ROWS - 1) == 1
+    assert thread_count(None, 100 * ATTACK_CHUNK_ROWS) == min(100, os.cpu_count() or 1)
+    assert thread_count(8, ATTACK_CHUNK_ROWS) == 1  # never more threads than chunks
+    assert thread_count(2, 3 * ATTACK_CHUNK_ROWS) == 2
 
 
 def test_square_schedule_matches_the_paper():

@@ -7,7 +7,7 @@ import robnp
 from robnp import kernels
 from robnp.losses import loss_and_grad_logits
 from robnp.training.optim import Adam
-from conftest import reference_forward
+from naive import reference_forward
 
 
 def softmax(Z):

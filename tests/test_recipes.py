@@ -40,7 +40,7 @@ def run(name, model, X, y, noise, scale=1.0, rows=None, **options):
     opts = recipe.make_options(options)
     ws = recipe.workspace(model, rows or X.shape[0])
     grad = np.full(model.n_params, np.nan, model.dtype)
-    value = recipe.gradient(model.params, model._sizes, np.ascontiguousarray(X), y,
+    value = recipe.gradient(model.params, model.sizes, np.ascontiguousarray(X), y,
                             np.ascontiguousarray(noise), opts, ws, grad, scale)
     return value, grad, ws.X_adv[:X.shape[0]].copy()
 
@@ -253,7 +253,7 @@ def test_a_batch_is_the_sum_of_its_chunks(name):
     total_value, total_grad, points = 0.0, np.zeros_like(grad), []
     for rows in (slice(0, 9), slice(9, 15)):
         part = np.empty_like(grad)
-        total_value += recipe.gradient(model.params, model._sizes, X[rows], y[rows],
+        total_value += recipe.gradient(model.params, model.sizes, X[rows], y[rows],
                                        noise[rows], opts, ws, part, scale)
         total_grad += part
         points.append(ws.X_adv[:rows.stop - rows.start].copy())
@@ -404,7 +404,7 @@ def test_a_second_process_loads_the_recipe_kernels_from_the_cache():
         for name in ("pgd-at", "trades", "fgsm-rs", "n-fgsm"):
             recipe = get_recipe(name)
             grad = np.empty(model.n_params, np.float32)
-            recipe.gradient(model.params, model._sizes, X, y, noise,
+            recipe.gradient(model.params, model.sizes, X, y, noise,
                             recipe.make_options({"eps": 0.1}), recipe.workspace(model, 10),
                             grad, 0.1)
         for kernel in (kernels.pgd_at_gradient, kernels.trades_gradient,

@@ -10,7 +10,7 @@ from robnp.errors import DataError
 from robnp.scaling import Approach2Law, Approach3Law
 from robnp.scaling.fit import Stage
 from robnp.scaling.laws import LawInputs, approach2_log_loss, approach3_log_loss
-from robnp.scaling.optim import batched_lbfgs, huber
+from robnp.scaling.minimize import batched_lbfgs, huber
 
 rng = np.random.default_rng(7)
 N = np.exp(rng.uniform(np.log(1e2), np.log(1e6), 40))

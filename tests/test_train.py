@@ -106,7 +106,7 @@ def _fit_one_epoch_per_call(model, X, y, max_epochs, patience, seed):
     losses, best, stale, step = [], np.inf, 0, 0
     while len(losses) < max_epochs:
         total, n_batches, step = kernels.train_epoch(
-            params, model._sizes, X, y, rng.permutation(X.shape[0]), rows, 0,
+            params, model.sizes, X, y, rng.permutation(X.shape[0]), rows, 0,
             kernels.AdamState(m, v, 1e-3, 0.9, 0.999, 1e-8), step,
             kernels.EpochBuffers(grad, batch_X, batch_y, ws.acts, ws.dZ, ws.d0, ws.d1))
         losses.append(total / n_batches)

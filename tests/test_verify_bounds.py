@@ -7,7 +7,7 @@ import robnp
 from robnp.errors import ConfigError, DataError
 from robnp.verify import ball_margin_bounds, box_margin_bounds, margin_bounds
 
-from conftest import reference_forward
+from naive import reference_forward
 
 N_SAMPLES = 100_000
 CONFIGS = [(dtype, hidden, n_classes)

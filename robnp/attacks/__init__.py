@@ -55,11 +55,14 @@ from ._pgd import PGDCWOptions, PGDOptions, pgd
 from ._registry import (ATTACKS, Attack, AttackOptions, attack_names, get_attack,
                         register_attack)
 from ._square import SquareOptions, square
-from ._threat import NORMS, Target, as_generator, check_bounds, check_eps, check_radii
+from ._threat import NORMS, AttackedModel, as_generator, check_bounds, check_eps, check_radii
+
+#: The earlier name of :class:`AttackedModel`, kept because it was public.
+Target = AttackedModel
 
 __all__ = ["fgsm", "fgsm_from_gradient", "pgd", "apgd", "square", "checkpoints",
            "FGSMOptions", "PGDOptions", "PGDCWOptions", "APGDOptions", "APGDCEOptions",
-           "APGDDLROptions", "APGDTOptions", "SquareOptions", "Target",
+           "APGDDLROptions", "APGDTOptions", "SquareOptions", "AttackedModel", "Target",
            "accuracy", "robust_accuracy", "as_generator", "evaluate", "Evaluation",
            "AttackResult", "predict",
            "ATTACKS", "Attack", "AttackOptions", "attack_names", "get_attack",

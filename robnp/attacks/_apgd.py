@@ -32,8 +32,8 @@ from ..losses import check_loss_classes, loss_code
 from ..threads import single_blas_thread
 from ._pgd import NORM_CODES
 from ._registry import AttackOptions
-from ._threat import (Target, as_generator, check_bounds, check_eps, check_norm, check_threads,
-                      over_chunks, top_wrong_class)
+from ._threat import (AttackedModel, as_generator, check_bounds, check_eps, check_norm,
+                      check_threads, over_chunks, top_wrong_class)
 
 __all__ = ["apgd", "APGDOptions", "APGDCEOptions", "APGDDLROptions", "APGDTOptions",
            "checkpoints", "check_intervals", "run",
@@ -217,7 +217,7 @@ def apgd_single_run(target, X, y, t, start, eps_rows, n_iter, loss, norm, bounds
 
     def work(lo, hi):
         ws = model.workspace(hi - lo)
-        kernels.apgd_rows(model.params, model._sizes, X[lo:hi], y[lo:hi], t[lo:hi],
+        kernels.apgd_rows(model.params, model.sizes, X[lo:hi], y[lo:hi], t[lo:hi],
                           X_adv[lo:hi], eps_rows[lo:hi], step_rows[lo:hi], code,
                           NORM_CODES[norm], cast(lower), cast(upper), use_bounds, checks,
                           rho, MOMENTUM, X_best[lo:hi], X_best_adv[lo:hi], robust[lo:hi],
@@ -298,7 +298,7 @@ def apgd(model, X, y, eps: float, *, n_iter: int = 100, loss: str = "cross_entro
                             n_target_classes=n_target_classes) if targeted else
                APGDOptions(n_iter=n_iter, loss=loss, norm=norm, n_restarts=n_restarts,
                            rho=rho, bounds=bounds, n_threads=n_threads))
-    target = Target(model)
+    target = AttackedModel(model)
     X = target.check_input(X)
     y = target.check_labels(y, X)
     rng = as_generator(seed)
@@ -315,4 +315,4 @@ def _run(target, X, y, radii, options, rng):
 
 def run(model, X, y, radii, options: APGDOptions, rng) -> list[np.ndarray]:
     """Registry entry for ``apgd-ce``, ``apgd-dlr`` and ``apgd-t``."""
-    return _run(Target(model), X, y, radii, options, rng)
+    return _run(AttackedModel(model), X, y, radii, options, rng)

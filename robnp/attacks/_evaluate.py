@@ -13,7 +13,7 @@ from ..errors import ConfigError, DataError
 from ..threads import single_blas_thread
 from ..model import MLP
 from ._registry import get_attack
-from ._threat import Target, as_generator, check_radii
+from ._threat import AttackedModel, as_generator, check_radii
 
 __all__ = ["accuracy", "robust_accuracy", "evaluate", "Evaluation",
            "AttackResult", "predict"]
@@ -28,7 +28,7 @@ def accuracy(model, X, y) -> float:
     X = model.check_input(X)
     y = model.check_labels(y, X.shape[0])
     acts = model.workspace(X.shape[0]).acts
-    return kernels.count_correct(model.params, model._sizes, X, y, acts) / X.shape[0]
+    return kernels.count_correct(model.params, model.sizes, X, y, acts) / X.shape[0]
 
 
 @single_blas_thread
@@ -73,9 +73,9 @@ def robust_accuracy(model, X, y, attack="pgd", eps: Iterable[float] = (0.01, 0.0
 # ---------------------------------------------------------------------------
 
 def _inputs(model, X, y):
-    """``X`` and ``y`` checked through the attack protocol (:class:`Target`): by the
+    """``X`` and ``y`` checked through the attack protocol (:class:`AttackedModel`): by the
     model itself for an MLP, against its declared sizes otherwise."""
-    target = Target(model)
+    target = AttackedModel(model)
     X = target.check_input(X)
     if not np.all(np.isfinite(X)):
         row = int(np.flatnonzero(~np.all(np.isfinite(X), axis=1))[0])

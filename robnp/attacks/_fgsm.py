@@ -13,7 +13,7 @@ from ..gradients import input_gradient
 from ..losses import loss_code
 from ..threads import single_blas_thread
 from ._registry import AttackOptions
-from ._threat import Target, check_bounds, check_eps, gradient_sign
+from ._threat import AttackedModel, check_bounds, check_eps, gradient_sign
 
 __all__ = ["fgsm", "fgsm_from_gradient", "FGSMOptions", "run"]
 
@@ -85,7 +85,7 @@ def fgsm(model, X, y, eps: float, *, loss: str = "cross_entropy", bounds=None) -
     X_adv : ndarray of shape (n_samples, n_features), in the model's dtype
     """
     eps = check_eps(eps)
-    target = Target(model)
+    target = AttackedModel(model)
     X = target.check_input(X)
     y = target.check_labels(y, X)
     if eps == 0:
@@ -102,5 +102,5 @@ def _gradient(target, X, y, loss):
 
 def run(model, X, y, radii, options: FGSMOptions, rng) -> list[np.ndarray]:
     """Registry entry: FGSM at every radius from one gradient at ``X``."""
-    dL_dX = _gradient(Target(model), X, y, options.loss)
+    dL_dX = _gradient(AttackedModel(model), X, y, options.loss)
     return [fgsm_from_gradient(X, dL_dX, eps, options.bounds) for eps in radii]

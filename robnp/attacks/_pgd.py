@@ -28,8 +28,8 @@ from ..gradients import input_gradient
 from ..losses import check_loss_classes, loss_code, targeted_loss
 from ..threads import single_blas_thread
 from ._registry import AttackOptions
-from ._threat import (Target, as_generator, check_bounds, check_eps, check_norm, check_threads,
-                      gradient_sign, over_chunks, top_wrong_class)
+from ._threat import (AttackedModel, as_generator, check_bounds, check_eps, check_norm,
+                      check_threads, gradient_sign, over_chunks, top_wrong_class)
 
 __all__ = ["pgd", "PGDOptions", "PGDCWOptions", "run", "pgd_general", "random_start_points"]
 
@@ -192,7 +192,7 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
     n_restarts = _checks.integer("n_restarts", n_restarts, 1)
     use_best = _checks.flag("use_best", use_best)
     n_threads = check_threads(n_threads)
-    target = Target(model)
+    target = AttackedModel(model)
     X = target.check_input(X)
     y = target.check_labels(y, X)
     study = (target.fast and norm == "linf" and n_restarts == 1 and not use_best
@@ -237,7 +237,7 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
                            scale=1.0 / X.shape[0])[0]
     model = target.model
     ws = model.workspace(X.shape[0])
-    kernels.pgd_linf(model.params, model._sizes, X, y, X_adv, cast(eps), cast(step_size),
+    kernels.pgd_linf(model.params, model.sizes, X, y, X_adv, cast(eps), cast(step_size),
                      int(steps), code, cast(lower), cast(upper), use_bounds,
                      dX, ws.acts, ws.dZ, ws.d0, ws.d1, start_gradient is not None)
     return X_adv
@@ -307,7 +307,7 @@ def _pgd_compiled(target, X, y, t, start, eps_rows, step_rows, steps, code, norm
         dX = np.empty((hi - lo, X.shape[1]), X.dtype)
         row_loss = np.empty(hi - lo)
         pred = np.empty(hi - lo, np.int64)
-        args = (model.params, model._sizes, X[lo:hi], y[lo:hi], t[lo:hi], X_adv[lo:hi],
+        args = (model.params, model.sizes, X[lo:hi], y[lo:hi], t[lo:hi], X_adv[lo:hi],
                 eps_rows[lo:hi], step_rows[lo:hi])
         tail = (cast(lower), cast(upper), use_bounds, targeted, use_best, X_best[lo:hi],
                 best_loss[lo:hi], found[lo:hi], dX, ws.acts, ws.dZ, ws.d0, ws.d1, row_loss,
@@ -333,7 +333,7 @@ def pgd_general(target, X, y, radii, *, steps, step_sizes, loss, bounds, norm,
     """PGD at every radius of ``radii`` (with ``step_sizes`` in the same order), the
     radii stacked as rows of one batch, with restarts on the points still robust.
 
-    ``target`` is a :class:`~robnp.attacks._threat.Target`; ``X``, ``y`` (and
+    ``target`` is a :class:`~robnp.attacks._threat.AttackedModel`; ``X``, ``y`` (and
     ``y_target``) are already checked. ``start`` (one radius only) replaces the
     clean or random start of the first run, ``start_sign`` the gradient sign of its
     first step; ``scale`` multiplies every gradient (only the study's 1/n uses it).
@@ -393,7 +393,7 @@ def _study_radii(model, X, y, radii, options: PGDOptions) -> list[np.ndarray]:
     sign = gradient_sign("dL_dX", input_gradient(model, X, y, loss=options.loss), X, "f")
     X_advs = np.repeat(X[None], len(radii), axis=0)
     ws = model.workspace(X.shape[0])
-    kernels.pgd_linf_radii(model.params, model._sizes, X, y, X_advs,
+    kernels.pgd_linf_radii(model.params, model.sizes, X, y, X_advs,
                            np.array(radii, X.dtype),
                            np.array([options.step_for(eps) for eps in radii], X.dtype),
                            options.steps, loss_code(options.loss), cast(lower), cast(upper),
@@ -410,7 +410,7 @@ def run(model, X, y, radii, options: PGDOptions, rng) -> list[np.ndarray]:
     """Registry entry: PGD at every radius. With the study's options every radius takes
     its first step from ``X`` along the same gradient, computed once here; otherwise
     the radii run stacked as one batch (:func:`pgd_general`)."""
-    target = Target(model)
+    target = AttackedModel(model)
     if options.study_default and target.fast and options.n_threads in (None, 1):
         common = dict(steps=options.steps, loss=options.loss, bounds=options.bounds)
         if options.random_start:

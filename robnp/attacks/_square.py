@@ -28,7 +28,8 @@ import numpy as np
 from .. import _checks, kernels
 from ..threads import single_blas_thread
 from ._registry import AttackOptions
-from ._threat import Target, as_generator, check_bounds, check_eps, check_threads, over_chunks
+from ._threat import (AttackedModel, as_generator, check_bounds, check_eps, check_threads,
+                      over_chunks)
 
 __all__ = ["square", "SquareOptions", "p_schedule", "window_width", "run"]
 
@@ -126,7 +127,7 @@ def _single_run(target, X, y, eps, options, rng):
     signs = signs.astype(X.dtype)
 
     def work(lo, hi):
-        kernels.square_rows(model.params, model._sizes, X[lo:hi], y[lo:hi], X_best[lo:hi],
+        kernels.square_rows(model.params, model.sizes, X[lo:hi], y[lo:hi], X_best[lo:hi],
                             margin[lo:hi], starts, widths, signs, cast(eps), cast(lower),
                             cast(upper), use_bounds, model.workspace(hi - lo).acts,
                             queries[lo:hi])
@@ -172,7 +173,7 @@ def square(model, X, y, eps: float, *, n_queries: int = 5000, p_init: float = 0.
     eps = check_eps(eps)
     options = SquareOptions(n_queries=n_queries, p_init=p_init, n_restarts=n_restarts,
                             bounds=bounds, n_threads=n_threads)
-    target = Target(model)
+    target = AttackedModel(model)
     X = target.check_input(X)
     y = target.check_labels(y, X)
     rng = as_generator(seed)
@@ -181,4 +182,4 @@ def square(model, X, y, eps: float, *, n_queries: int = 5000, p_init: float = 0.
 
 def run(model, X, y, radii, options: SquareOptions, rng) -> list[np.ndarray]:
     """Registry entry."""
-    return square_general(Target(model), X, y, radii, options, rng)
+    return square_general(AttackedModel(model), X, y, radii, options, rng)

@@ -16,8 +16,8 @@ from .. import _checks, kernels
 from ..errors import ConfigError, DataError
 
 __all__ = ["check_eps", "check_radii", "check_bounds", "gradient_sign", "NORMS",
-           "check_norm", "check_threads", "thread_count", "over_chunks", "Target",
-           "top_wrong_class", "CHUNK_ROWS", "as_generator"]
+           "check_norm", "check_threads", "thread_count", "over_chunks", "AttackedModel",
+           "top_wrong_class", "ATTACK_CHUNK_ROWS", "as_generator"]
 
 #: Norms of the balls attacks work in.
 NORMS = ("linf", "l2")
@@ -83,24 +83,25 @@ def check_threads(n_threads):
 
 #: Rows per chunk when an attack's batch is split across threads. Fixed, so that the
 #: split, and with it every result, is the same for any number of threads.
-CHUNK_ROWS = 256
+ATTACK_CHUNK_ROWS = 256
 
 
 def thread_count(n_threads, n_rows: int) -> int:
-    """Threads to use: ``n_threads``, or by default 1 below ``4 * CHUNK_ROWS`` rows and
+    """Threads to use: ``n_threads``, or by default 1 below ``4 * ATTACK_CHUNK_ROWS`` rows and
     every core above (never more than there are chunks)."""
-    chunks = -(-n_rows // CHUNK_ROWS)
+    chunks = -(-n_rows // ATTACK_CHUNK_ROWS)
     if n_threads is None:
-        n_threads = 1 if n_rows < 4 * CHUNK_ROWS else (os.cpu_count() or 1)
+        n_threads = 1 if n_rows < 4 * ATTACK_CHUNK_ROWS else (os.cpu_count() or 1)
     return max(1, min(n_threads, chunks))
 
 
 def over_chunks(work, n_rows: int, n_threads) -> None:
-    """Call ``work(start, stop)`` on the fixed chunks of ``CHUNK_ROWS`` rows, on up to
+    """Call ``work(start, stop)`` on the fixed chunks of ``ATTACK_CHUNK_ROWS`` rows, on up to
     ``thread_count(n_threads, n_rows)`` threads. ``work`` must write only its rows and
     should call nogil kernels (with BLAS on one thread, as every entry point sets), so
     that the threads run in parallel and the result does not depend on their number."""
-    bounds = [(start, min(start + CHUNK_ROWS, n_rows)) for start in range(0, n_rows, CHUNK_ROWS)]
+    bounds = [(start, min(start + ATTACK_CHUNK_ROWS, n_rows))
+              for start in range(0, n_rows, ATTACK_CHUNK_ROWS)]
     threads = thread_count(n_threads, n_rows)
     if threads == 1:
         for start, stop in bounds:
@@ -111,7 +112,7 @@ def over_chunks(work, n_rows: int, n_threads) -> None:
             future.result()
 
 
-class Target:
+class AttackedModel:
     """The model under attack, seen through the attack protocol.
 
     A :class:`robnp.MLP` runs the compiled kernels (``fast``). Any other object with
@@ -165,7 +166,7 @@ class Target:
     def logits(self, X) -> np.ndarray:
         """Logits as a C-contiguous array of the model's dtype."""
         if self.fast:
-            return kernels.forward(self.model.params, self.model._sizes, X,
+            return kernels.forward(self.model.params, self.model.sizes, X,
                                    self.model.workspace(X.shape[0]).acts).copy()
         Z = np.ascontiguousarray(self.model.logits(X), dtype=self.dtype)
         if Z.ndim != 2 or Z.shape[0] != X.shape[0]:

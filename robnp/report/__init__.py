@@ -7,7 +7,13 @@
 * :mod:`~robnp.report.document`: results.json (built once, read by everything else),
   writing and regenerating an output directory;
 * :mod:`~robnp.report.plots`: the figures;
-* :mod:`~robnp.report.validate`: the study's checks of an output directory.
+* :mod:`~robnp.report.validate`: reading results.json back (:func:`load_results`) and
+  the study's checks of an output directory;
+* :mod:`~robnp.report.teaching`: the teaching figures of ``robnp plot``, drawn from
+  records and from labels computed by :mod:`robnp.verify.boundary`.
+
+Nothing here runs a model: ``tests/test_layers.py`` holds this package to the modules
+below it in the layer table of docs/architecture.md.
 """
 
 from .document import (RESULTS_FILE, build_results, document_records, load_results,

@@ -4,14 +4,15 @@
 once and computing every statistic once; tables and figures read the document.
 :func:`write_report` is the last step of ``robnp sweep``; :func:`regenerate`
 backs ``robnp report DIR``, which rebuilds every derived number and figure from
-the records stored in results.json without training anything.  Because the
+the records stored in results.json without training anything. Reading results.json
+back (:func:`load_results`, :data:`RESULTS_FILE`) lives in :mod:`robnp.report.validate`,
+which this module calls; both names are importable from here.  Because the
 derived parts are always recomputed from the records, a report can be
 regenerated after the statistics code changes and will agree with it.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,12 +20,13 @@ from robnp._io import atomic_write_json
 from robnp.errors import DataError, StoreError
 from robnp.report.plots import FIGURE_FILES, write_figures
 from robnp.report.records import check_records, plain, record_attacks, sorted_records
-from robnp.report.stats import (HEADLINE_DATASET, TASK_FIELDS, _aggregate,
-                                _summarize_by_dataset, _task_table, dataset_order)
+from robnp.report.stats import (HEADLINE_DATASET, TASK_FIELDS, aggregate_unchecked,
+                                dataset_order, summarize_by_dataset_unchecked,
+                                task_table_unchecked)
+from robnp.report.validate import RESULTS_FILE, load_results, validate_results
 
-#: Name of the results document inside an output directory.
-RESULTS_FILE = "results.json"
-
+__all__ = ["RESULTS_FILE", "document_records", "build_results", "load_results",
+           "write_report", "regenerate", "INTEGRITY_CHECKS"]
 
 def document_records(results_doc) -> list:
     """The records of a results document, checked against the schema.
@@ -84,11 +86,11 @@ def build_results(records, config: Mapping, environment: Mapping, tasks=None) ->
         raise DataError(f"config must be a dict, got {type(config).__name__}")
     if not isinstance(environment, Mapping):
         raise DataError(f"environment must be a dict, got {type(environment).__name__}")
-    summaries = _summarize_by_dataset(results, attacks)
+    summaries = summarize_by_dataset_unchecked(results, attacks)
     names = dataset_order(results, config)
     headline = HEADLINE_DATASET if HEADLINE_DATASET in summaries else names[0]
     if tasks is None:
-        task_rows = _task_table(results)
+        task_rows = task_table_unchecked(results)
     else:
         for index, task in enumerate(tasks):
             missing = [key for key in TASK_FIELDS if not isinstance(task, Mapping) or key not in task]
@@ -99,7 +101,7 @@ def build_results(records, config: Mapping, environment: Mapping, tasks=None) ->
             key=lambda task: (str(task["dataset"]), int(task["seed"]), int(task["hidden_width"])))
     return {
         "results": results,
-        "aggregated": _aggregate(results, attacks),
+        "aggregated": aggregate_unchecked(results, attacks),
         "dataset_summaries": {name: summaries[name] for name in names},
         "summary": summaries[headline],
         "config": dict(config),
@@ -107,60 +109,6 @@ def build_results(records, config: Mapping, environment: Mapping, tasks=None) ->
         "tasks": task_rows,
         "n_experiments": len(results),
     }
-
-
-def _reject_constant(name: str):
-    raise DataError(f"results.json contains {name}, which strict JSON does not allow")
-
-
-def load_results(out_dir) -> dict:
-    """Read and check the results document of an output directory.
-
-    Parameters
-    ----------
-    out_dir : str or os.PathLike
-        A directory written by :func:`write_report`.
-
-    Returns
-    -------
-    dict
-        The parsed results.json.
-
-    Raises
-    ------
-    StoreError
-        If the directory or results.json is missing or cannot be read.
-    DataError
-        If results.json is not valid strict JSON or not a robnp results
-        document (a JSON object with a ``results`` list and a ``config``
-        object).
-    """
-    out_dir = Path(out_dir)
-    if not out_dir.exists():
-        raise StoreError(f"results directory {out_dir} does not exist")
-    if not out_dir.is_dir():
-        raise StoreError(f"{out_dir} is not a directory")
-    path = out_dir / RESULTS_FILE
-    if not path.is_file():
-        raise StoreError(f"no {RESULTS_FILE} in {out_dir}: nothing to report yet")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StoreError(f"cannot read {path}: {exc}") from exc
-    try:
-        doc = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        # The parser's message may end in "starting at": the position follows apart.
-        raise DataError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno}, "
-                        f"column {exc.colno})") from exc
-    if not isinstance(doc, Mapping):
-        raise DataError(f"{path} is not a robnp results document: "
-                        f"top level is a {type(doc).__name__}, not an object")
-    for key, kind in (("results", list), ("config", Mapping)):
-        if not isinstance(doc.get(key), kind):
-            raise DataError(f"{path} is not a robnp results document: "
-                            f"'{key}' is missing or not a {'list' if kind is list else 'object'}")
-    return doc
 
 
 def write_report(results_doc, out_dir) -> dict[str, Path]:
@@ -238,8 +186,6 @@ INTEGRITY_CHECKS = ("records match the schema", "config lists the sweep",
 
 
 def _refuse_invalid(out_dir) -> None:
-    from robnp.report.validate import validate_results
-
     outcome = validate_results(out_dir)
     problems = [failure for failure in outcome.failures
                 if failure.split(": ", 1)[0] in INTEGRITY_CHECKS]

@@ -4,8 +4,8 @@ Everything here is a pure function over the study's rows (one per dataset x seed
 hidden width x eps; the schema is :mod:`robnp.report.records`), for whatever attacks
 the rows hold. Nothing here trains or attacks a model, so every function can be
 exercised with hand-made records. The public functions check their records; the
-results document (:func:`robnp.report.document.build_results`) checks them once and
-calls the unchecked ``_`` versions.
+results document (:func:`robnp.report.document.build_results`) and the validation
+check them once and call the ``_unchecked`` versions.
 
 Two kinds of spread appear, and they answer different questions:
 
@@ -69,10 +69,13 @@ def task_table(records) -> list[dict]:
         Rows with the keys of :data:`TASK_FIELDS`, sorted by dataset, seed
         and width.
     """
-    return _task_table(sorted_records(records))
+    return task_table_unchecked(sorted_records(records))
 
 
-def _task_table(results) -> list[dict]:
+def task_table_unchecked(results) -> list[dict]:
+    """:func:`task_table` of records already checked and sorted
+    (:func:`~robnp.report.records.sorted_records`): the results document checks its
+    records once and computes every statistic from them."""
     tasks = {}
     for record in results:
         identity = (record["dataset"], record["seed"], record["hidden_width"])
@@ -137,10 +140,13 @@ def aggregate(records) -> list[dict]:
         If a record does not match the schema.
     """
     check_records(records)
-    return _aggregate(records, record_attacks(records))
+    return aggregate_unchecked(records, record_attacks(records))
 
 
-def _aggregate(records, attacks) -> list[dict]:
+def aggregate_unchecked(records, attacks) -> list[dict]:
+    """:func:`aggregate` of records already checked
+    (:func:`~robnp.report.records.check_records`), over the metrics of ``attacks``
+    (their :func:`~robnp.report.records.record_attacks`)."""
     rows = []
     groups = _group(records, ("dataset", "hidden_width", "epsilon"))
     for (dataset, width, eps), members in sorted(groups.items()):
@@ -291,10 +297,12 @@ def _summarize(records, attacks) -> dict:
 def summarize_by_dataset(records) -> dict[str, dict]:
     """:func:`summarize_dataset` for each dataset, keyed by name (sorted)."""
     check_records(records)
-    return _summarize_by_dataset(records, record_attacks(records))
+    return summarize_by_dataset_unchecked(records, record_attacks(records))
 
 
-def _summarize_by_dataset(records, attacks) -> dict[str, dict]:
+def summarize_by_dataset_unchecked(records, attacks) -> dict[str, dict]:
+    """:func:`summarize_by_dataset` of records already checked, over the metrics of
+    ``attacks`` (as :func:`aggregate_unchecked`)."""
     groups = _group(records, ("dataset",))
     return {name: _summarize(groups[(name,)], attacks) for (name,) in sorted(groups)}
 

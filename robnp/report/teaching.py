@@ -5,7 +5,9 @@
     decision boundary, each point's eps-box and an arrow to the attack's point;
     adversarial points whose Bayes label is no longer the clean label (the
     attack changed the true class: the "invalid" adversarial examples of
-    Bartoldson et al. 2024, Section G) are marked apart.
+    Bartoldson et al. 2024, Section G) are marked apart. It draws a
+    :class:`robnp.verify.boundary.BoundaryMap`, computed by
+    :func:`robnp.verify.boundary.boundary_map`: this module runs no model.
 ``robustness_figure``
     Robust accuracy against eps per dataset of a sweep run with analyses: every
     attack, the exact (verified) value, the sample ceiling of the test split, a
@@ -36,26 +38,16 @@ def _figure(size):
     return fig
 
 
-def boundary_figure(model, X, y, source, eps: float, adversarial, *, attack: str = "pgd",
-                    resolution: int = 240, max_boxes: int = 40):
+def boundary_figure(boundary, *, attack: str = "pgd", max_boxes: int = 40):
     """The model's decision regions, the Bayes boundary, eps-boxes and attack arrows.
 
     Parameters
     ----------
-    model : MLP with 2 inputs
-    X : ndarray of shape (n, 2)
-        Test points.
-    y : ndarray of shape (n,), int
-    source : robnp.verify.DataSource
-        The generator, for the Bayes labels.
-    eps : float
-        L-infinity radius of the boxes drawn.
-    adversarial : ndarray of shape (n, 2)
-        The attack's point of every test point at ``eps``.
+    boundary : robnp.verify.boundary.BoundaryMap
+        The model's and the Bayes labels over a grid and the test points under attack
+        (:func:`robnp.verify.boundary.boundary_map`).
     attack : str
-        Its name, for the legend.
-    resolution : int
-        Grid points per axis of the region map.
+        The attack's name, for the legend.
     max_boxes : int
         Broken points drawn with their box and arrow (evenly spaced among the
         broken ones, so the figure stays readable); every adversarial point is
@@ -68,25 +60,11 @@ def boundary_figure(model, X, y, source, eps: float, adversarial, *, attack: str
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch, Rectangle
 
-    from ..attacks import predict
-
-    X = np.asarray(X, np.float64)
-    adversarial = np.asarray(adversarial, np.float64)
-    if X.ndim != 2 or X.shape[1] != 2 or adversarial.shape != X.shape:
-        raise DataError(f"X and adversarial must have shape (n, 2), got {X.shape} and "
-                        f"{adversarial.shape}")
-    y = np.asarray(y)
-    n_classes = int(model.n_classes)
-    pad = max(0.3, 1.5 * eps)
-    lo, hi = X.min(axis=0) - pad, X.max(axis=0) + pad
-    gx, gy = np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution)
-    grid = np.column_stack([a.ravel() for a in np.meshgrid(gx, gy)])
-    regions = predict(model, grid.astype(model.dtype)).reshape(resolution, resolution)
-    truth = source.label(grid).reshape(resolution, resolution)
-
-    pred_adv = predict(model, adversarial.astype(model.dtype))
-    broken = pred_adv != y
-    invalid = broken & (source.label(adversarial) != y)
+    X, y, adversarial, eps = boundary.X, boundary.y, boundary.adversarial, boundary.eps
+    gx, gy, regions, truth = boundary.grid_x, boundary.grid_y, boundary.regions, boundary.truth
+    broken, invalid, n_classes = boundary.broken, boundary.invalid, boundary.n_classes
+    # linspace's end points are exactly the padded extent of the points
+    lo, hi = np.array([gx[0], gy[0]]), np.array([gx[-1], gy[-1]])
 
     span = hi - lo
     fig = _figure((min(12.0, 3.2 + 5.0 * span[0] / span[1]), 5.4))
@@ -126,7 +104,7 @@ def boundary_figure(model, X, y, source, eps: float, adversarial, *, attack: str
     n_broken, n_invalid = int(broken.sum()), int(invalid.sum())
     share = f"{n_invalid}/{n_broken} = {n_invalid / n_broken:.0%}" if n_broken else "none broken"
     boxes = (f"; boxes and arrows for {shown.size} of them" if shown.size < n_broken else "")
-    ax.set_title(f"{source.dataset}, eps = {eps:g} (L-inf), {attack_label(attack)}: "
+    ax.set_title(f"{boundary.dataset}, eps = {eps:g} (L-inf), {attack_label(attack)}: "
                  f"{n_broken} of {len(y)} test points broken{boxes}\n"
                  f"adversarial points whose Bayes label is not the clean label: {share}",
                  fontsize=10)

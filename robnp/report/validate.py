@@ -6,6 +6,13 @@ the configuration stored in results.json, and returns a
 (raised); a result that fails a check is not: the failures are returned so
 that all of them can be shown at once.
 
+:func:`load_results` reads an output directory's results.json back, checked as far
+as every reader needs (strict JSON, a ``results`` list, a ``config`` object). It
+lives here, below :mod:`robnp.report.document` (which writes results.json and
+refuses to regenerate what these checks find inconsistent), so that neither module
+imports the other back; ``robnp.report.load_results`` and
+``robnp.report.document.load_results`` are the same function.
+
 The plausibility thresholds (:data:`MIN_CLEAN_ACC`, :data:`PGD_SLACK`, ...)
 are the study's.  They describe what a healthy sweep on its 2-D tasks looks
 like, not mathematical guarantees: FGSM accuracy, for example, may rise a
@@ -14,6 +21,7 @@ little with eps because a single large step can overshoot the boundary.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping
@@ -24,11 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from robnp._checks import is_integer, is_real
-from robnp.report.document import load_results
+from robnp.errors import DataError, StoreError
 from robnp.report.plots import FIGURE_FILES
 from robnp.report.records import (attack_label, describe_record, metrics, record_attacks,
                                   record_problems)
-from robnp.report.stats import _aggregate, _summarize_by_dataset
+from robnp.report.stats import aggregate_unchecked, summarize_by_dataset_unchecked
 
 #: Lowest acceptable cross-seed mean clean accuracy of any dataset and width.
 MIN_CLEAN_ACC = 0.8
@@ -49,6 +57,68 @@ MAX_LISTED = 5
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _AGGREGATE_MATCH = 1e-9
+
+
+# --------------------------------------------------------------------------
+# reading results.json back
+# --------------------------------------------------------------------------
+
+#: Name of the results document inside an output directory.
+RESULTS_FILE = "results.json"
+
+
+def _reject_constant(name: str):
+    raise DataError(f"results.json contains {name}, which strict JSON does not allow")
+
+
+def load_results(out_dir) -> dict:
+    """Read and check the results document of an output directory.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        A directory written by :func:`robnp.report.write_report`.
+
+    Returns
+    -------
+    dict
+        The parsed results.json.
+
+    Raises
+    ------
+    StoreError
+        If the directory or results.json is missing or cannot be read.
+    DataError
+        If results.json is not valid strict JSON or not a robnp results
+        document (a JSON object with a ``results`` list and a ``config``
+        object).
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.exists():
+        raise StoreError(f"results directory {out_dir} does not exist")
+    if not out_dir.is_dir():
+        raise StoreError(f"{out_dir} is not a directory")
+    path = out_dir / RESULTS_FILE
+    if not path.is_file():
+        raise StoreError(f"no {RESULTS_FILE} in {out_dir}: nothing to report yet")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        # The parser's message may end in "starting at": the position follows apart.
+        raise DataError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno}, "
+                        f"column {exc.colno})") from exc
+    if not isinstance(doc, Mapping):
+        raise DataError(f"{path} is not a robnp results document: "
+                        f"top level is a {type(doc).__name__}, not an object")
+    for key, kind in (("results", list), ("config", Mapping)):
+        if not isinstance(doc.get(key), kind):
+            raise DataError(f"{path} is not a robnp results document: "
+                            f"'{key}' is missing or not a {'list' if kind is list else 'object'}")
+    return doc
 
 
 @dataclass(frozen=True)
@@ -419,7 +489,7 @@ def validate_results(out_dir) -> ValidationReport:
     if records_ok:
         attacks = record_attacks(records)
         # The statistics the document should hold, computed once from its records.
-        summaries = _summarize_by_dataset(records, attacks)
+        summaries = summarize_by_dataset_unchecked(records, attacks)
         if grid is not None:
             run("every run of the config present once", _check_complete, doc, records, grid)
         run("accuracies in [0, 1]", _check_accuracy_range, records, attacks)
@@ -431,7 +501,7 @@ def validate_results(out_dir) -> ValidationReport:
             run("FGSM accuracy does not rise with eps", _check_fgsm_trend, records)
         if grid is not None:
             run("aggregates complete", _check_aggregates, doc,
-                _aggregate(records, attacks), attacks, grid)
+                aggregate_unchecked(records, attacks), attacks, grid)
         run("summaries carry correlations", _check_summaries, doc, summaries, attacks)
     run("environment metadata present", _check_environment, doc)
     run("figures present and drawn", _check_figures, out_dir)

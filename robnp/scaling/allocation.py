@@ -69,7 +69,10 @@ class Overhead:
     loss_star: float
 
 
-def _check_budget(flops, flops_per_nd):
+def check_budget(flops, flops_per_nd):
+    """``flops`` as a float64 array of budgets and ``flops_per_nd`` as a float, each
+    finite and > 0, with every budget above ``flops_per_nd`` (at least one N D);
+    a ConfigError otherwise. Shared with :mod:`robnp.scaling.envelope`."""
     flops = np.atleast_1d(np.asarray(flops, dtype=np.float64))
     if not np.all(np.isfinite(flops) & (flops > 0)):
         bad = flops[~(np.isfinite(flops) & (flops > 0))][0]
@@ -110,7 +113,7 @@ def approach2_optimal(law, flops, flops_per_nd, quality=np.inf) -> Allocation:
     -------
     Allocation
     """
-    flops, k = _check_budget(flops, flops_per_nd)
+    flops, k = check_budget(flops, flops_per_nd)
     q = _check_quality(quality)
     if not (law.alpha > 0 and law.beta > 0):
         raise ConfigError(f"compute-optimal sizes need alpha > 0 and beta > 0, "
@@ -176,7 +179,7 @@ def numeric_optimal_batch(log_loss_fn, thetas, flops, flops_per_nd, quality=np.i
     -------
     N, D, loss : ndarray of shape (R, m)
     """
-    flops, k = _check_budget(flops, flops_per_nd)
+    flops, k = check_budget(flops, flops_per_nd)
     q = _check_quality(quality)
     thetas = np.atleast_2d(np.asarray(thetas, dtype=np.float64))
     log_c = np.broadcast_to(np.log(flops / k), (thetas.shape[0], flops.size))
@@ -220,7 +223,7 @@ def numeric_optimal(law, flops, flops_per_nd, quality=np.inf, *, n_iter=80) -> A
     -------
     Allocation
     """
-    flops, k = _check_budget(flops, flops_per_nd)
+    flops, k = check_budget(flops, flops_per_nd)
     q = _check_quality(quality)
     N, D, loss = numeric_optimal_batch(law.log_loss_fn, law.theta()[None], flops, k, q, n_iter=n_iter)
     return Allocation(flops=flops, N=N[0], D=D[0], loss=loss[0], quality=q, flops_per_nd=k)

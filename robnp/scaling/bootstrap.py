@@ -27,11 +27,11 @@ from robnp.errors import ConfigError, DataError
 from robnp.scaling.allocation import approach2_optimal, numeric_optimal_batch
 from robnp.scaling.envelope import EnvelopeConfig, fit_envelope, select_quality
 from robnp.scaling.fit import (
-    FitConfig, ParametricFit, Stage, _from_base_relative, approach2_stages, approach3_stage,
+    FitConfig, ParametricFit, Stage, from_base_relative, approach2_stages, approach3_stage,
     quality_grid,
 )
 from robnp.scaling.laws import Approach2Law, Approach3Law
-from robnp.scaling.optim import batched_lbfgs
+from robnp.scaling.minimize import batched_lbfgs
 from robnp.scaling.table import RunTable
 
 
@@ -172,7 +172,7 @@ def _batched_refit(stage: Stage, starts, weights, fit_config: FitConfig, fixed_p
 
 
 def _to_base_relative(theta, base_q):
-    """Inverse of ``fit._from_base_relative``."""
+    """Inverse of ``fit.from_base_relative``."""
     theta = np.array(theta, dtype=np.float64)
     u = math.log1p(1.0 / base_q)
     theta[..., 1] += theta[..., 6] * u
@@ -203,7 +203,7 @@ def _parametric_thetas(table: RunTable, fit: ParametricFit, weights, config: Boo
     free2, ok2, conv2 = _batched_refit(stage2, starts2, weights[:, rows2], fit_config, fixed_per_rep=base)
     full = base.copy()
     full[:, stage2.free] = free2
-    return _from_base_relative(full, base_q), ok1 & ok2, conv1 & conv2
+    return from_base_relative(full, base_q), ok1 & ok2, conv1 & conv2
 
 
 def bootstrap_parametric(table: RunTable, fit: ParametricFit, budgets, *,

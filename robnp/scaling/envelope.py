@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from robnp.errors import ConfigError, DataError
-from robnp.scaling.allocation import Allocation, _check_budget
+from robnp.scaling.allocation import Allocation, check_budget
 from robnp.scaling.table import RunTable
 
 WEIGHTINGS = ("per-run", "uniform")
@@ -173,7 +173,7 @@ class EnvelopeFit:
 
     def optimal(self, flops) -> Allocation:
         """N*, D*, L* at the budget(s) ``flops`` from the three power laws."""
-        flops, k = _check_budget(flops, self.flops_per_nd)
+        flops, k = check_budget(flops, self.flops_per_nd)
         return Allocation(flops=flops, N=self.N_star(flops), D=self.D_star(flops),
                           loss=self.L_star(flops), quality=self.quality, flops_per_nd=k)
 

@@ -44,7 +44,7 @@ from robnp.scaling.laws import (
     APPROACH2_PARAMS, APPROACH3_PARAMS, Approach2Law, Approach3Law, LawInputs,
     approach2_log_loss, approach3_log_loss,
 )
-from robnp.scaling.optim import batched_lbfgs, huber, projected_gradient
+from robnp.scaling.minimize import batched_lbfgs, huber, projected_gradient
 from robnp.scaling.table import RunTable
 
 #: Grid of Hoffmann et al. (2022) used by the paper for Approach 2 (Appendix F.2.1).
@@ -543,7 +543,7 @@ def approach2_stages(table: RunTable, config: FitConfig):
     return "two-stage", [(stage1, base_grid, base_rows), (stage2, quality_grid(), other_rows)], base_q
 
 
-def _from_base_relative(theta, base_q):
+def from_base_relative(theta, base_q):
     """Turn constants measured at quality base_q back into the paper's B and E."""
     theta = np.array(theta, dtype=np.float64)
     u = math.log1p(1.0 / base_q)
@@ -613,8 +613,8 @@ def fit_approach2(table: RunTable, config: FitConfig | None = None, *,
         stage2 = Stage(stage2.name, 2, stage2.inputs, stage2.log_loss, stage2.free, base_theta,
                        stage2.delta)
         r2 = run_stage(stage2, starts2, config)
-        theta = _from_base_relative(stage2.full_theta(r2.theta_free)[0], base_q)
-        local = _from_base_relative(stage2.full_theta(r2.local_optima), base_q)
+        theta = from_base_relative(stage2.full_theta(r2.theta_free)[0], base_q)
+        local = from_base_relative(stage2.full_theta(r2.local_optima), base_q)
         convs.extend([r1.convergence, r2.convergence])
     rq = table.reference_quality() if reference_quality is None else float(reference_quality)
     return ParametricFit(approach=2, law=Approach2Law.from_theta(theta), quality_fit=mode,

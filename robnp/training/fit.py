@@ -536,7 +536,7 @@ def _fit_fused(model, X, y, config: TrainConfig) -> History:
         for row in perms:
             row[:] = rng.permutation(n_samples)
         ran, step, best, stale, stopped = kernels.train_epochs(
-            params, model._sizes, X, y, perms, batch_rows, code, adam, step, buffers,
+            params, model.sizes, X, y, perms, batch_rows, code, adam, step, buffers,
             losses[epoch:epoch + count], best, stale, patience, config.min_delta)
         epoch += ran
         if not np.isfinite(losses[epoch - 1]):
@@ -728,7 +728,7 @@ def objective(model, X, y, config: TrainConfig | None = None, seed: int = 0) -> 
     total = 0.0
     for a in range(0, n, CHUNK_ROWS):
         b = min(a + CHUNK_ROWS, n)
-        total += recipe.gradient(model.params, model._sizes, X[a:b], y[a:b],
+        total += recipe.gradient(model.params, model.sizes, X[a:b], y[a:b],
                                  None if noise is None else noise[a:b], options, workspace,
                                  grad, 1.0 / n)
     return total
@@ -758,7 +758,7 @@ def train_general(model, source, config: TrainConfig, n_threads: int = 1, valida
     options = config.recipe_options
     dtype = model.dtype
     params = model.params
-    sizes = model._sizes
+    sizes = model.sizes
     n_params = params.shape[0]
     batch_rows = source.batch_rows
     n_chunks = -(-batch_rows // CHUNK_ROWS)

@@ -53,7 +53,7 @@ from ..attacks import check_eps, pgd
 from ..errors import ConfigError
 from ..gradients import input_gradient
 from ..threads import single_blas_thread
-from .bounds import _Box, _Net, _bounds, input_region
+from .bounds import Box, Float64Net, input_region, region_margin_bounds
 
 __all__ = ["Verification", "Bracket", "verify", "verify_radii", "exact_robust_accuracy",
            "ROBUST", "NOT_ROBUST", "UNDECIDED"]
@@ -359,12 +359,12 @@ def _branch_and_bound(run, net, rows, root_lo, root_hi, root, budget):
         lo = np.array([p[2] for p in parents])
         hi = np.array([p[3] for p in parents])
         dim = np.array([p[4] for p in parents])
-        box = _Box(lo, hi)
+        box = Box(lo, hi)
         halves = (box.split(dim, 0), box.split(dim, 1))
         child_lo = np.concatenate([halves[0].lo, halves[1].lo])
         child_hi = np.concatenate([halves[0].hi, halves[1].hi])
         child_owner = np.concatenate([owners, owners])
-        bounds = _bounds(net, _Box(child_lo, child_hi), run.y[child_owner], "both")
+        bounds = region_margin_bounds(net, Box(child_lo, child_hi), run.y[child_owner], "both")
         np.add.at(run.branches, child_owner, 1)
         c_worst = bounds.lower.min(axis=1)
         c_class = bounds.lower.argmin(axis=1)
@@ -440,9 +440,9 @@ def _verify(model, X, y, eps, norm, budget, bounds, seed, extra=None,
     open_rows = run.open()
     if open_rows.size == 0:
         return run.result()
-    net = _Net.of(model)
+    net = Float64Net.of(model)
     region = input_region(model, X[open_rows], eps, norm, bounds)
-    root = _bounds(net, region, y[open_rows], "both")
+    root = region_margin_bounds(net, region, y[open_rows], "both")
     worst = root.lower.min(axis=1)
     good = _certified(root.lower, y[open_rows])
     run.certify(open_rows[good], worst[good], "bound")

@@ -80,7 +80,8 @@ from ..errors import ConfigError, DataError
 from ..threads import single_blas_thread
 
 __all__ = ["MarginBounds", "input_region", "margin_bounds", "box_margin_bounds",
-           "ball_margin_bounds", "METHODS"]
+           "ball_margin_bounds", "METHODS", "Float64Net", "Box", "Ball",
+           "region_margin_bounds"]
 
 METHODS = ("crown", "ibp", "both")
 
@@ -128,16 +129,18 @@ def _clean_lower(x):
 # ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class _Net:
-    """An MLP's weights in float64 (exact copies) and the unit roundoff it runs with."""
+class Float64Net:
+    """An MLP's weights in float64 (exact copies) and the unit roundoff it runs with:
+    the network every bound propagates through (``Float64Net.of(model)``; branch and
+    bound converts a model once and bounds many regions with it)."""
 
     Ws: tuple            # (fan_in, fan_out) float64
     bs: tuple            # (fan_out,) float64
     u_model: float
 
     @classmethod
-    def of(cls, model) -> "_Net":
-        if isinstance(model, _Net):
+    def of(cls, model) -> "Float64Net":
+        if isinstance(model, Float64Net):
             return model
         u = 2.0 ** -24 if model.dtype == np.float32 else 2.0 ** -53
         return cls(tuple(np.array(W, np.float64) for W in model.coefs_),
@@ -157,8 +160,9 @@ class _Net:
 # ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class _Box:
-    """Boxes ``[lo, hi]``, arrays of shape (n, d), float64."""
+class Box:
+    """Boxes ``[lo, hi]``, arrays of shape (n, d), float64: a region of
+    :func:`region_margin_bounds` (branch and bound splits them)."""
 
     lo: np.ndarray
     hi: np.ndarray
@@ -183,7 +187,7 @@ class _Box:
         return _down(value - _slack(err, 2 * d) - _up(penalty * (1 + 1e-9)))
 
     def take(self, rows):
-        return _Box(self.lo[rows], self.hi[rows])
+        return Box(self.lo[rows], self.hi[rows])
 
     def split(self, dim, which):
         """Halves of every box along its own ``dim`` (n,): lower (which=0) or upper."""
@@ -195,12 +199,13 @@ class _Box:
             hi[rows, dim] = mid
         else:
             lo[rows, dim] = mid
-        return _Box(lo, hi)
+        return Box(lo, hi)
 
 
 @dataclass(frozen=True)
-class _Ball:
-    """L2 balls: centres (n, d) and radii (n,), float64."""
+class Ball:
+    """L2 balls: centres (n, d) and radii (n,), float64: a region of
+    :func:`region_margin_bounds`."""
 
     center: np.ndarray
     radius: np.ndarray
@@ -209,7 +214,7 @@ class _Ball:
         return _up(np.abs(self.center) + self.radius[:, None])
 
     def take(self, rows):
-        return _Ball(self.center[rows], self.radius[rows])
+        return Ball(self.center[rows], self.radius[rows])
 
     def _norm_up(self, A):
         d = A.shape[-1]
@@ -475,9 +480,14 @@ def _margin_spec(net, y):
 _CHUNK_ELEMENTS = 1 << 23      # largest coefficient tensor built at once (64 MB)
 
 
-def _bounds(net, region, y, method):
-    """Bounds for every row, in chunks small enough that CROWN's per-row
-    coefficient tensors (rows x outputs x inputs of a layer) stay in memory."""
+def region_margin_bounds(net, region, y, method):
+    """:class:`MarginBounds` of every row of ``region`` (a :class:`Box` or
+    :class:`Ball` with one row per label of ``y``, int64) through ``net`` (a
+    :class:`Float64Net`), by ``method`` (one of :data:`METHODS`).
+
+    The public functions check their inputs and call this; branch and bound calls it
+    directly on the boxes it splits. Rows run in chunks small enough that CROWN's
+    per-row coefficient tensors (rows x outputs x inputs of a layer) stay in memory."""
     if method not in METHODS:
         raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
     widths = [W.shape[1] for W in net.Ws]
@@ -572,7 +582,7 @@ def box_margin_bounds(model, lo, hi, y, method: str = "crown") -> MarginBounds:
         ``"both"`` takes the larger of the two bounds (each is sound; neither is
         always tighter).
     """
-    net = _Net.of(model)
+    net = Float64Net.of(model)
     lo = np.ascontiguousarray(lo, np.float64)
     hi = np.ascontiguousarray(hi, np.float64)
     d = net.Ws[0].shape[0]
@@ -580,19 +590,19 @@ def box_margin_bounds(model, lo, hi, y, method: str = "crown") -> MarginBounds:
         raise DataError(f"lo and hi must have shape (n, {d}), got {lo.shape} and {hi.shape}")
     if np.any(~(lo <= hi)):
         raise DataError("every box must satisfy lo <= hi (and hold no NaN)")
-    return _bounds(net, _Box(lo, hi), _check_labels(net, y, lo.shape[0]), method)
+    return region_margin_bounds(net, Box(lo, hi), _check_labels(net, y, lo.shape[0]), method)
 
 
 @single_blas_thread
 def ball_margin_bounds(model, center, radius, y, method: str = "crown") -> MarginBounds:
     """Margin bounds over L2 balls ``||x - center||_2 <= radius`` (via the dual norm:
     a linear function ``a x`` is at least ``a center - radius ||a||_2`` there)."""
-    net = _Net.of(model)
+    net = Float64Net.of(model)
     center = np.ascontiguousarray(center, np.float64)
     radius = np.broadcast_to(np.asarray(radius, np.float64), (center.shape[0],)).copy()
     if np.any(~(radius >= 0)):
         raise DataError("every radius must be >= 0")
-    return _bounds(net, _Ball(center, radius), _check_labels(net, y, center.shape[0]), method)
+    return region_margin_bounds(net, Ball(center, radius), _check_labels(net, y, center.shape[0]), method)
 
 
 def _acceptance_radius(eps: float, dtype, norm: str, d: int) -> float:
@@ -620,12 +630,12 @@ def input_region(model, X, eps: float, norm: str = "linf", bounds=None):
     of radius ``r`` (``bounds`` only make it smaller, so they are ignored here,
     which is sound). ``X`` is first cast to the model's dtype, as the model sees it.
 
-    Returns an internal region object for :func:`box_margin_bounds`-style use.
+    Returns a :class:`Box` or a :class:`Ball`, for :func:`region_margin_bounds`.
     """
     X64 = np.asarray(model.check_input(X), np.float64)
     r = _acceptance_radius(eps, model.dtype, norm, X64.shape[1])
     if norm == "l2":
-        return _Ball(X64, np.full(X64.shape[0], r))
+        return Ball(X64, np.full(X64.shape[0], r))
     if norm != "linf":
         raise ConfigError(f"norm must be 'linf' or 'l2', got {norm!r}")
     lo, hi = _down(X64 - r), _up(X64 + r)
@@ -638,7 +648,7 @@ def input_region(model, X, eps: float, norm: str = "linf", bounds=None):
         if np.any(lo > hi):
             bad = int(np.flatnonzero(np.any(lo > hi, axis=1))[0])
             raise DataError(f"the eps-ball of row {bad} does not meet bounds {bounds!r}")
-    return _Box(lo, hi)
+    return Box(lo, hi)
 
 
 @single_blas_thread
@@ -667,4 +677,4 @@ def margin_bounds(model, X, y, eps: float, *, norm: str = "linf", bounds=None,
     eps = check_eps(eps)
     region = input_region(model, X, eps, norm, bounds)
     y = model.check_labels(y, region.magnitude().shape[0])
-    return _bounds(_Net.of(model), region, y, method)
+    return region_margin_bounds(Float64Net.of(model), region, y, method)
