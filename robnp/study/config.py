@@ -27,7 +27,7 @@ from ..training.fit import TrainConfig
 from ..training.recipes import RecipeOptions, get_recipe
 from .tasks import Task
 
-__all__ = ["StudyConfig", "load_config_file", "DEFAULT_ATTACKS", "ANALYSES"]
+__all__ = ["StudyConfig", "load_config_file", "format_setting", "DEFAULT_ATTACKS", "ANALYSES"]
 
 #: The study's attacks, and the default of ``--attacks``.
 DEFAULT_ATTACKS = ("fgsm", "pgd")
@@ -35,6 +35,14 @@ DEFAULT_ATTACKS = ("fgsm", "pgd")
 ANALYSES = ("exact", "ceiling", "bayes")
 # PGD options that the study names on its own (``pgd_steps``, ``pgd_step_fraction``).
 _STUDY_PGD_OPTIONS = {"steps": "pgd_steps", "step_fraction": "pgd_step_fraction"}
+
+
+def format_setting(value) -> str:
+    """A setting's value as the command line writes it: a list comma-separated (an
+    attack by its name), anything else as ``str``."""
+    if isinstance(value, tuple):
+        return ",".join(v[0] if isinstance(v, tuple) else str(v) for v in value)
+    return str(value)
 
 
 def _name(name, value):
