@@ -45,8 +45,9 @@ _STUDY_OPTIONS = [
 
 def study_options(command):
     for flag, field, kind, help_text in reversed(_STUDY_OPTIONS):
+        default = format_setting(getattr(_DEFAULTS, field))
         command = click.option(flag, field, type=kind, default=None,
-                               help=f"{help_text}  [default: {format_setting(getattr(_DEFAULTS, field))}]")(command)
+                               help=f"{help_text}  [default: {default}]")(command)
     return command
 
 

@@ -5,10 +5,11 @@ Two paths train a model, and they agree.
 
 * **The fused path** (the study's default configuration: the standard recipe without
   label smoothing, Adam, a constant step size, no weight averaging, loss-based
-  stopping, fixed data): up to 16 epochs (as many as take about 0.2 s, so that Ctrl-C
-  stays prompt) are one compiled call (:func:`robnp.kernels.train_epochs`): gathering
-  each minibatch, the forward and backward passes, the Adam update and the stopping
-  rule all happen inside it, so a small network pays no Python overhead per minibatch.
+  stopping, fixed data): up to :data:`EPOCHS_PER_CALL` epochs (as many as take about
+  0.2 s, so that Ctrl-C stays prompt) are one compiled call
+  (:func:`robnp.kernels.train_epochs`): gathering each minibatch, the forward and
+  backward passes, the Adam update and the stopping rule all happen inside it, so a
+  small network pays no Python overhead per minibatch.
   Python draws each epoch's shuffle from NumPy's generator beforehand, so the stream,
   and every result, is the same as one epoch per call.
 * **The general loop** (everything else). Per minibatch: gather the rows; when the
@@ -20,9 +21,14 @@ Two paths train a model, and they agree.
   update the weight average. The result is bit-identical for any ``n_threads``.
   At the end of each epoch come the stopping rule and the monitors: robust
   validation accuracy for checkpoint selection (Rice et al., 2020) and the
-  catastrophic-overfitting check (Wong et al., 2020).
+  catastrophic-overfitting check (Wong et al., 2020). :func:`train_general` reads
+  as these steps: ``_Chunks`` (a minibatch's rows and its gradient), ``_Updates``
+  (schedule, optimizer, weight average: the optimizer objects of
+  :mod:`robnp.training.optim` take every step) and ``_Monitors`` (the end-of-epoch
+  checks and checkpoint selection).
 
-:func:`robnp.training.stream.fit_stream` runs the same general loop on a stream of
+How to train is a :class:`~robnp.training.config.TrainConfig` (importable from here
+too). :func:`robnp.training.stream.fit_stream` runs the same general loop on a stream of
 fresh samples, each seen once.
 """
 
@@ -47,9 +53,9 @@ from .optim import SGD, Adam, AdamW
 from .recipes import get_recipe
 from .schedules import Constant, Cosine, OneCycle, StepDecay
 
-__all__ = ["TrainConfig", "History", "fit", "objective", "epoch_flops", "CHUNK_ROWS", "OPTIMIZERS",
-           "SCHEDULE_NAMES", "MONITOR_STEPS", "OVERFIT_DROP", "EPOCHS_PER_CALL",
-           "PERMUTATION_BUDGET"]
+__all__ = ["TrainConfig", "History", "fit", "objective", "epoch_flops", "train_general",
+           "make_optimizer", "make_schedule", "CHUNK_ROWS", "OPTIMIZERS", "SCHEDULE_NAMES",
+           "MONITOR_STEPS", "OVERFIT_DROP", "EPOCHS_PER_CALL", "PERMUTATION_BUDGET"]
 
 #: Rows per chunk of a minibatch in the general loop. Fixed, so that a minibatch's split,
 #: and with it every sum of chunk gradients, depends on its size alone.
