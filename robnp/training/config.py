@@ -1,6 +1,6 @@
 """How the training loop trains: :class:`TrainConfig`, one frozen dataclass.
 
-Its fields fall into groups, in the order they appear:
+Its fields fall into groups:
 
 * **the run** -- ``batch_size``, ``max_epochs``, the early-stopping rule
   (``patience``, ``min_delta``), the ``seed`` and the fused path's ``loss``;
@@ -325,5 +325,5 @@ def resolve_config(config: TrainConfig | None, overrides: Mapping) -> TrainConfi
     return config
 
 
-
+# The defaults identity() compares with.
 _DEFAULT_CONFIG = TrainConfig()
