@@ -46,8 +46,7 @@ from ..threads import single_blas_thread
 from .. import _checks, flops, kernels
 from ..errors import ConfigError, TrainingDivergedError
 from ..losses import loss_code
-from .config import (OPTIMIZERS, OVERFIT_CHECK_RECIPES, SCHEDULE_NAMES, SELECTIONS,
-                     TrainConfig, resolve_config)
+from .config import OPTIMIZERS, SCHEDULE_NAMES, TrainConfig, resolve_config
 from .ema import EMA
 from .optim import SGD, Adam, AdamW
 from .recipes import get_recipe
