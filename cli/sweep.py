@@ -6,17 +6,11 @@ import sys
 
 import click
 
-from robnp.study.config import StudyConfig
+from robnp.study.config import StudyConfig, format_setting
 
 from .options import FLOAT_LIST, INT_LIST, NAME_LIST
 
 _DEFAULTS = StudyConfig()
-
-
-def _show(values) -> str:
-    if isinstance(values, tuple):
-        return ",".join(v[0] if isinstance(v, tuple) else str(v) for v in values)
-    return str(values)
 
 
 # (option, field, type, help) — the defaults shown come from StudyConfig.
@@ -51,8 +45,9 @@ _STUDY_OPTIONS = [
 
 def study_options(command):
     for flag, field, kind, help_text in reversed(_STUDY_OPTIONS):
+        default = format_setting(getattr(_DEFAULTS, field))
         command = click.option(flag, field, type=kind, default=None,
-                               help=f"{help_text}  [default: {_show(getattr(_DEFAULTS, field))}]")(command)
+                               help=f"{help_text}  [default: {default}]")(command)
     return command
 
 
@@ -62,30 +57,6 @@ def _format_seconds(seconds: float) -> str:
 
 
 _FLAGS = {field: flag for flag, field, _, _ in _STUDY_OPTIONS}
-
-
-def _resumed_config(out_dir, values: dict, source: str) -> StudyConfig | None:
-    """The configuration stored in ``out_dir`` if it holds finished tasks, after
-    checking that every setting given agrees with it; None when there is none."""
-    from robnp.errors import StoreError
-    from robnp.study.store import read_store
-
-    found = read_store(out_dir, with_results=False)
-    if found is None:
-        return None
-    stored = found[0]
-    given = StudyConfig.from_mapping(
-        {**{name: getattr(stored, name) for name in StudyConfig.field_names()}, **values},
-        source=source)
-    differences = [
-        f"{_FLAGS.get(name, name.replace('_', '-'))} {_show(getattr(given, name))} differs "
-        f"from the stored {name.replace('_', '-')} {_show(getattr(stored, name))}"
-        for name in given.differences(stored)]
-    if differences:
-        raise StoreError(f"{out_dir} holds a different configuration: "
-                         f"{'; '.join(differences)}; drop those options to continue it, "
-                         f"or choose another --out directory")
-    return stored
 
 
 class _Terminated(KeyboardInterrupt):
@@ -151,8 +122,8 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
     import signal
 
     from robnp.report import format_summary_table
-    from robnp.study import default_jobs, load_config_file, run_study
-    from robnp.study.executor import worker_count
+    from robnp.study import LocalExecutor, default_jobs, load_config_file, run_study
+    from robnp.study.store import study_config
 
     if not out_dir.strip():
         raise click.BadParameter("must name a directory, got an empty value",
@@ -164,13 +135,11 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
     if names is not None or "attacks" in values:
         values["attacks"] = StudyConfig.merge_attacks(values.get("attacks"), names)
     values.update({name: value for name, value in options.items() if value is not None})
-    source = config_file or "options"
-    config = _resumed_config(out_dir, values, source) if resume else None
-    if config is None:
-        config = StudyConfig.from_mapping(values, source=source)
+    config = study_config(values, out_dir, resume=resume, source=config_file or "options",
+                          option_names=_FLAGS)
     cores = default_jobs()
     asked = jobs
-    jobs = jobs or cores
+    executor = LocalExecutor(jobs or cores)
 
     status = None
 
@@ -179,7 +148,7 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
         if n_stored:
             click.echo(f"{n_stored} task(s) already stored in {out_dir}; "
                        f"running the remaining {n_todo}.", err=True)
-        workers = worker_count(jobs, n_todo)
+        workers = executor.n_workers(n_todo)
         if asked is not None and asked > cores:
             click.echo(f"Warning: --jobs {asked} exceeds the {cores} core(s) available; "
                        f"workers will share cores.", err=True)
@@ -203,7 +172,7 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
     except ValueError:  # not the main thread: signals stay as they are
         previous_term = None
     try:
-        outcome = run_study(config, out_dir, jobs=jobs, resume=resume,
+        outcome = run_study(config, out_dir, executor=executor, resume=resume,
                             on_progress=on_progress, on_start=on_start)
     except KeyboardInterrupt as exc:
         if status is not None:

@@ -23,7 +23,7 @@ from .errors import (ConfigError, DataError, ModelFileError, RobnpError, StoreEr
 # public name -> module that defines it
 _EXPORTS = {
     "MLP": "model", "param_count": "model", "save_model": "model", "load_model": "model",
-    "fit": "training.fit", "TrainConfig": "training.fit", "History": "training.fit",
+    "fit": "training.fit", "TrainConfig": "training.config", "History": "training.fit",
     "fit_stream": "training.stream", "SampleStream": "training.stream",
     "recipe_names": "training.recipes", "get_recipe": "training.recipes",
     "Adam": "training.optim", "AdamW": "training.optim", "SGD": "training.optim",

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .training.fit import _EPOCHS_PER_CALL, _PERMUTATION_BUDGET, CHUNK_ROWS
+from .training.fit import CHUNK_ROWS, EPOCHS_PER_CALL, PERMUTATION_BUDGET
 
 __all__ = ["MAX_SIZE", "check_size", "MemoryEstimate", "available_memory", "format_bytes",
            "training_memory", "gradcheck_memory", "check_fits"]
@@ -192,7 +192,7 @@ def training_memory(*, n_features: int, hidden, n_classes: int, n_samples: int,
     # Generated float64 data and labels with the generator's temporaries, the
     # split's copies, the float32 copy fit and the attacks take, and the shuffles
     # fit draws for one compiled call.
-    epochs_at_once = max(1, min(_EPOCHS_PER_CALL, _PERMUTATION_BUDGET // max(n_train, 1)))
+    epochs_at_once = max(1, min(EPOCHS_PER_CALL, PERMUTATION_BUDGET // max(n_train, 1)))
     data = (n_samples * (sizes[0] * (6 * _FLOAT64 + _FLOAT32) + 3 * _INT64)
             + (epochs_at_once + 1) * n_train * _INT64)
     workspaces = (_workspace_bytes(sizes, batch_rows, _FLOAT32)

@@ -130,6 +130,49 @@ def test_adam_over_many_steps_and_adamw_without_decay_is_adam(dtype):
     assert robnp.Adam is Adam and robnp.AdamW is AdamW and robnp.SGD is SGD
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_weight_decay_is_l2_added_to_the_gradient_which_is_left_as_given(dtype):
+    """torch.optim.Adam's weight_decay: ``g + weight_decay p`` enters the moments."""
+    p0, grads = gradients(dtype, seed=5)
+    p = p0.copy()
+    opt = Adam(N, dtype=dtype, lr=1e-2, weight_decay=0.1)
+    for g in grads:
+        before = g.copy()
+        opt.step(p, g)
+        np.testing.assert_array_equal(g, before)
+    # the same as Adam without decay on the decayed gradients, bit for bit
+    q = p0.copy()
+    plain = Adam(N, dtype=dtype, lr=1e-2)
+    for g in grads:
+        plain.step(q, g + dtype(0.1) * q)
+    np.testing.assert_array_equal(p, q)
+    # and PyTorch's rule written out in float64
+    exact, m, v = p0.astype(np.float64), np.zeros(N), np.zeros(N)
+    for t, g in enumerate(grads, start=1):
+        g = g.astype(np.float64) + 0.1 * exact
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        exact = exact - 1e-2 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(p, exact, rtol=tol, atol=tol)
+    with pytest.raises(ConfigError, match="weight_decay must be a finite number >= 0"):
+        Adam(N, weight_decay=-1.0)
+
+
+def test_a_momentum_given_to_step_overrides_it_for_that_step_only():
+    g = np.array([1.0, -1.0])
+    cycled, fixed = Adam(2, dtype=np.float64, beta1=0.9), Adam(2, dtype=np.float64, beta1=0.85)
+    p, q = np.zeros(2), np.zeros(2)
+    cycled.step(p, g, momentum=0.85)
+    fixed.step(q, g)
+    np.testing.assert_array_equal(p, q)
+    assert cycled.beta1 == 0.9
+    with pytest.raises(ConfigError, match=r"beta1 must be a finite number in \[0, 1\)"):
+        cycled.step(p, g, momentum=1.0)
+    with pytest.raises(ConfigError, match="momentum > 0"):
+        SGD(2, dtype=np.float64).step(p, g, momentum=0.9)
+
+
 def test_a_step_size_given_to_step_overrides_lr_for_that_step_only():
     g = np.array([1.0, -1.0])
     fixed, scheduled = SGD(2, dtype=np.float64, lr=0.1), SGD(2, dtype=np.float64, lr=0.1)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 import robnp.study
 from robnp.study import STORE_NAME, StudyConfig, TaskStore
-from robnp.study.executor import submission_order
+from robnp.study.executors import submission_order
 from robnp.study.runner import EtaEstimator
 from robnp_cli.main import cli
 

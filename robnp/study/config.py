@@ -2,12 +2,16 @@
 
 :class:`StudyConfig` holds every setting of ``robnp sweep`` with the study's values
 as defaults (one source of defaults: the CLI, config files and the Python API all
-read them from here). It is composed from the library's own configuration objects,
-which check their values with their own rules, once: the training settings become a
-:class:`~robnp.training.fit.TrainConfig`, each attack an options dataclass of the attack
-registry (:mod:`robnp.attacks`). :meth:`StudyConfig.tasks` expands it into
-independent :class:`~robnp.study.tasks.Task` objects, one per (dataset, seed, width),
-that carry those objects as they are.
+read them from here). Its settings are flat, as the command line and config files
+name them, but it is composed of the library's own configuration objects, each made
+once and checked by its own rules: the training settings make one
+:class:`~robnp.training.config.TrainConfig` without a seed (:attr:`StudyConfig.train`;
+the recipe's options in it, ``train_eps`` as their ``eps``), each attack an options
+object of the attack registry (:mod:`robnp.attacks`). The flat training settings
+read back what that object holds, so that two spellings of one study are one study.
+:meth:`StudyConfig.tasks` expands it into independent
+:class:`~robnp.study.tasks.Task` objects, one per (dataset, seed, width), that carry
+those objects as they are (the training one with the task's seed).
 """
 
 from __future__ import annotations
@@ -16,18 +20,18 @@ import dataclasses
 import hashlib
 import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .. import _checks
 from ..attacks import AttackOptions, get_attack
 from ..data import get_dataset
 from ..errors import ConfigError
-from ..training.fit import TrainConfig
+from ..training.config import TrainConfig
 from ..training.recipes import RecipeOptions, get_recipe
 from .tasks import Task
 
-__all__ = ["StudyConfig", "load_config_file", "DEFAULT_ATTACKS", "ANALYSES"]
+__all__ = ["StudyConfig", "load_config_file", "format_setting", "DEFAULT_ATTACKS", "ANALYSES"]
 
 #: The study's attacks, and the default of ``--attacks``.
 DEFAULT_ATTACKS = ("fgsm", "pgd")
@@ -35,6 +39,18 @@ DEFAULT_ATTACKS = ("fgsm", "pgd")
 ANALYSES = ("exact", "ceiling", "bayes")
 # PGD options that the study names on its own (``pgd_steps``, ``pgd_step_fraction``).
 _STUDY_PGD_OPTIONS = {"steps": "pgd_steps", "step_fraction": "pgd_step_fraction"}
+# TrainConfig fields the study names on its own, the seed (one per task) and the recipe's.
+_TRAIN_SETTINGS = ("lr", "batch_size", "max_epochs", "patience", "min_delta")
+_OWN_TRAIN_FIELDS = {*_TRAIN_SETTINGS, "seed", "recipe", "recipe_options", "train_eps"}
+_TRAIN_DEFAULTS = TrainConfig()
+
+
+def format_setting(value) -> str:
+    """A setting's value as the command line writes it: a list comma-separated (an
+    attack by its name), anything else as ``str``."""
+    if isinstance(value, tuple):
+        return ",".join(v[0] if isinstance(v, tuple) else str(v) for v in value)
+    return str(value)
 
 
 def _name(name, value):
@@ -124,6 +140,10 @@ class StudyConfig:
         (``bayes_robust_acc``, ``invalid_share_<attack>``,
         ``error_region_acc_<attack>``; datasets with a known density only). None
         by default, so the study's records keep their keys.
+    train : TrainConfig
+        Not a setting but made from them: the training configuration every task
+        trains with (``seed`` None; each task's is its seed), the recipe's options
+        in it.
     """
 
     datasets: tuple[str, ...] = ("circles", "moons")
@@ -149,6 +169,7 @@ class StudyConfig:
     train_eps: float | None = None
     recipe_options: Any = ()
     train_options: Any = ()
+    train: TrainConfig = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -182,12 +203,19 @@ class StudyConfig:
         set_("recipe", get_recipe(self.recipe).name)
         if self.train_eps is not None:
             set_("train_eps", _checks.real("train_eps", self.train_eps, 0, low_open=True))
-        set_("recipe_options", self._recipe_table(self.recipe_options))
-        set_("train_options", self._train_table(self.train_options))
-        # The training settings are TrainConfig's, checked by its rules.
-        train = self.train_config()
-        for name in ("lr", "batch_size", "max_epochs", "patience", "min_delta"):
+        # The training settings make one TrainConfig, checked by its rules; the flat
+        # settings are then what it holds.
+        train = TrainConfig(**{name: getattr(self, name) for name in _TRAIN_SETTINGS},
+                            seed=None, recipe=self.recipe,
+                            recipe_options=self._recipe_options(),
+                            **self._train_table(self.train_options))
+        set_("train", train)
+        for name in _TRAIN_SETTINGS:
             set_(name, getattr(train, name))
+        set_("recipe_options", self._changed_recipe_options(train.recipe_options))
+        set_("train_options", tuple(
+            (name, getattr(train, name)) for name in sorted(_train_option_names())
+            if getattr(train, name) != getattr(_TRAIN_DEFAULTS, name)))
         set_("pgd_steps", _checks.integer("pgd_steps", self.pgd_steps, 0))
         set_("pgd_step_fraction", _checks.real("pgd_step_fraction", self.pgd_step_fraction,
                                                0, low_open=True))
@@ -206,64 +234,59 @@ class StudyConfig:
 
     # -- the library's configuration objects --------------------------------------------
     def train_config(self, seed: int | None = None) -> TrainConfig:
-        """The training settings as :func:`robnp.fit` takes them (Adam, early stopping,
-        the recipe and its options)."""
-        return TrainConfig(lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
-                           patience=self.patience, min_delta=self.min_delta, seed=seed,
-                           recipe=self.recipe, recipe_options=self.recipe_settings(),
-                           **dict(self.train_options))
+        """The training configuration as :func:`robnp.fit` takes it, with ``seed``."""
+        return dataclasses.replace(self.train, seed=seed)
 
-    def _train_table(self, table) -> tuple:
-        """``train_options`` as sorted ``(name, value)`` pairs of TrainConfig fields the
-        study does not name itself, those equal to the defaults left out."""
+    def recipe_settings(self) -> RecipeOptions:
+        """The recipe's options object: its defaults, ``recipe_options`` and
+        ``train_eps``."""
+        return self.train.recipe_options
+
+    def _recipe_options(self) -> RecipeOptions:
+        """The recipe's options object from its defaults, the ``recipe_options``
+        table and ``train_eps`` (the one place it becomes the options' ``eps``),
+        with the study's rules: an adversarial recipe needs ``train_eps``, a clean
+        one refuses it, and the table does not set ``eps``."""
+        entries = _as_table("recipe_options", self.recipe_options, "option names and values")
+        if "eps" in entries:
+            raise ConfigError("set the recipe's radius with train_eps (--train-eps), not in "
+                              "recipe_options")
+        spec = get_recipe(self.recipe)
+        if "eps" in spec.options.field_names():
+            if self.train_eps is None:
+                raise ConfigError(f"recipe {self.recipe!r} needs train_eps (--train-eps), the "
+                                  f"radius it trains at")
+            entries["eps"] = self.train_eps
+        elif self.train_eps is not None:
+            raise ConfigError(f"train_eps is for adversarial recipes; recipe "
+                              f"{self.recipe!r} trains on the clean points, got "
+                              f"train_eps={self.train_eps}")
+        return spec.make_options(entries, source="recipe_options")
+
+    def _changed_recipe_options(self, options: RecipeOptions) -> tuple:
+        """The recipe's options as sorted ``(name, value)`` pairs that differ from
+        the recipe's defaults at the same radius (``eps`` is ``train_eps``), so that
+        two spellings of one training are one study."""
+        spec = get_recipe(self.recipe)
+        radius = {"eps": options.eps} if "eps" in spec.options.field_names() else {}
+        defaults = spec.make_options(radius).to_dict()
+        return tuple(sorted((key, value) for key, value in options.to_dict().items()
+                            if key != "eps" and value != defaults[key]))
+
+    @staticmethod
+    def _train_table(table) -> dict:
+        """``train_options`` as a dict of TrainConfig fields the study does not name
+        itself (a field it names is refused here, with the setting to use)."""
         entries = _as_table("train_options", table, "training settings")
-        own = {"lr", "batch_size", "max_epochs", "patience", "min_delta", "seed", "recipe",
-               "recipe_options", "train_eps"}
-        allowed = [name for name in TrainConfig.__dataclass_fields__ if name not in own]
+        allowed = _train_option_names()
         for name in entries:
-            if name in own:
+            if name in _OWN_TRAIN_FIELDS:
                 raise ConfigError(f"train_options: set {name} as the study's own setting "
                                   f"({name.replace('_', '-')}), not in train_options")
             if name not in allowed:
                 raise ConfigError(f"train_options: unknown training setting {name!r}; known: "
                                   f"{', '.join(allowed)}")
-        defaults = TrainConfig()
-        return tuple(sorted((name, value) for name, value in entries.items()
-                            if value != getattr(defaults, name)))
-
-    def recipe_settings(self) -> RecipeOptions:
-        """The recipe's options object: its defaults, ``recipe_options`` and
-        ``train_eps``."""
-        spec = get_recipe(self.recipe)
-        values = dict(self.recipe_options)
-        if self.train_eps is not None:
-            if "eps" not in spec.options.field_names():
-                raise ConfigError(f"train_eps is for adversarial recipes; recipe "
-                                  f"{self.recipe!r} trains on the clean points, got "
-                                  f"train_eps={self.train_eps}")
-            values["eps"] = self.train_eps
-        elif "eps" in spec.options.field_names():
-            raise ConfigError(f"recipe {self.recipe!r} needs train_eps (--train-eps), the "
-                              f"radius it trains at")
-        return spec.make_options(values, source="recipe_options")
-
-    def _recipe_table(self, table) -> tuple:
-        """``recipe_options`` as sorted ``(name, value)`` pairs that differ from the
-        recipe's defaults (``eps`` is ``train_eps``), so that two spellings of one
-        training are one study."""
-        entries = _as_table("recipe_options", table, "option names and values")
-        if "eps" in entries:
-            raise ConfigError("set the recipe's radius with train_eps (--train-eps), not in "
-                              "recipe_options")
-        spec = get_recipe(self.recipe)
-        base = {"eps": self.train_eps} if self.train_eps is not None else {}
-        try:
-            defaults = spec.make_options(base).to_dict()
-        except ConfigError:  # a missing train_eps: train_config names it
-            return tuple(sorted(entries.items()))
-        given = spec.make_options({**base, **entries}, source="recipe_options").to_dict()
-        return tuple(sorted((key, value) for key, value in given.items()
-                            if key != "eps" and value != defaults[key]))
+        return entries
 
     def _attack_settings(self, attacks) -> tuple:
         if isinstance(attacks, Mapping):
@@ -276,27 +299,27 @@ class StudyConfig:
             entries = [(entry, None) if isinstance(entry, str) else tuple(entry)
                        for entry in attacks]
         _checks.sequence("attacks", [name for name, _ in entries], _name)
-        settings = []
-        for name, options in entries:
-            spec = get_attack(name)
-            if isinstance(options, AttackOptions):
-                if not isinstance(options, spec.options):
-                    raise ConfigError(f"options of attack {name!r} must be a "
-                                      f"{spec.options.__name__}, got {options!r}")
-                if name == "pgd":
-                    options = dataclasses.replace(options, **{
-                        option: getattr(self, field) for option, field in _STUDY_PGD_OPTIONS.items()})
-            else:
-                values = dict(options or {})
-                if name == "pgd":
-                    for option, field in _STUDY_PGD_OPTIONS.items():
-                        if option in values or option.replace("_", "-") in values:
-                            raise ConfigError(f"set PGD's {option} with {field.replace('_', '-')}, "
-                                              f"not in the pgd attack's options")
-                        values[option] = getattr(self, field)
-                options = spec.make_options(values, source=f"attacks.{name}")
-            settings.append((name, options))
-        return tuple(settings)
+        return tuple((name, self._attack_options(name, options)) for name, options in entries)
+
+    def _attack_options(self, name: str, options) -> AttackOptions:
+        """Attack ``name``'s options object from its options (an options object, or a
+        mapping of option values), made and checked by the attack registry; PGD's
+        ``steps`` and ``step_fraction`` are the study's ``pgd_steps`` and
+        ``pgd_step_fraction``."""
+        spec = get_attack(name)
+        study = {option: getattr(self, setting) for option, setting in _STUDY_PGD_OPTIONS.items()
+                 } if name == "pgd" else {}
+        if isinstance(options, AttackOptions):
+            if not isinstance(options, spec.options):
+                raise ConfigError(f"options of attack {name!r} must be a "
+                                  f"{spec.options.__name__}, got {options!r}")
+            return dataclasses.replace(options, **study) if study else options
+        values = dict(options or {})
+        for option, setting in _STUDY_PGD_OPTIONS.items():
+            if study and (option in values or option.replace("_", "-") in values):
+                raise ConfigError(f"set PGD's {option} with {setting.replace('_', '-')}, "
+                                  f"not in the pgd attack's options")
+        return spec.make_options({**values, **study}, source=f"attacks.{name}")
 
     def _check_analyses(self, analyses) -> tuple:
         if isinstance(analyses, str):  # "exact,bayes" from a config file
@@ -342,7 +365,8 @@ class StudyConfig:
     # -- construction -----------------------------------------------------------------
     @classmethod
     def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
+        """The settings (the constructor's keywords), in order."""
+        return [f.name for f in dataclasses.fields(cls) if f.init]
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "config") -> "StudyConfig":
@@ -406,7 +430,7 @@ class StudyConfig:
             out["recipe"] = self.recipe
             if self.train_eps is not None:
                 out["train_eps"] = self.train_eps
-            out["recipe_options"] = self.recipe_settings().to_dict()
+            out["recipe_options"] = self.train.recipe_options.to_dict()
         if self.train_options:
             out["train_options"] = dict(self.train_options)
         return out
@@ -440,7 +464,7 @@ class StudyConfig:
             Task(dataset=dataset, n_classes=self.classes_of(dataset), noise=self.noise,
                  n_samples=self.n_samples,
                  test_fraction=self.test_fraction, input_dim=self.input_dim, seed=seed,
-                 width=width, depth=self.depth, train=self.train_config(seed),
+                 width=width, depth=self.depth, train=dataclasses.replace(self.train, seed=seed),
                  epsilons=self.epsilons, attacks=self.attacks, analyses=self.analyses)
             for dataset in self.datasets
             for seed in self.seeds
@@ -451,6 +475,12 @@ class StudyConfig:
     def n_runs(self) -> int:
         """Records the study produces: datasets x seeds x widths x epsilons."""
         return len(self.datasets) * len(self.seeds) * len(self.widths) * len(self.epsilons)
+
+
+def _train_option_names() -> list[str]:
+    """TrainConfig fields a study sets in ``train_options``: those it does not name
+    itself."""
+    return [f.name for f in dataclasses.fields(TrainConfig) if f.name not in _OWN_TRAIN_FIELDS]
 
 
 def load_config_file(path) -> dict:

@@ -6,8 +6,9 @@
    then check the output directory and open its task store (``tasks.sqlite``);
 2. expand the configuration into tasks and drop those already stored
    (``resume``);
-3. run the rest (:mod:`robnp.study.executor`), committing each result to the
-   store the moment it arrives;
+3. hand the rest to an executor (:mod:`robnp.study.executors`; by default the
+   local one, worker processes on this machine), committing each result to the
+   store the moment the executor hands it back;
 4. from the stored results of every task, build the results document
    (:func:`robnp.report.build_results`) and write results.json and the figures
    atomically (:func:`robnp.report.write_report`).
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import platform
 import time
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,7 +32,7 @@ from .._version import __version__
 from ..errors import ConfigError, StoreError
 from ..limits import check_fits, training_memory
 from .config import StudyConfig
-from .executor import default_jobs, run_tasks, submission_order, worker_count
+from .executors import Executor, LocalExecutor, submission_order
 from .store import STORE_NAME, TaskStore, check_writable, read_store
 from .tasks import Task, TaskResult
 
@@ -70,9 +70,11 @@ class EtaEstimator:
     Parameters
     ----------
     tasks : sequence of Task
-        In the order they are submitted (:func:`~robnp.study.executor.submission_order`).
+        In the order they are submitted
+        (:func:`~robnp.study.executors.submission_order`).
     workers : int
-        Tasks running at once (1 in-process).
+        Tasks running at once (the executor's :meth:`~robnp.study.executors.Executor.
+        n_workers`; 0 or 1 in-process).
     start : float
         ``time.perf_counter()`` when the run began.
     """
@@ -135,7 +137,8 @@ def environment() -> dict:
             "platform": platform.platform(), "robnp": __version__}
 
 
-def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None, resume: bool = False,
+def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None,
+              executor: Executor | None = None, resume: bool = False,
               on_progress: Callable[[Progress], None] | None = None,
               on_start: Callable[[int, int], None] | None = None) -> StudyOutcome:
     """Run every task of ``config`` not yet stored in ``out_dir``, then write the report.
@@ -146,7 +149,12 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None, resume: 
     out_dir : path
         Receives ``tasks.sqlite``, ``results.json`` and the figures.
     jobs : int, optional
-        Worker processes; default: every available core.
+        Worker processes of the default executor
+        (:class:`~robnp.study.executors.LocalExecutor`); default: every available
+        core. Not with ``executor``.
+    executor : Executor, optional
+        Where the tasks run (:mod:`robnp.study.executors`); default: this machine,
+        ``jobs`` worker processes.
     resume : bool
         Continue a study already stored in ``out_dir`` (same configuration only).
     on_progress : callable, optional
@@ -158,10 +166,11 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None, resume: 
     -------
     StudyOutcome
     """
-    if jobs is None:
-        jobs = default_jobs()
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ConfigError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if executor is None:
+        executor = LocalExecutor(jobs)
+    elif jobs is not None:
+        raise ConfigError(f"give jobs or an executor, not both; got jobs={jobs!r} and "
+                          f"{type(executor).__name__}")
     if str(out_dir) == "":
         raise ConfigError("out_dir must name a directory, got an empty path")
     out_dir = Path(out_dir)
@@ -175,18 +184,23 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None, resume: 
         todo = [task for task in tasks if task.key not in done]
         if on_start is not None:
             on_start(len(todo), len(tasks) - len(todo))
-        estimator = EtaEstimator(submission_order(todo), worker_count(jobs, len(todo)),
+        estimator = EtaEstimator(submission_order(todo), executor.n_workers(len(todo)),
                                  time.perf_counter())
-        with closing(run_tasks(todo, jobs)) as finished:
-            for n_done, (task, result) in enumerate(finished, start=1):
-                store.put(result)
-                now = time.perf_counter()
-                estimator.finished(task, result.seconds, now)
-                if on_progress is not None:
-                    on_progress(Progress(task, result, n_done, len(todo), now - start,
-                                         estimator.eta(now)))
-        stored = store.results()
-    document, paths = _write_study(config, stored, out_dir)
+        n_done = 0
+
+        def stored(task: Task, result: TaskResult) -> None:
+            nonlocal n_done
+            store.put(result)
+            n_done += 1
+            now = time.perf_counter()
+            estimator.finished(task, result.seconds, now)
+            if on_progress is not None:
+                on_progress(Progress(task, result, n_done, len(todo), now - start,
+                                     estimator.eta(now)))
+
+        executor.run(todo, stored)
+        results = store.results()
+    document, paths = _write_study(config, results, out_dir)
     return StudyOutcome(document, paths, len(tasks), len(todo), len(tasks) - len(todo),
                         time.perf_counter() - start)
 

@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any, Mapping
 
 try:
     import fcntl
@@ -28,10 +29,10 @@ except ImportError:  # Windows: no advisory locks; concurrent sweeps are not det
 from .._io import ensure_writable_dir
 from .._version import __version__
 from ..errors import StoreError
-from .config import StudyConfig
+from .config import StudyConfig, format_setting
 from .tasks import TaskResult
 
-__all__ = ["TaskStore", "STORE_NAME", "read_store"]
+__all__ = ["TaskStore", "STORE_NAME", "read_store", "study_config"]
 
 STORE_NAME = "tasks.sqlite"
 
@@ -159,6 +160,39 @@ def read_store(out_dir, *, with_results: bool = True
     finally:
         connection.close()
     return config, results
+
+
+def study_config(values: Mapping[str, Any], out_dir=None, *, resume: bool = False,
+                 source: str = "options",
+                 option_names: Mapping[str, str] | None = None) -> StudyConfig:
+    """The configuration a run into ``out_dir`` takes from the settings ``values``
+    (field names as keys, as :meth:`StudyConfig.from_mapping` takes them).
+
+    Without ``resume``, or when ``out_dir`` holds no store with a finished task, it
+    is ``StudyConfig.from_mapping(values)``. With ``resume`` it is the stored
+    configuration, and every setting given must agree with it: otherwise a
+    :class:`~robnp.errors.StoreError` names each disagreeing setting (as
+    ``option_names`` spells it, e.g. ``{"seeds": "--seeds"}``; by default its name
+    with dashes), the value given and the stored one.
+    """
+    found = read_store(out_dir, with_results=False) if resume else None
+    if found is None:
+        return StudyConfig.from_mapping(values, source=source)
+    stored = found[0]
+    given = StudyConfig.from_mapping(
+        {**{name: getattr(stored, name) for name in StudyConfig.field_names()}, **values},
+        source=source)
+    names = option_names or {}
+    differences = [
+        f"{names.get(name, name.replace('_', '-'))} {format_setting(getattr(given, name))} "
+        f"differs from the stored {name.replace('_', '-')} "
+        f"{format_setting(getattr(stored, name))}"
+        for name in given.differences(stored)]
+    if differences:
+        raise StoreError(f"{out_dir} holds a different configuration: "
+                         f"{'; '.join(differences)}; drop those options to continue it, "
+                         f"or choose another --out directory")
+    return stored
 
 
 class TaskStore:

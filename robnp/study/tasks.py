@@ -23,7 +23,8 @@ from ..losses import mean_loss
 from ..model import MLP
 from ..report.records import EVALUATION_FIELDS, evaluation_problems, study_rows
 from ..threads import single_blas_thread
-from ..training.fit import TrainConfig, fit, objective
+from ..training.config import TrainConfig
+from ..training.fit import fit, objective
 from ..training.recipes import get_recipe
 
 __all__ = ["Task", "TaskResult", "run_task", "task_data", "train_task"]

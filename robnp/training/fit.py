@@ -5,10 +5,11 @@ Two paths train a model, and they agree.
 
 * **The fused path** (the study's default configuration: the standard recipe without
   label smoothing, Adam, a constant step size, no weight averaging, loss-based
-  stopping, fixed data): up to 16 epochs (as many as take about 0.2 s, so that Ctrl-C
-  stays prompt) are one compiled call (:func:`robnp.kernels.train_epochs`): gathering
-  each minibatch, the forward and backward passes, the Adam update and the stopping
-  rule all happen inside it, so a small network pays no Python overhead per minibatch.
+  stopping, fixed data): up to :data:`EPOCHS_PER_CALL` epochs (as many as take about
+  0.2 s, so that Ctrl-C stays prompt) are one compiled call
+  (:func:`robnp.kernels.train_epochs`): gathering each minibatch, the forward and
+  backward passes, the Adam update and the stopping rule all happen inside it, so a
+  small network pays no Python overhead per minibatch.
   Python draws each epoch's shuffle from NumPy's generator beforehand, so the stream,
   and every result, is the same as one epoch per call.
 * **The general loop** (everything else). Per minibatch: gather the rows; when the
@@ -20,9 +21,14 @@ Two paths train a model, and they agree.
   update the weight average. The result is bit-identical for any ``n_threads``.
   At the end of each epoch come the stopping rule and the monitors: robust
   validation accuracy for checkpoint selection (Rice et al., 2020) and the
-  catastrophic-overfitting check (Wong et al., 2020).
+  catastrophic-overfitting check (Wong et al., 2020). :func:`train_general` reads
+  as these steps: ``_Chunks`` (a minibatch's rows and its gradient), ``_Updates``
+  (schedule, optimizer, weight average: the optimizer objects of
+  :mod:`robnp.training.optim` take every step) and ``_Monitors`` (the end-of-epoch
+  checks and checkpoint selection).
 
-:func:`robnp.training.stream.fit_stream` runs the same general loop on a stream of
+How to train is a :class:`~robnp.training.config.TrainConfig` (importable from here
+too). :func:`robnp.training.stream.fit_stream` runs the same general loop on a stream of
 fresh samples, each seen once.
 """
 
@@ -32,8 +38,7 @@ import dataclasses
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import InitVar, dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,21 +46,16 @@ from ..threads import single_blas_thread
 from .. import _checks, flops, kernels
 from ..errors import ConfigError, TrainingDivergedError
 from ..losses import loss_code
+from .config import OPTIMIZERS, SCHEDULE_NAMES, TrainConfig, resolve_config
 from .ema import EMA
-from .optim import SGD, Adam, AdamW, check_adam_hyperparameters, check_sgd_hyperparameters
-from .recipes import RecipeOptions, get_recipe
+from .optim import SGD, Adam, AdamW
+from .recipes import get_recipe
 from .schedules import Constant, Cosine, OneCycle, StepDecay
 
-__all__ = ["TrainConfig", "History", "fit", "objective", "epoch_flops", "CHUNK_ROWS", "OPTIMIZERS", "SCHEDULE_NAMES",
-           "MONITOR_STEPS", "OVERFIT_DROP"]
+__all__ = ["TrainConfig", "History", "fit", "objective", "epoch_flops", "train_general",
+           "make_optimizer", "make_schedule", "CHUNK_ROWS", "OPTIMIZERS", "SCHEDULE_NAMES",
+           "MONITOR_STEPS", "OVERFIT_DROP", "EPOCHS_PER_CALL", "PERMUTATION_BUDGET"]
 
-#: Optimizers the loop knows (:mod:`robnp.training.optim`).
-OPTIMIZERS = ("adam", "adamw", "sgd")
-#: Step-size schedules, stepped once per minibatch (:mod:`robnp.training.schedules`).
-SCHEDULE_NAMES = ("constant", "step", "cosine", "one-cycle")
-#: Checkpoint selection: the last epoch's weights, or those of the epoch with the best
-#: robust validation accuracy.
-SELECTIONS = ("last", "robust")
 #: Rows per chunk of a minibatch in the general loop. Fixed, so that a minibatch's split,
 #: and with it every sum of chunk gradients, depends on its size alone.
 CHUNK_ROWS = 64
@@ -64,264 +64,6 @@ MONITOR_STEPS = 10
 #: A drop of the monitored PGD accuracy on the fixed training batch larger than this
 #: from one epoch to the next is catastrophic overfitting (Wong et al., 2020).
 OVERFIT_DROP = 0.2
-#: Recipes whose catastrophic-overfitting check is on unless switched off.
-OVERFIT_CHECK_RECIPES = ("fgsm-rs", "n-fgsm")
-
-# Fields TrainConfig had before the loop grew slots: always part of its identity, so
-# that a study's task keys stay what they were.
-_BASE_FIELDS = ("lr", "beta1", "beta2", "adam_eps", "batch_size", "max_epochs", "patience",
-                "min_delta", "seed", "loss")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How :func:`fit` trains; the defaults are the study's (Adam, early stopping).
-
-    Attributes
-    ----------
-    lr : float > 0
-        Step size (Adam's, or SGD's); with a schedule, its peak (``max_lr`` of
-        one-cycle, the start of cosine and step decay).
-    beta1, beta2, adam_eps : float
-        Adam's moment decays and denominator constant (PyTorch defaults).
-    batch_size : int
-        Minibatch size; rows are reshuffled every epoch and the last batch may be short.
-    max_epochs : int
-        Hard limit on epochs.
-    patience : int >= 1 or None
-        Stop after this many consecutive epochs without improvement of the epoch loss
-        (the recipe's own objective); None: no early stopping, exactly
-        ``max_epochs`` epochs.
-    min_delta : float
-        An epoch improves when its loss is below the best so far minus ``min_delta``.
-    seed : int or None
-        Seed of the loop's generator: each epoch's shuffle and the recipe's noise.
-    loss : str
-        Training loss of the fused path (see :mod:`robnp.losses`); any other
-        configuration trains the recipe's objective and needs ``"cross_entropy"``.
-    optimizer : {"adam", "adamw", "sgd"}
-        PyTorch's ``Adam``, ``AdamW``, ``SGD`` (:mod:`robnp.training.optim`).
-    momentum : float in [0, 1)
-        SGD's momentum (``dampening`` 0).
-    nesterov : bool
-        SGD with Nesterov momentum (needs ``momentum > 0``).
-    weight_decay : float >= 0
-        With PyTorch's semantics: for ``adam`` and ``sgd`` L2 regularisation,
-        ``weight_decay * params`` added to the gradient (so the moments or the
-        momentum carry it); for ``adamw`` decoupled decay, ``params *= 1 - lr *
-        weight_decay`` before the step.
-    schedule : {"constant", "step", "cosine", "one-cycle"}
-        The step size of every minibatch (:mod:`robnp.training.schedules`):
-        ``lr`` throughout; ``lr * gamma ** (step // step_every)``; cosine annealing
-        from ``lr`` to ``lr_floor`` over the run; PyTorch's ``OneCycleLR`` with
-        ``max_lr = lr``, warm-up ``pct_start`` and the paper's other defaults. As
-        PyTorch does by default, one-cycle also cycles the momentum, SGD's
-        ``momentum`` or Adam's ``beta1``, between 0.95 and 0.85 (``momentum`` and
-        ``beta1`` are then unused). Cosine and one-cycle need the run's length, so
-        they need ``patience=None``.
-    step_every : int >= 1
-    gamma : float in (0, 1]
-        The step schedule's period (in minibatches) and factor.
-    lr_floor : float in [0, lr]
-        Where the cosine schedule ends.
-    pct_start : float in (0, 1)
-        One-cycle's share of warm-up steps.
-    ema : bool
-        Keep an exponential moving average of the weights (:class:`robnp.training.ema.
-        EMA`, decay ``min(ema_decay, (1 + t) / (10 + t))`` counted from the end of the
-        warm-up: one-cycle's warm-up, else from the first step). The model ends with
-        the averaged weights, and the monitors evaluate them; the recorded losses are
-        the live weights'.
-    ema_decay : float in [0, 1)
-    recipe : str
-        A registered training recipe (:mod:`robnp.training.recipes`).
-    recipe_options : RecipeOptions, mapping or None
-        The recipe's options: None for its defaults; a mapping of option names, made
-        into the recipe's options. Stored as the options object.
-    train_eps : float >= 0 or None (init only)
-        Fills the ``eps`` of an adversarial recipe's options; ``recipe_options.eps``
-        is the one value kept (read it as :attr:`eps`).
-    select : {"last", "robust"}
-        Keep the last epoch's weights, or (Rice et al., 2020) those of the epoch with
-        the best PGD-10 accuracy on a validation split at the recipe's ``eps``.
-    val_fraction : float in [0, 1)
-        Share of the training rows held out for ``select="robust"`` (> 0 there).
-    overfit_check : bool or None
-        The catastrophic-overfitting rule (Wong et al., 2020): after every epoch the
-        PGD-10 accuracy at the recipe's ``eps`` on a fixed training batch; a drop of
-        more than :data:`OVERFIT_DROP` from the previous epoch restores that epoch's
-        weights and stops. None: on for ``fgsm-rs`` and ``n-fgsm``, off otherwise.
-    """
-
-    lr: float = 1e-3
-    beta1: float = 0.9
-    beta2: float = 0.999
-    adam_eps: float = 1e-8
-    batch_size: int = 256
-    max_epochs: int = 2000
-    patience: int | None = 50
-    min_delta: float = 1e-5
-    seed: int | None = 0
-    loss: str = "cross_entropy"
-    optimizer: str = "adam"
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    step_every: int = 1000
-    gamma: float = 0.1
-    lr_floor: float = 0.0
-    pct_start: float = 0.025
-    ema: bool = False
-    ema_decay: float = 0.995
-    recipe: str = "standard"
-    recipe_options: Any = None
-    train_eps: InitVar[float | None] = None
-    select: str = "last"
-    val_fraction: float = 0.0
-    overfit_check: bool | None = None
-
-    def __post_init__(self, train_eps):
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        # Plain Python numbers: the compiled loop sees one signature, whatever was passed.
-        for name, value in zip(("lr", "beta1", "beta2", "adam_eps"), check_adam_hyperparameters(
-                self.lr, self.beta1, self.beta2, self.adam_eps)):
-            set_(name, value)
-        for name in ("batch_size", "max_epochs"):
-            set_(name, _checks.integer(name, getattr(self, name), 1))
-        if self.patience is not None:
-            set_("patience", _checks.integer("patience", self.patience, 1))
-        set_("min_delta", _checks.real("min_delta", self.min_delta, 0))
-        if self.seed is not None:
-            set_("seed", _checks.integer("seed", self.seed, 0))
-        loss_code(self.loss)
-        _checks.choice("optimizer", self.optimizer, OPTIMIZERS, "optimizer")
-        _, momentum, _, weight_decay, nesterov = check_sgd_hyperparameters(
-            self.lr, self.momentum, 0.0, self.weight_decay, self.nesterov)
-        if nesterov and self.optimizer != "sgd":
-            raise ConfigError(f"nesterov is an option of the sgd optimizer, got optimizer "
-                              f"{self.optimizer!r}")
-        set_("momentum", momentum)
-        set_("weight_decay", weight_decay)
-        set_("nesterov", nesterov)
-        _checks.choice("schedule", self.schedule, SCHEDULE_NAMES, "schedule")
-        set_("step_every", _checks.integer("step_every", self.step_every, 1))
-        set_("gamma", _checks.real("gamma", self.gamma, 0, 1, low_open=True))
-        set_("lr_floor", _checks.real("lr_floor", self.lr_floor, 0, self.lr))
-        set_("pct_start", _checks.real("pct_start", self.pct_start, 0, 1, low_open=True,
-                                       high_open=True))
-        if self.schedule in ("cosine", "one-cycle") and self.patience is not None:
-            raise ConfigError(f"the {self.schedule} schedule cannot run with early stopping "
-                              f"(patience={self.patience}): its length is undefined; set "
-                              f"patience off (None, or 0 on the command line)")
-        set_("ema", _checks.flag("ema", self.ema))
-        set_("ema_decay", _checks.real("ema_decay", self.ema_decay, 0, 1, high_open=True))
-        set_("recipe_options", _recipe_options(self.recipe, self.recipe_options, train_eps))
-        _checks.choice("select", self.select, SELECTIONS, "checkpoint selection")
-        set_("val_fraction", _checks.real("val_fraction", self.val_fraction, 0, 1,
-                                          high_open=True))
-        if self.select == "robust":
-            if self.val_fraction == 0:
-                raise ConfigError("select='robust' needs a validation split: val_fraction "
-                                  "must be in (0, 1), got 0.0")
-            _monitor_eps(self, "select='robust'")
-        if self.overfit_check is not None:
-            set_("overfit_check", _checks.flag("overfit_check", self.overfit_check))
-            if self.overfit_check:
-                _monitor_eps(self, "overfit_check")
-        if self.loss != "cross_entropy" and not self.fused:
-            raise ConfigError(f"loss={self.loss!r} trains only on the default path (standard "
-                              f"recipe without smoothing, adam, constant schedule, no ema, no "
-                              f"weight decay, select='last'); recipes train on cross-entropy")
-
-    def replace(self, **changes) -> "TrainConfig":
-        """``dataclasses.replace`` that also resets ``recipe_options`` to the new
-        recipe's defaults when ``recipe`` changes and no options are given."""
-        if ("recipe" in changes and changes["recipe"] != self.recipe
-                and "recipe_options" not in changes):
-            changes["recipe_options"] = None
-        return dataclasses.replace(self, **changes)
-
-    @property
-    def eps(self) -> float | None:
-        """The recipe's training radius, or None for a recipe without one."""
-        return getattr(self.recipe_options, "eps", None)
-
-    @property
-    def checks_overfitting(self) -> bool:
-        """Whether the catastrophic-overfitting rule runs (``overfit_check`` resolved)."""
-        if self.overfit_check is None:
-            return self.recipe in OVERFIT_CHECK_RECIPES
-        return self.overfit_check
-
-    @property
-    def fused(self) -> bool:
-        """True when fixed-data training takes the fused compiled path."""
-        return (self.recipe == "standard" and self.recipe_options.smoothing == 0
-                and self.optimizer == "adam" and self.weight_decay == 0
-                and self.schedule == "constant" and not self.ema and self.select == "last"
-                and not self.checks_overfitting)
-
-    def identity(self) -> dict:
-        """Everything training depends on, as plain JSON values: the fields
-        :class:`TrainConfig` always had, then every other field only where it differs
-        from its default (so the study's task keys stay as they were); the recipe's
-        options, as a dict, whenever the recipe or its options are not the default."""
-        defaults = _DEFAULT_CONFIG
-        out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "recipe_options":
-                if (self.recipe != "standard"
-                        or value != get_recipe(self.recipe).make_options()):
-                    out[f.name] = value.to_dict()
-            elif f.name in _BASE_FIELDS or value != getattr(defaults, f.name):
-                out[f.name] = value
-        return out
-
-
-def _recipe_options(recipe: str, options, train_eps) -> RecipeOptions:
-    """The recipe's options object from None, a mapping or an options object, with
-    ``train_eps`` filled into its ``eps``."""
-    spec = get_recipe(recipe)
-    if train_eps is not None:
-        train_eps = _checks.real("train_eps", train_eps, 0)
-        if "eps" not in spec.options.field_names():
-            raise ConfigError(f"train_eps: the {recipe} recipe has no eps (it trains on "
-                              f"clean points), got train_eps={train_eps!r}")
-    if options is None:
-        options = spec.make_options({} if train_eps is None else {"eps": train_eps})
-    elif isinstance(options, Mapping):
-        given = {str(key).replace("-", "_"): value for key, value in options.items()}
-        if train_eps is not None and "eps" in given:
-            given_eps = _checks.real("eps", given["eps"], 0)
-            if given_eps != train_eps:
-                raise ConfigError(f"train_eps={train_eps!r} and recipe_options eps="
-                                  f"{given['eps']!r} disagree; give one of them")
-        if train_eps is not None:
-            given["eps"] = train_eps
-        options = spec.make_options(given)
-    elif not isinstance(options, spec.options):
-        raise ConfigError(f"recipe_options of recipe {recipe!r} must be a "
-                          f"{spec.options.__name__} or a mapping of its options, got "
-                          f"{type(options).__name__} (a new recipe needs its own options: "
-                          f"use TrainConfig.replace)")
-    if train_eps is not None:
-        options = dataclasses.replace(options, eps=train_eps)
-    return options
-
-
-def _monitor_eps(config: TrainConfig, what: str) -> float:
-    """The radius the monitors attack at: the recipe's ``eps``."""
-    eps = config.eps
-    if eps is None:
-        raise ConfigError(f"{what} attacks at the recipe's eps, and the {config.recipe} "
-                          f"recipe has none; use an adversarial recipe")
-    return float(eps)
-
-
-def _train_config_fields() -> set[str]:
-    return {f.name for f in dataclasses.fields(TrainConfig)} | {"train_eps"}
 
 
 @dataclass(frozen=True)
@@ -415,27 +157,17 @@ class History:
         return out
 
 
-# At most this many epochs per compiled call, about this long a call, and a cap on
-# the permutation entries held at once.
-_EPOCHS_PER_CALL = 16
+#: The fused path's most epochs per compiled call. Their shuffles are drawn before the
+#: call and held at once (the memory estimate, :func:`robnp.limits.training_memory`,
+#: counts them).
+EPOCHS_PER_CALL = 16
+#: The most permutation entries (int64, one per training row and epoch) the fused path
+#: holds at once: a large training set gets fewer epochs per call.
+PERMUTATION_BUDGET = 1 << 20
+# About this long a compiled call, so that Ctrl-C (handled between calls) stays prompt.
 _SECONDS_PER_CALL = 0.2
-_PERMUTATION_BUDGET = 1 << 20
 # Tests set this to run the default configuration through the general loop.
 _FORCE_GENERAL = False
-
-
-def resolve_config(config: TrainConfig | None, overrides: Mapping) -> TrainConfig:
-    """``config`` (the defaults when None) with ``overrides`` replaced, checked."""
-    if config is None:
-        config = TrainConfig()
-    elif not isinstance(config, TrainConfig):
-        raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}")
-    if overrides:
-        unknown = set(overrides) - _train_config_fields()
-        if unknown:
-            raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        config = config.replace(**overrides)
-    return config
 
 
 @single_blas_thread
@@ -522,7 +254,7 @@ def _fit_fused(model, X, y, config: TrainConfig) -> History:
     # compiled loop a chunk at a time; draws past the stopping epoch are never used.
     # Chunks grow from one epoch to as many as take about _SECONDS_PER_CALL, so that
     # Ctrl-C (handled between calls) still stops a large network promptly.
-    most = max(1, min(_EPOCHS_PER_CALL, _PERMUTATION_BUDGET // n_samples))
+    most = max(1, min(EPOCHS_PER_CALL, PERMUTATION_BUDGET // n_samples))
     chunk = 1
     best = np.inf
     stale = 0
@@ -617,46 +349,19 @@ class _ArraySource:
 # optimizer, schedule, FLOPs
 # ---------------------------------------------------------------------------
 
-class _Optimizer:
-    """The configured optimizer's state (an :mod:`robnp.training.optim` object) and one
-    step at a given step size and momentum, through the same kernels."""
-
-    def __init__(self, config: TrainConfig, n_params: int, dtype, cycles_momentum: bool):
-        self.kind = config.optimizer
-        self.l2 = config.weight_decay if self.kind == "adam" else 0.0
-        if self.kind == "sgd":
-            # A cycled momentum is never 0, so the buffer must exist.
-            momentum = OneCycle().max_momentum if cycles_momentum else config.momentum
-            self.state = SGD(n_params, dtype, config.lr, momentum, 0.0, config.weight_decay,
-                             config.nesterov)
-        elif self.kind == "adamw":
-            self.state = AdamW(n_params, dtype, config.lr, config.beta1, config.beta2,
-                               config.adam_eps, config.weight_decay)
-        else:
-            self.state = Adam(n_params, dtype, config.lr, config.beta1, config.beta2,
-                              config.adam_eps)
-        self.decay_term = np.empty(n_params, dtype) if self.l2 else None
-        self.l2_cast = np.dtype(dtype).type(self.l2)
-
-    def step(self, params, grad, lr: float, momentum: float) -> None:
-        """One update; ``momentum`` is SGD's momentum or Adam's ``beta1``."""
-        state = self.state
-        if self.kind == "sgd":
-            kernels.sgd_update(params, grad, state.buf, state.t == 0, lr, momentum, 0.0,
-                               state.weight_decay, state.nesterov)
-            state.t += 1
-            return
-        if self.l2:
-            # torch.optim.Adam's weight_decay: g + wd * p, then the moments
-            np.multiply(params, self.l2_cast, out=self.decay_term)
-            grad += self.decay_term
-        state.t += 1
-        if self.kind == "adamw":
-            kernels.adamw_update(params, grad, state.m, state.v, state.t, lr, momentum,
-                                 state.beta2, state.adam_eps, state.weight_decay)
-        else:
-            kernels.adam_update(params, grad, state.m, state.v, state.t, lr, momentum,
-                                state.beta2, state.adam_eps)
+def make_optimizer(config: TrainConfig, n_params: int, dtype, cycles_momentum: bool):
+    """The configured optimizer (:mod:`robnp.training.optim`) for ``n_params``
+    parameters of ``dtype``; the loop steps it with the schedule's step size and
+    momentum (SGD's ``momentum``, or Adam's ``beta1``)."""
+    if config.optimizer == "sgd":
+        # A cycled momentum is never 0, so the buffer must exist.
+        momentum = OneCycle().max_momentum if cycles_momentum else config.momentum
+        return SGD(n_params, dtype, config.lr, momentum, 0.0, config.weight_decay,
+                   config.nesterov)
+    # Adam's weight_decay is L2 regularisation, AdamW's decoupled decay (PyTorch's).
+    kind = AdamW if config.optimizer == "adamw" else Adam
+    return kind(n_params, dtype, config.lr, config.beta1, config.beta2, config.adam_eps,
+                config.weight_decay)
 
 
 def make_schedule(config: TrainConfig):
@@ -746,6 +451,218 @@ def pgd_accuracy(model, X, y, eps: float) -> float:
 # the general loop
 # ---------------------------------------------------------------------------
 
+class _Chunks:
+    """A minibatch's buffers and its gradient: the rows (and the recipe's noise) of
+    one minibatch, split into chunks of :data:`CHUNK_ROWS` rows, each chunk's
+    gradient computed by the recipe (on a pool of threads when there are several),
+    then summed in chunk order."""
+
+    def __init__(self, model, recipe, options, source, n_threads: int):
+        dtype = model.dtype
+        batch_rows = source.batch_rows
+        n_chunks = -(-batch_rows // CHUNK_ROWS)
+        chunk_rows = min(CHUNK_ROWS, batch_rows)
+        self.recipe = recipe
+        self.options = options
+        self.params = model.params
+        self.sizes = model.sizes
+        self.dtype = dtype
+        self.workspaces = [recipe.workspace(model, chunk_rows) for _ in range(n_chunks)]
+        self.grads = np.empty((n_chunks, model.params.shape[0]), dtype)
+        self.losses = [0.0] * n_chunks
+        self.X = np.empty((batch_rows, source.n_features), dtype)
+        self.y = np.empty(batch_rows, np.int64)
+        self.noise = (np.empty((batch_rows, source.n_features), dtype) if options.needs_noise
+                      else None)
+        # The arguments of every chunk's call, made once per minibatch size (all
+        # minibatches but an epoch's last share one): views, so no minibatch slices
+        # or allocates.
+        self._calls: dict[int, list] = {}
+        self.pool = ThreadPoolExecutor(n_threads) if n_threads > 1 and n_chunks > 1 else None
+
+    def fill(self, source, batch, rng) -> int:
+        """Gather minibatch ``batch`` of ``source`` and, when the recipe asks for it,
+        draw its U(-1, 1) noise for all its rows at once; its row count."""
+        rows = source.fill(batch, self.X, self.y)
+        if self.noise is not None:
+            draws = self.noise[:rows]
+            rng.random(dtype=self.dtype, out=draws)
+            draws *= 2
+            draws -= 1
+        return rows
+
+    def _arguments(self, rows: int) -> list:
+        if rows not in self._calls:
+            noise = self.noise
+            self._calls[rows] = [
+                (self.params, self.sizes, self.X[a:b], self.y[a:b],
+                 None if noise is None else noise[a:b], self.options, self.workspaces[c],
+                 self.grads[c], 1.0 / rows)
+                for c, (a, b) in enumerate((a, min(a + CHUNK_ROWS, rows))
+                                           for a in range(0, rows, CHUNK_ROWS))]
+        return self._calls[rows]
+
+    def _work(self, c: int, args) -> None:
+        self.losses[c] = self.recipe.gradient(*args)
+
+    def gradient(self, rows: int) -> tuple[np.ndarray, float]:
+        """The minibatch's mean gradient (a view of the first chunk's buffer) and
+        mean loss, for the ``rows`` rows :meth:`fill` gathered."""
+        calls = self._arguments(rows)
+        count = len(calls)
+        if self.pool is None or count == 1:
+            for c in range(count):
+                self.losses[c] = self.recipe.gradient(*calls[c])
+        else:
+            for _ in self.pool.map(self._work, range(count), calls):
+                pass
+        # in chunk order, whatever thread finished first
+        total = self.grads[0]
+        for c in range(1, count):
+            total += self.grads[c]
+        loss = 0.0
+        for c in range(count):
+            loss += self.losses[c]
+        return total, loss
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+
+class _Updates:
+    """Everything one optimizer step involves: the schedule's step size (and cycled
+    momentum) at the step count, the optimizer's update, the weight average."""
+
+    def __init__(self, config: TrainConfig, params, total_steps: int):
+        self.schedule = make_schedule(config)
+        self.cycled = isinstance(self.schedule, OneCycle)
+        self.optimizer = make_optimizer(config, params.shape[0], params.dtype, self.cycled)
+        self.fixed_momentum = config.momentum if config.optimizer == "sgd" else config.beta1
+        self.total_steps = total_steps
+        # Wang et al. (2023) start the average's decay after the one-cycle warm-up
+        warmup = self.schedule.pct_start * total_steps if self.cycled else 0.0
+        self.ema = EMA(params, config.ema_decay, warmup) if config.ema else None
+        self.params = params
+        self.steps = 0
+
+    def step(self, grad) -> None:
+        schedule, step, total = self.schedule, self.steps, self.total_steps
+        lr = schedule.lr_at(step, total)
+        momentum = schedule.momentum_at(step, total) if self.cycled else self.fixed_momentum
+        self.optimizer.step(self.params, grad, lr, momentum)
+        self.steps += 1
+        if self.ema is not None:
+            self.ema.update(self.params)
+
+    def weights(self):
+        """The weights the monitors evaluate and the model ends with: the average's
+        when there is one."""
+        return self.ema.shadow if self.ema is not None else self.params
+
+
+class _Monitors:
+    """The end-of-epoch monitors: the catastrophic-overfitting check (Wong et al.,
+    2020) on a fixed training batch, which restores the previous epoch's weights
+    when the PGD accuracy drops by more than :data:`OVERFIT_DROP`, and the robust
+    validation accuracy that checkpoint selection keeps the best epoch of (Rice et
+    al., 2020)."""
+
+    def __init__(self, model, updates: _Updates, eps, validation, check_batch,
+                 counter: "_FlopCounter", n_epochs: int):
+        params = model.params
+        self.model = model
+        self.updates = updates
+        self.eps = eps
+        self.validation = validation
+        self.check_batch = check_batch
+        self.counter = counter
+        self.copy = model.copy() if (validation is not None or check_batch is not None) else None
+        self.best_params = np.empty_like(params) if validation is not None else None
+        self.previous = None
+        if check_batch is not None:
+            self.previous = (np.empty_like(params),
+                             None if updates.ema is None else np.empty_like(params))
+            self._keep_previous()
+        self.val_acc = np.empty(n_epochs if validation is not None else 0, np.float64)
+        self.overfit_acc = np.empty(n_epochs if check_batch is not None else 0, np.float64)
+        self.flops = 0.0
+        self.best_acc, self.best_epoch = -np.inf, None
+        self.overfit_epoch = None
+
+    def _keep_previous(self) -> None:
+        np.copyto(self.previous[0], self.model.params)
+        if self.updates.ema is not None:
+            np.copyto(self.previous[1], self.updates.ema.shadow)
+
+    def overfitting(self, epoch: int) -> bool:
+        """Run the overfitting check after ``epoch`` (from 1); True when it fired
+        (the previous epoch's weights are then restored)."""
+        if self.check_batch is None:
+            return False
+        X, y = self.check_batch
+        acc = pgd_accuracy(self.model, X, y, self.eps)
+        self.flops += self.counter.pgd(X.shape[0])
+        self.overfit_acc[epoch - 1] = acc
+        if epoch > 1 and self.overfit_acc[epoch - 2] - acc > OVERFIT_DROP:
+            self.overfit_epoch = epoch
+            np.copyto(self.model.params, self.previous[0])
+            if self.updates.ema is not None:
+                np.copyto(self.updates.ema.shadow, self.previous[1])
+            return True
+        self._keep_previous()
+        return False
+
+    def validate(self, epoch: int) -> None:
+        """Robust validation accuracy after ``epoch``; keep the weights if best."""
+        if self.validation is None:
+            return
+        X, y = self.validation
+        np.copyto(self.copy.params, self.updates.weights())
+        acc = pgd_accuracy(self.copy, X, y, self.eps)
+        self.flops += self.counter.pgd(X.shape[0])
+        self.val_acc[epoch - 1] = acc
+        if acc > self.best_acc:
+            self.best_acc, self.best_epoch = acc, epoch
+            np.copyto(self.best_params, self.updates.weights())
+
+    def select(self, epoch: int) -> int:
+        """Put the selected weights in the model after ``epoch`` epochs: the best
+        validation epoch's, else the average's, else the live ones; that epoch."""
+        params = self.model.params
+        selected = epoch - 1 if self.overfit_epoch is not None else epoch
+        if self.validation is not None and self.best_epoch is not None:
+            np.copyto(params, self.best_params)
+            selected = self.best_epoch
+        elif self.updates.ema is not None:
+            np.copyto(params, self.updates.ema.shadow)
+        return selected
+
+
+def _check_finite(loss: float, epoch: int, config: TrainConfig, dtype) -> None:
+    if not np.isfinite(loss):
+        raise TrainingDivergedError(
+            f"training diverged at epoch {epoch}: loss is {loss} "
+            f"(lr={config.lr}, dtype={dtype.name})")
+
+
+def _train_epoch(epoch: int, source, chunks: _Chunks, updates: _Updates, rng,
+                 counter: "_FlopCounter", epoch_flops: np.ndarray) -> tuple[float, int]:
+    """One epoch's minibatches, each: gather, gradient, step. The epoch's loss (the
+    mean of its minibatch losses) and the rows it trained on; its FLOPs are added to
+    ``epoch_flops[epoch]``."""
+    total_loss, n_batches, examples = 0.0, 0, 0
+    for batch in source.epoch_batches(epoch):
+        rows = chunks.fill(source, batch, rng)
+        grad, loss = chunks.gradient(rows)
+        updates.step(grad)
+        total_loss += loss
+        n_batches += 1
+        examples += rows
+        epoch_flops[epoch] += counter.batch(rows)
+    return total_loss / n_batches, examples
+
+
 def train_general(model, source, config: TrainConfig, n_threads: int = 1, validation=None,
                   check_batch=None) -> History:
     """The general loop over ``source`` (rows of fixed data or of a stream; see the
@@ -754,161 +671,44 @@ def train_general(model, source, config: TrainConfig, n_threads: int = 1, valida
     if config.loss != "cross_entropy":
         raise ConfigError(f"loss={config.loss!r} trains only on the default path; recipes "
                           f"train on cross-entropy")
-    recipe = get_recipe(config.recipe)
     options = config.recipe_options
-    dtype = model.dtype
-    params = model.params
-    sizes = model.sizes
-    n_params = params.shape[0]
-    batch_rows = source.batch_rows
-    n_chunks = -(-batch_rows // CHUNK_ROWS)
-    chunk_rows = min(CHUNK_ROWS, batch_rows)
-    workspaces = [recipe.workspace(model, chunk_rows) for _ in range(n_chunks)]
-    grads = np.empty((n_chunks, n_params), dtype)
-    chunk_loss = [0.0] * n_chunks
-    batch_X = np.empty((batch_rows, source.n_features), dtype)
-    batch_y = np.empty(batch_rows, np.int64)
-    noise = np.empty((batch_rows, source.n_features), dtype) if options.needs_noise else None
     rng = getattr(source, "rng", None) or np.random.default_rng(config.seed)
-
-    schedule = make_schedule(config)
-    cycled = isinstance(schedule, OneCycle)
-    optimizer = _Optimizer(config, n_params, dtype, cycled)
-    fixed_momentum = config.momentum if config.optimizer == "sgd" else config.beta1
-    total_steps = source.total_steps
-    # Wang et al. (2023) start the average's decay after the one-cycle warm-up
-    warmup = schedule.pct_start * total_steps if cycled else 0.0
-    ema = EMA(params, config.ema_decay, warmup) if config.ema else None
-    output = (lambda: ema.shadow) if ema is not None else (lambda: params)
+    updates = _Updates(config, model.params, source.total_steps)
     counter = _FlopCounter(model.layer_sizes, config)
-
-    eps = config.eps
-    monitor = model.copy() if (validation is not None or check_batch is not None) else None
-    best_params = np.empty_like(params) if validation is not None else None
-    previous = None
-    if check_batch is not None:
-        previous = (np.empty_like(params), None if ema is None else np.empty_like(params))
-        np.copyto(previous[0], params)
-        if ema is not None:
-            np.copyto(previous[1], ema.shadow)
-
     n_epochs = source.n_epochs
+    monitors = _Monitors(model, updates, config.eps, validation, check_batch, counter,
+                         n_epochs)
     losses = np.empty(n_epochs, np.float64)
     epoch_flops = np.zeros(n_epochs, np.float64)
-    val_acc = np.empty(n_epochs if validation is not None else 0, np.float64)
-    overfit_acc = np.empty(n_epochs if check_batch is not None else 0, np.float64)
-    monitor_flops = 0.0
-    best_loss, stale, step, examples = np.inf, 0, 0, 0
-    best_acc, best_epoch = -np.inf, None
-    overfit_epoch = None
-    stopped = False
-    epoch = 0
-
-    # The arguments of every chunk's call, made once per minibatch size (all minibatches
-    # but an epoch's last share one): views, so no minibatch slices or allocates.
-    chunk_args: dict[int, list] = {}
-
-    def arguments(rows):
-        if rows not in chunk_args:
-            chunk_args[rows] = [
-                (params, sizes, batch_X[a:b], batch_y[a:b],
-                 None if noise is None else noise[a:b], options, workspaces[c], grads[c],
-                 1.0 / rows)
-                for c, (a, b) in enumerate((a, min(a + CHUNK_ROWS, rows))
-                                           for a in range(0, rows, CHUNK_ROWS))]
-        return chunk_args[rows]
-
-    def work(c, args):
-        chunk_loss[c] = recipe.gradient(*args)
-
-    def run_chunks(rows, pool):
-        calls = arguments(rows)
-        count = len(calls)
-        if pool is None or count == 1:
-            for c in range(count):
-                chunk_loss[c] = recipe.gradient(*calls[c])
-        else:
-            for _ in pool.map(work, range(count), calls):
-                pass
-        # in chunk order, whatever thread finished first
-        total = grads[0]
-        for c in range(1, count):
-            total += grads[c]
-        loss = 0.0
-        for c in range(count):
-            loss += chunk_loss[c]
-        return total, loss
-
-    pool = ThreadPoolExecutor(n_threads) if n_threads > 1 and n_chunks > 1 else None
+    best_loss, stale, examples, epoch = np.inf, 0, 0, 0
+    # last: it may start a pool of threads, which the loop's end shuts down
+    chunks = _Chunks(model, get_recipe(config.recipe), options, source, n_threads)
     start = time.perf_counter()
     try:
-        while epoch < n_epochs and not stopped:
-            total_loss, n_batches = 0.0, 0
-            for batch in source.epoch_batches(epoch):
-                rows = source.fill(batch, batch_X, batch_y)
-                if noise is not None:
-                    draws = noise[:rows]
-                    rng.random(dtype=dtype, out=draws)
-                    draws *= 2
-                    draws -= 1
-                grad, loss = run_chunks(rows, pool)
-                lr = schedule.lr_at(step, total_steps)
-                momentum = schedule.momentum_at(step, total_steps) if cycled else fixed_momentum
-                optimizer.step(params, grad, lr, momentum)
-                step += 1
-                if ema is not None:
-                    ema.update(params)
-                total_loss += loss
-                n_batches += 1
-                examples += rows
-                epoch_flops[epoch] += counter.batch(rows)
+        while epoch < n_epochs:
+            loss, rows = _train_epoch(epoch, source, chunks, updates, rng, counter,
+                                      epoch_flops)
+            examples += rows
             epoch += 1
-            loss = total_loss / n_batches
             losses[epoch - 1] = loss
-            if not np.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"training diverged at epoch {epoch}: loss is {loss} "
-                    f"(lr={config.lr}, dtype={dtype.name})")
-            if check_batch is not None:
-                acc = pgd_accuracy(model, check_batch[0], check_batch[1], eps)
-                monitor_flops += counter.pgd(check_batch[0].shape[0])
-                overfit_acc[epoch - 1] = acc
-                if epoch > 1 and overfit_acc[epoch - 2] - acc > OVERFIT_DROP:
-                    overfit_epoch = epoch
-                    np.copyto(params, previous[0])
-                    if ema is not None:
-                        np.copyto(ema.shadow, previous[1])
-                    stopped = True
-                    break
-                np.copyto(previous[0], params)
-                if ema is not None:
-                    np.copyto(previous[1], ema.shadow)
-            if validation is not None:
-                np.copyto(monitor.params, output())
-                acc = pgd_accuracy(monitor, validation[0], validation[1], eps)
-                monitor_flops += counter.pgd(validation[0].shape[0])
-                val_acc[epoch - 1] = acc
-                if acc > best_acc:
-                    best_acc, best_epoch = acc, epoch
-                    np.copyto(best_params, output())
+            _check_finite(loss, epoch, config, model.dtype)
+            if monitors.overfitting(epoch):
+                break
+            monitors.validate(epoch)
+            # the stopping rule: patience epochs without improvement of the loss
             if loss < best_loss - config.min_delta:
                 best_loss, stale = loss, 0
             else:
                 stale += 1
                 if config.patience is not None and stale >= config.patience:
-                    stopped = True
+                    break
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
+        chunks.close()
     seconds = time.perf_counter() - start
 
-    selected = epoch - 1 if overfit_epoch is not None else epoch
-    if validation is not None and best_epoch is not None:
-        np.copyto(params, best_params)
-        selected = best_epoch
-    elif ema is not None:
-        np.copyto(params, ema.shadow)
-    evaluated = epoch - 1 if overfit_epoch is not None else epoch
+    selected = monitors.select(epoch)
+    evaluated = epoch - 1 if monitors.overfit_epoch is not None else epoch
+    val_acc = monitors.val_acc
     return History(
         epochs=epoch,
         final_loss=float(losses[epoch - 1]),
@@ -918,22 +718,20 @@ def train_general(model, source, config: TrainConfig, n_threads: int = 1, valida
         seconds=seconds,
         recipe=config.recipe,
         recipe_options=options.to_dict(),
-        steps=step,
+        steps=updates.steps,
         examples=examples,
         flops_per_epoch=epoch_flops[:epoch].copy(),
         train_flops=float(epoch_flops[:epoch].sum()),
-        monitor_flops=monitor_flops,
-        ema=ema is not None,
+        monitor_flops=monitors.flops,
+        ema=updates.ema is not None,
         val_robust_acc=val_acc[:evaluated].copy(),
-        best_epoch=best_epoch,
-        best_val_robust_acc=None if best_epoch is None else float(best_acc),
+        best_epoch=monitors.best_epoch,
+        best_val_robust_acc=(None if monitors.best_epoch is None
+                             else float(monitors.best_acc)),
         final_val_robust_acc=(float(val_acc[evaluated - 1])
                               if validation is not None and evaluated else None),
-        overfit_acc=overfit_acc[:epoch].copy(),
-        overfit=overfit_epoch is not None,
-        overfit_epoch=overfit_epoch,
+        overfit_acc=monitors.overfit_acc[:epoch].copy(),
+        overfit=monitors.overfit_epoch is not None,
+        overfit_epoch=monitors.overfit_epoch,
         selected_epoch=selected,
     )
-
-
-_DEFAULT_CONFIG = TrainConfig()

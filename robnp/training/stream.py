@@ -31,7 +31,8 @@ from .. import _checks
 from ..data import get_dataset, make_dataset
 from ..errors import ConfigError
 from ..threads import single_blas_thread
-from .fit import TrainConfig, resolve_config, train_general
+from .config import TrainConfig, resolve_config
+from .fit import train_general
 
 __all__ = ["SampleStream", "fit_stream", "BLOCK_SIZE"]
 

@@ -1,4 +1,5 @@
-"""Running tasks: in this process, or in a pool of worker processes.
+"""The local executor: tasks run in this process, or in a pool of worker processes
+on this machine.
 
 Workers are started with the ``spawn`` method (no inherited BLAS or Numba thread
 state) and with every BLAS and Numba thread count set to 1 in their environment:
@@ -28,12 +29,13 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
-from ..errors import WorkerError
-from .tasks import Task, TaskResult, run_task
+from ...errors import ConfigError, WorkerError
+from ..tasks import Task, TaskResult, run_task
+from .base import Executor, submission_order
 
-__all__ = ["run_tasks", "default_jobs", "worker_count", "submission_order"]
+__all__ = ["LocalExecutor", "run_tasks", "default_jobs", "worker_count"]
 
 _THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                      "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
@@ -56,12 +58,6 @@ def worker_count(jobs: int, n_tasks: int) -> int:
     if jobs <= 1 or n_tasks <= 1:
         return 0
     return min(jobs, n_tasks)
-
-
-def submission_order(tasks: Iterable[Task]) -> list[Task]:
-    """The order :func:`run_tasks` starts tasks in: most expensive first (ties in the
-    given order), so that the last task to finish is a cheap one."""
-    return sorted(tasks, key=lambda task: -task.cost())
 
 
 @contextmanager
@@ -181,3 +177,35 @@ def run_tasks(tasks: Iterable[Task], jobs: int = 1) -> Iterator[tuple[Task, Task
                 f"stdin cannot start workers); finished tasks are kept, rerun with "
                 f"resume, or with jobs=1 to run in this process") from None
         raise error
+
+
+class LocalExecutor(Executor):
+    """Tasks on this machine: in this process with ``jobs=1`` (or a single task),
+    otherwise in ``worker_count(jobs, n_tasks)`` worker processes (see the module
+    docstring and :func:`run_tasks`).
+
+    Parameters
+    ----------
+    jobs : int >= 1, optional
+        Worker processes at most; default: every core this process may use.
+    """
+
+    def __init__(self, jobs: int | None = None):
+        if jobs is None:
+            jobs = default_jobs()
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise ConfigError(f"jobs must be an integer >= 1, got {jobs!r}")
+        self.jobs = jobs
+
+    def n_workers(self, n_tasks: int) -> int:
+        return worker_count(self.jobs, n_tasks)
+
+    def run(self, tasks: Sequence[Task],
+            on_result: Callable[[Task, TaskResult], None]) -> None:
+        # Closing the generator (on_result raising, Ctrl-C) kills the workers at once.
+        finished = run_tasks(tasks, self.jobs)
+        try:
+            for task, result in finished:
+                on_result(task, result)
+        finally:
+            finished.close()
