@@ -35,7 +35,7 @@ import sys
 import numpy as np
 
 import robnp
-from robnp.training.fit import CHUNK_ROWS, TrainConfig
+from robnp.training.fit import TRAIN_CHUNK_ROWS, TrainConfig
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_attacks import gemm_seconds  # noqa: E402
@@ -53,11 +53,11 @@ def trades_config(epochs: int) -> TrainConfig:
 
 def chunk_rows(n_train: int) -> list[int]:
     """Rows of every chunk of one epoch: minibatches of BATCH, each split into chunks of
-    CHUNK_ROWS (the last minibatch and its last chunk may be short)."""
+    TRAIN_CHUNK_ROWS (the last minibatch and its last chunk may be short)."""
     rows = []
     for start in range(0, n_train, BATCH):
         batch = min(BATCH, n_train - start)
-        rows += [min(CHUNK_ROWS, batch - s) for s in range(0, batch, CHUNK_ROWS)]
+        rows += [min(TRAIN_CHUNK_ROWS, batch - s) for s in range(0, batch, TRAIN_CHUNK_ROWS)]
     return rows
 
 
@@ -169,7 +169,7 @@ def run(widths, repeats: int, n_points: int, big_width: int | None) -> dict:
 
 def markdown(result: dict, mem: dict | None) -> str:
     lines = [f"Medians of {result['repeats']} repeats, {result['points']} training points, "
-             f"minibatches of {BATCH} in chunks of {CHUNK_ROWS} rows, TRADES with {STEPS} "
+             f"minibatches of {BATCH} in chunks of {TRAIN_CHUNK_ROWS} rows, TRADES with {STEPS} "
              f"steps at eps {EPS}, one thread. Floor: every matrix product of the epoch at "
              "its own shape, timed alone on one BLAS thread right after each repeat's epochs; the "
              "ratio is the median of the repeats' ratios.", "",

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .training.fit import CHUNK_ROWS, EPOCHS_PER_CALL, PERMUTATION_BUDGET
+from .training.fit import TRAIN_CHUNK_ROWS, EPOCHS_PER_CALL, PERMUTATION_BUDGET
 
 __all__ = ["MAX_SIZE", "check_size", "MemoryEstimate", "available_memory", "format_bytes",
            "training_memory", "gradcheck_memory", "check_fits"]
@@ -204,8 +204,8 @@ def training_memory(*, n_features: int, hidden, n_classes: int, n_samples: int,
     losses = max_epochs * _FLOAT64
     parts = []
     if train is not None and not train.fused:
-        n_chunks = -(-batch_rows // CHUNK_ROWS)
-        chunk_rows = min(CHUNK_ROWS, batch_rows)
+        n_chunks = -(-batch_rows // TRAIN_CHUNK_ROWS)
+        chunk_rows = min(TRAIN_CHUNK_ROWS, batch_rows)
         row_values = sizes[0] + sizes[-1]
         # per chunk: a gradient and the recipe's workspace; then the optimizer's two
         # moments (or SGD's buffer, and Adam's L2 term), the weight average, the best

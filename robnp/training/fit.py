@@ -14,7 +14,7 @@ Two paths train a model, and they agree.
   and every result, is the same as one epoch per call.
 * **The general loop** (everything else). Per minibatch: gather the rows; when the
   recipe asks for it, draw its U(-1, 1) noise for the whole minibatch from the loop's
-  generator; split the rows into chunks of :data:`CHUNK_ROWS` (a split fixed by the
+  generator; split the rows into chunks of :data:`TRAIN_CHUNK_ROWS` (a split fixed by the
   minibatch's size alone); run the recipe's ``gradient`` on every chunk, on
   ``n_threads`` threads (the kernels release the GIL); add the chunk gradients in
   chunk order; take the optimizer step at the schedule's step size (and momentum);
@@ -53,12 +53,12 @@ from .recipes import get_recipe
 from .schedules import Constant, Cosine, OneCycle, StepDecay
 
 __all__ = ["TrainConfig", "History", "fit", "objective", "epoch_flops", "train_general",
-           "make_optimizer", "make_schedule", "CHUNK_ROWS", "OPTIMIZERS", "SCHEDULE_NAMES",
+           "make_optimizer", "make_schedule", "TRAIN_CHUNK_ROWS", "OPTIMIZERS", "SCHEDULE_NAMES",
            "MONITOR_STEPS", "OVERFIT_DROP", "EPOCHS_PER_CALL", "PERMUTATION_BUDGET"]
 
 #: Rows per chunk of a minibatch in the general loop. Fixed, so that a minibatch's split,
 #: and with it every sum of chunk gradients, depends on its size alone.
-CHUNK_ROWS = 64
+TRAIN_CHUNK_ROWS = 64
 #: PGD steps of the monitors (step size eps / 4, the evaluation's own PGD).
 MONITOR_STEPS = 10
 #: A drop of the monitored PGD accuracy on the fixed training batch larger than this
@@ -428,11 +428,11 @@ def objective(model, X, y, config: TrainConfig | None = None, seed: int = 0) -> 
         noise = np.random.default_rng(seed).random(X.shape, dtype=model.dtype)
         noise *= 2
         noise -= 1
-    workspace = recipe.workspace(model, min(CHUNK_ROWS, n))
+    workspace = recipe.workspace(model, min(TRAIN_CHUNK_ROWS, n))
     grad = np.empty_like(model.params)
     total = 0.0
-    for a in range(0, n, CHUNK_ROWS):
-        b = min(a + CHUNK_ROWS, n)
+    for a in range(0, n, TRAIN_CHUNK_ROWS):
+        b = min(a + TRAIN_CHUNK_ROWS, n)
         total += recipe.gradient(model.params, model.sizes, X[a:b], y[a:b],
                                  None if noise is None else noise[a:b], options, workspace,
                                  grad, 1.0 / n)
@@ -453,15 +453,15 @@ def pgd_accuracy(model, X, y, eps: float) -> float:
 
 class _Chunks:
     """A minibatch's buffers and its gradient: the rows (and the recipe's noise) of
-    one minibatch, split into chunks of :data:`CHUNK_ROWS` rows, each chunk's
+    one minibatch, split into chunks of :data:`TRAIN_CHUNK_ROWS` rows, each chunk's
     gradient computed by the recipe (on a pool of threads when there are several),
     then summed in chunk order."""
 
     def __init__(self, model, recipe, options, source, n_threads: int):
         dtype = model.dtype
         batch_rows = source.batch_rows
-        n_chunks = -(-batch_rows // CHUNK_ROWS)
-        chunk_rows = min(CHUNK_ROWS, batch_rows)
+        n_chunks = -(-batch_rows // TRAIN_CHUNK_ROWS)
+        chunk_rows = min(TRAIN_CHUNK_ROWS, batch_rows)
         self.recipe = recipe
         self.options = options
         self.params = model.params
@@ -498,8 +498,8 @@ class _Chunks:
                 (self.params, self.sizes, self.X[a:b], self.y[a:b],
                  None if noise is None else noise[a:b], self.options, self.workspaces[c],
                  self.grads[c], 1.0 / rows)
-                for c, (a, b) in enumerate((a, min(a + CHUNK_ROWS, rows))
-                                           for a in range(0, rows, CHUNK_ROWS))]
+                for c, (a, b) in enumerate((a, min(a + TRAIN_CHUNK_ROWS, rows))
+                                           for a in range(0, rows, TRAIN_CHUNK_ROWS))]
         return self._calls[rows]
 
     def _work(self, c: int, args) -> None:
