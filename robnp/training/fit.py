@@ -64,8 +64,6 @@ MONITOR_STEPS = 10
 #: A drop of the monitored PGD accuracy on the fixed training batch larger than this
 #: from one epoch to the next is catastrophic overfitting (Wong et al., 2020).
 OVERFIT_DROP = 0.2
-#: Recipes whose catastrophic-overfitting check is on unless switched off.
-OVERFIT_CHECK_RECIPES = ("fgsm-rs", "n-fgsm")
 
 # Fields TrainConfig had before the loop grew slots: always part of its identity, so
 # that a study's task keys stay what they were.
@@ -251,7 +249,7 @@ class TrainConfig:
     def checks_overfitting(self) -> bool:
         """Whether the catastrophic-overfitting rule runs (``overfit_check`` resolved)."""
         if self.overfit_check is None:
-            return self.recipe in OVERFIT_CHECK_RECIPES
+            return get_recipe(self.recipe).options.single_step
         return self.overfit_check
 
     @property
