@@ -73,24 +73,30 @@ def _in_range(value, low, high, low_open, high_open) -> bool:
     return True
 
 
-def integer(name: str, value, low: int | None = None, high: int | None = None) -> int:
+def _rule(bounds: str, context: str | None) -> str:
+    return "".join(f" {part}" for part in (bounds, context) if part)
+
+
+def integer(name: str, value, low: int | None = None, high: int | None = None, *,
+            context: str | None = None) -> int:
     """``value`` as an ``int``; a ConfigError unless it is an integer in
-    ``[low, high]``."""
+    ``[low, high]``. ``context`` (``"for dataset 'moons'"``) follows the range in the
+    message."""
     if not is_integer(value) or not _in_range(value, low, high, False, False):
-        bounds = describe_range(low, high)
-        raise ConfigError(f"{name} must be an integer{' ' + bounds if bounds else ''}, "
-                          f"got {value!r}")
+        raise ConfigError(f"{name} must be an integer{_rule(describe_range(low, high), context)}"
+                          f", got {value!r}")
     return int(value)
 
 
 def real(name: str, value, low: float | None = None, high: float | None = None, *,
-         low_open: bool = False, high_open: bool = False, finite: bool = True) -> float:
+         low_open: bool = False, high_open: bool = False, finite: bool = True,
+         context: str | None = None) -> float:
     """``value`` as a ``float``; a ConfigError unless it is a real number in the range
     (``low``/``high`` excluded when ``low_open``/``high_open``), finite unless
-    ``finite=False``."""
+    ``finite=False``. ``context`` follows the range in the message."""
     bounds = describe_range(low, high, low_open, high_open)
     what = "a finite number" if finite else "a number"
-    message = f"{name} must be {what}{' ' + bounds if bounds else ''}, got {value!r}"
+    message = f"{name} must be {what}{_rule(bounds, context)}, got {value!r}"
     if not is_real(value):
         raise ConfigError(message)
     number = float(value.item() if isinstance(value, np.ndarray) else value)

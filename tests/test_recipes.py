@@ -12,7 +12,7 @@ import pytest
 
 import naive
 import robnp
-from robnp import flops, kernels
+from robnp import kernels
 from robnp.errors import ConfigError
 from robnp.gradcheck import relative_error
 from robnp.gradients import smoothed_param_gradient

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _checks, kernels
+from .. import kernels
 from .._checks import Coerced, Integer, Real, Satisfies
 from ..threads import single_blas_thread
 from ._registry import AttackOptions
