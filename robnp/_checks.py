@@ -31,8 +31,8 @@ from .errors import ConfigError
 
 __all__ = ["is_integer", "is_real", "integer", "real", "choice", "flag", "sequence",
            "describe_range", "comma_list", "names", "NORMS", "norm", "Integer", "Real",
-           "Flag", "Choice", "Optional", "Coerced", "Satisfies", "validate",
-           "options_from"]
+           "Flag", "Choice", "Optional", "Coerced", "Satisfies", "declared_constraints",
+           "validate", "options_from"]
 
 
 def is_integer(value) -> bool:
@@ -179,7 +179,10 @@ def names(name: str, values) -> tuple[str, ...]:
     config file writes them) or a sequence of strings. Only the form is checked here;
     each registry says whether it knows a name."""
     if isinstance(values, str):
-        values = [value.strip() for value in values.split(",")]
+        try:
+            values = comma_list(values, "names")
+        except ConfigError as error:
+            raise ConfigError(f"{name}: {error}") from None
     return sequence(name, values, _non_empty_name, what="non-empty names")
 
 

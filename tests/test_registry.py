@@ -204,8 +204,10 @@ def test_names_parse_a_comma_separated_string_or_a_list_the_same_way():
     assert _checks.names("attacks", ["fgsm", "pgd"]) == ("fgsm", "pgd")
     with pytest.raises(ConfigError, match="attacks has duplicate values"):
         _checks.names("attacks", "pgd,pgd")
-    with pytest.raises(ConfigError, match="attacks must hold non-empty names"):
+    with pytest.raises(ConfigError, match="attacks: 'fgsm,,pgd' has an empty item"):
         _checks.names("attacks", "fgsm,,pgd")
+    with pytest.raises(ConfigError, match="attacks must hold non-empty names"):
+        _checks.names("attacks", ["fgsm", ""])
 
 
 @pytest.mark.parametrize("check", [
