@@ -15,12 +15,10 @@ Cost per example: 5 forward passes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 from .. import flops, kernels
-from .._checks import Coerced, Real
-from ..losses import check_smoothing
-from ._adversarial import attack_workspace, check_training_eps
+from .._checks import Real
+from ._adversarial import SMOOTHING, attack_workspace, eps_constraint
 from ._registry import RecipeOptions
 
 __all__ = ["NFGSMOptions", "gradient", "workspace"]
@@ -51,10 +49,10 @@ class NFGSMOptions(RecipeOptions):
     adversarial = True
     single_step = True
 
-    constraints = {"eps": Coerced(partial(check_training_eps, "n-fgsm")),
+    constraints = {"eps": eps_constraint("n-fgsm"),
                    "noise_multiple": Real(0),
                    "step_multiple": Real(0, low_open=True),
-                   "smoothing": Coerced(check_smoothing)}
+                   "smoothing": SMOOTHING}
 
     @property
     def forward_passes(self) -> int:

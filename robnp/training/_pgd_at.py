@@ -18,12 +18,10 @@ step, a training step of three).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 from .. import flops, kernels
-from .._checks import Coerced, Integer, Real
-from ..losses import check_smoothing
-from ._adversarial import attack_workspace, check_training_eps
+from ._adversarial import (ATTACK_STEPS, SMOOTHING, STEP_FRACTION, attack_workspace,
+                           eps_constraint)
 from ._registry import RecipeOptions
 
 __all__ = ["PGDATOptions", "gradient", "workspace"]
@@ -53,10 +51,10 @@ class PGDATOptions(RecipeOptions):
     needs_noise = True
     adversarial = True
 
-    constraints = {"eps": Coerced(partial(check_training_eps, "pgd-at")),
-                   "steps": Integer(1),
-                   "step_fraction": Real(0, low_open=True),
-                   "smoothing": Coerced(check_smoothing)}
+    constraints = {"eps": eps_constraint("pgd-at"),
+                   "steps": ATTACK_STEPS,
+                   "step_fraction": STEP_FRACTION,
+                   "smoothing": SMOOTHING}
 
     @property
     def step_size(self) -> float:

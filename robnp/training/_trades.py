@@ -42,12 +42,11 @@ could reuse the first one, saving one forward pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 from .. import flops, kernels
-from .._checks import Coerced, Integer, Real
-from ..losses import check_smoothing
-from ._adversarial import check_training_eps, trades_workspace
+from .._checks import Real
+from ._adversarial import (ATTACK_STEPS, SMOOTHING, STEP_FRACTION, eps_constraint,
+                           trades_workspace)
 from ._registry import RecipeOptions
 
 __all__ = ["TRADESOptions", "gradient", "workspace"]
@@ -82,11 +81,11 @@ class TRADESOptions(RecipeOptions):
     adversarial = True
     model_rows_per_row = 2  # clean and adversarial rows stacked for the training step
 
-    constraints = {"eps": Coerced(partial(check_training_eps, "trades")),
+    constraints = {"eps": eps_constraint("trades"),
                    "beta": Real(0),
-                   "steps": Integer(1),
-                   "step_fraction": Real(0, low_open=True),
-                   "smoothing": Coerced(check_smoothing)}
+                   "steps": ATTACK_STEPS,
+                   "step_fraction": STEP_FRACTION,
+                   "smoothing": SMOOTHING}
 
     @property
     def step_size(self) -> float:
