@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from robnp import _checks
+from robnp.errors import ConfigError
+
 
 class CommaList(click.ParamType):
     """A comma-separated list: ``--widths 16,32,64``."""
@@ -16,13 +19,10 @@ class CommaList(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
-        parts = [part.strip() for part in str(value).split(",")]
-        if not any(parts):
-            self.fail(f"expected a comma-separated list of {self.what}, got an empty value",
-                      param, ctx)
-        if any(part == "" for part in parts):
-            self.fail(f"{value!r} has an empty item; expected a comma-separated list "
-                      f"of {self.what}", param, ctx)
+        try:
+            parts = _checks.comma_list(value, self.what)
+        except ConfigError as error:
+            self.fail(str(error), param, ctx)
         items = []
         for part in parts:
             try:

@@ -34,8 +34,10 @@ weights, ``P_b = sum_{l>=1} d_l`` biases, ``H = sum_{0<l<L} d_l`` hidden units,
   for weight decay, ``+3`` for the momentum buffer, ``+2`` for Nesterov; Adam 13
   (moments 3 + 4, denominator 3, step 3); AdamW 14.
 
-Recipes (``RECIPES``) combine these; :func:`recipe_flops` gives the exact count and
-:data:`PAPER_FORWARD_PASSES` the paper's convention.
+Each training recipe combines these for its own work
+(:meth:`robnp.training.recipes.RecipeOptions.example_flops`, in the recipe's module)
+and states the paper's convention beside it (``forward_passes``);
+:func:`robnp.training.recipes.recipe_flops` looks a recipe up by name.
 """
 
 from __future__ import annotations
@@ -45,29 +47,15 @@ from dataclasses import dataclass
 from . import _checks
 from .errors import ConfigError
 
-__all__ = ["RECIPES", "PAPER_FORWARD_PASSES", "RecipeFlops", "layer_counts", "forward_flops",
-           "training_backward_flops", "input_backward_flops", "cross_entropy_flops",
-           "attack_step_flops", "optimizer_flops", "recipe_flops", "paper_forward_passes"]
-
-#: Training recipes and whether they take a number of attack steps.
-RECIPES = {"standard": False, "pgd-at": True, "trades": True, "fgsm-rs": False,
-           "n-fgsm": False}
+__all__ = ["RecipeFlops", "check_sizes", "layer_counts", "forward_flops", "training_backward_flops",
+           "input_backward_flops", "cross_entropy_flops", "attack_step_flops",
+           "random_start_flops", "training_step_flops", "gradient_step_flops",
+           "optimizer_flops", "update_flops_per_example"]
 
 
-def paper_forward_passes(recipe: str, steps: int | None = None) -> int:
-    """Forward passes per example in the paper's convention: standard 3, PGD-AT
-    ``2K + 3``, TRADES ``2K + 7`` (Appendix B's 27 for K = 10), FGSM-RS and N-FGSM 5."""
-    steps = _check_recipe(recipe, steps)
-    return {"standard": 3, "pgd-at": 2 * (steps or 0) + 3, "trades": 2 * (steps or 0) + 7,
-            "fgsm-rs": 5, "n-fgsm": 5}[recipe]
-
-
-#: The paper's convention as formulas in K, for reference.
-PAPER_FORWARD_PASSES = {"standard": "3", "pgd-at": "2K + 3", "trades": "2K + 7",
-                        "fgsm-rs": "5", "n-fgsm": "5"}
-
-
-def _check_sizes(sizes) -> tuple[int, ...]:
+def check_sizes(sizes) -> tuple[int, ...]:
+    """The MLP's layer sizes ``(d_0, ..., d_L)`` as a tuple of ints: at least an input
+    and an output size, each >= 1, at least 2 classes."""
     sizes = _checks.sequence("layer sizes", sizes, lambda n, v: _checks.integer(n, v, 1),
                              what="integers >= 1", unique=False)
     if len(sizes) < 2:
@@ -77,18 +65,9 @@ def _check_sizes(sizes) -> tuple[int, ...]:
     return sizes
 
 
-def _check_recipe(recipe: str, steps) -> int | None:
-    _checks.choice("recipe", recipe, RECIPES, "recipe")
-    if RECIPES[recipe]:
-        return _checks.integer("steps", steps, 1)
-    if steps is not None:
-        raise ConfigError(f"the {recipe} recipe takes no steps, got steps={steps!r}")
-    return None
-
-
 def layer_counts(sizes) -> tuple[int, int, int]:
     """``(P_W, P_b, H)``: weights, biases and hidden units of the MLP ``sizes``."""
-    sizes = _check_sizes(sizes)
+    sizes = check_sizes(sizes)
     weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     return weights, sum(sizes[1:]), sum(sizes[1:-1])
 
@@ -101,7 +80,7 @@ def forward_flops(sizes) -> int:
 
 def training_backward_flops(sizes) -> int:
     """The backward pass of a training step: ``2 P_W + P_b + 2 (P_W - d_0 d_1) + H``."""
-    sizes = _check_sizes(sizes)
+    sizes = check_sizes(sizes)
     weights, biases, hidden = layer_counts(sizes)
     return 2 * weights + biases + 2 * (weights - sizes[0] * sizes[1]) + hidden
 
@@ -124,6 +103,28 @@ def attack_step_flops(n_features: int) -> int:
     return 7 * _checks.integer("n_features", n_features, 1)
 
 
+def random_start_flops(n_features: int) -> int:
+    """A uniform random start in the L-infinity ball: an add and the projection (4)
+    per input feature, 5 in all (the draws are not FLOPs)."""
+    n_features = _checks.integer("n_features", n_features, 1)
+    return n_features + 4 * n_features
+
+
+def training_step_flops(sizes) -> int:
+    """One training step on one example: forward, softmax cross-entropy with its value,
+    training backward."""
+    sizes = check_sizes(sizes)
+    return forward_flops(sizes) + cross_entropy_flops(sizes[-1]) + training_backward_flops(sizes)
+
+
+def gradient_step_flops(sizes) -> int:
+    """One step of a signed-gradient attack on the cross-entropy: forward, the loss's
+    logit gradient, input backward, signed step and L-infinity projection."""
+    sizes = check_sizes(sizes)
+    return (forward_flops(sizes) + cross_entropy_flops(sizes[-1], value=False)
+            + input_backward_flops(sizes) + attack_step_flops(sizes[0]))
+
+
 def optimizer_flops(optimizer: str = "sgd", *, momentum: bool = False,
                     nesterov: bool = False, weight_decay: bool = False) -> int:
     """FLOPs per parameter of one update: ``"sgd"`` 2, plus 2 for weight decay, 3 for
@@ -138,6 +139,19 @@ def optimizer_flops(optimizer: str = "sgd", *, momentum: bool = False,
     return 2 + 2 * bool(weight_decay) + 3 * bool(momentum) + 2 * bool(nesterov)
 
 
+def update_flops_per_example(sizes, batch_size: int, optimizer: str = "sgd", *,
+                             momentum: bool = True, nesterov: bool = True,
+                             weight_decay: bool = True) -> float:
+    """The optimizer's update of every parameter of the MLP ``sizes``
+    (:func:`optimizer_flops` each), shared over a minibatch of ``batch_size``
+    examples."""
+    weights, biases, _ = layer_counts(sizes)
+    batch_size = _checks.integer("batch_size", batch_size, 1)
+    per_param = optimizer_flops(optimizer, momentum=momentum, nesterov=nesterov,
+                                weight_decay=weight_decay)
+    return per_param * (weights + biases) / batch_size
+
+
 @dataclass(frozen=True)
 class RecipeFlops:
     """Training FLOPs of one example under a recipe.
@@ -150,7 +164,7 @@ class RecipeFlops:
     forward : int
         One forward pass of the network (:func:`forward_flops`).
     paper_forward_passes : int
-        The paper's convention for the recipe.
+        The paper's convention for the recipe (its options' ``forward_passes``).
     n_params : int
         ``N``, weights and biases.
     """
@@ -176,59 +190,3 @@ class RecipeFlops:
     def paper_k(self) -> float:
         """``k`` under the paper's convention, taking a forward pass as ``2 N``."""
         return 2.0 * self.paper_forward_passes
-
-
-def recipe_flops(sizes, recipe: str = "standard", steps: int | None = None, *,
-                 batch_size: int | None = None, optimizer: str = "sgd",
-                 momentum: bool = True, nesterov: bool = True,
-                 weight_decay: bool = True) -> RecipeFlops:
-    """Exact training FLOPs per example of ``recipe`` for the MLP ``sizes``.
-
-    * ``standard``: forward, cross-entropy, training backward;
-    * ``pgd-at`` (Madry et al., 2018) with ``steps`` K: K attack steps (forward,
-      cross-entropy gradient, input backward, step and projection) from a random start,
-      then a standard step on the adversarial example;
-    * ``trades`` (Zhang et al., 2019) as the paper counts it: a clean forward for the
-      clean distribution, K attack steps on the KL divergence, two more forward passes
-      (clean and adversarial) for the loss, cross-entropy on the clean logits plus the
-      KL term, and a training backward through both;
-    * ``fgsm-rs`` (Wong et al., 2020) and ``n-fgsm`` (de Jorge et al., 2022): a random
-      start, one attack step, a standard step on the result (N-FGSM skips the
-      projection: its cost differs by 4 FLOPs per feature).
-
-    With ``batch_size``, the optimizer's update (:func:`optimizer_flops`) is shared
-    over the batch's examples and added.
-    """
-    sizes = _check_sizes(sizes)
-    steps = _check_recipe(recipe, steps)
-    weights, biases, _ = layer_counts(sizes)
-    n_features, n_classes = sizes[0], sizes[-1]
-    fwd = forward_flops(sizes)
-    train_back = training_backward_flops(sizes)
-    in_back = input_backward_flops(sizes)
-    ce = cross_entropy_flops(n_classes)
-    ce_grad = cross_entropy_flops(n_classes, value=False)
-    step = attack_step_flops(n_features)
-    start = n_features + 4 * n_features
-    standard = fwd + ce + train_back
-    if recipe == "standard":
-        total = standard
-    elif recipe == "pgd-at":
-        total = start + steps * (fwd + ce_grad + in_back + step) + standard
-    elif recipe == "trades":
-        clean = fwd + 5 * n_classes                    # clean logits and their softmax
-        kl_grad = 5 * n_classes + n_classes
-        attack = start + steps * (fwd + kl_grad + in_back + step)
-        kl_train = 5 * n_classes + 4 * n_classes + n_classes + 3 * n_classes
-        total = clean + attack + 2 * fwd + ce + kl_train + 2 * train_back
-    elif recipe == "fgsm-rs":
-        total = start + fwd + ce_grad + in_back + step + standard
-    else:  # n-fgsm: noise, a step, no projection
-        total = n_features + fwd + ce_grad + in_back + 3 * n_features + standard
-    if batch_size is not None:
-        batch_size = _checks.integer("batch_size", batch_size, 1)
-        per_param = optimizer_flops(optimizer, momentum=momentum, nesterov=nesterov,
-                                    weight_decay=weight_decay)
-        total = total + per_param * (weights + biases) / batch_size
-    return RecipeFlops(recipe, steps, total, fwd, paper_forward_passes(recipe, steps),
-                       weights + biases)

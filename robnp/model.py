@@ -15,7 +15,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from . import gradients, kernels
+from . import _checks, gradients, kernels
 from ._io import atomic_write
 from ._version import __version__
 from .errors import ConfigError, DataError, ModelFileError, StoreError
@@ -38,6 +38,12 @@ def check_dtype(dtype) -> np.dtype:
     return dtype
 
 
+def _check_activation(activation) -> str:
+    if activation not in _ACTIVATIONS:
+        raise ConfigError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+    return activation
+
+
 def _is_sequence(value) -> bool:
     """Something to iterate over, other than a string."""
     return hasattr(value, "__iter__") and not isinstance(value, (str, bytes))
@@ -49,9 +55,8 @@ def _check_sizes(layer_sizes) -> tuple[int, ...]:
     sizes = tuple(layer_sizes)
     if len(sizes) < 2:
         raise ConfigError(f"an MLP needs at least an input and an output size, got {sizes}")
-    for size in sizes:
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-            raise ConfigError(f"layer sizes must be integers >= 1, got {sizes}")
+    if not all(_checks.is_integer(size) and size >= 1 for size in sizes):
+        raise ConfigError(f"layer sizes must be integers >= 1, got {sizes}")
     if sizes[-1] < 2:
         raise ConfigError(f"n_classes must be >= 2, got {sizes[-1]}")
     return tuple(int(s) for s in sizes)
@@ -125,8 +130,7 @@ class MLP:
 
     def __init__(self, n_features: int, hidden: Sequence[int] = (64, 64), n_classes: int = 2,
                  *, activation: str = "relu", dtype=np.float32, seed=None):
-        if activation not in _ACTIVATIONS:
-            raise ConfigError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+        _check_activation(activation)
         if not _is_sequence(hidden):
             raise ConfigError(f"hidden must be a sequence of widths, got {hidden!r}")
         self.layer_sizes = _check_sizes((n_features, *hidden, n_classes))
@@ -167,8 +171,7 @@ class MLP:
                 f"params must have shape ({expected},) for layer sizes {sizes}, "
                 f"got {params.shape}")
         model = cls.__new__(cls)
-        if activation not in _ACTIVATIONS:
-            raise ConfigError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+        _check_activation(activation)
         model.layer_sizes = sizes
         model.activation = activation
         model.dtype = dtype

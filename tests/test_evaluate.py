@@ -21,7 +21,7 @@ def test_split(circles_split):
 @pytest.fixture()
 def scratch_registry(monkeypatch):
     """Attacks registered inside a test disappear after it."""
-    monkeypatch.setattr("robnp.attacks._registry.ATTACKS", dict(ATTACKS))
+    monkeypatch.setattr("robnp.attacks._registry.ATTACKS", ATTACKS.copy())
     from robnp.attacks import _registry
 
     return _registry.ATTACKS

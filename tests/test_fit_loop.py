@@ -155,6 +155,7 @@ def test_without_early_stopping_every_epoch_runs(data):
 class NoisyOptions(RecipeOptions):
     needs_noise = True
     adversarial = True
+    single_step = True
     eps: float = 0.1
 
 
@@ -172,7 +173,7 @@ def _noisy_workspace(model, rows):
 
 @pytest.fixture
 def noisy_recipe(monkeypatch):
-    """Registered under a name flops.recipe_flops knows (its count is not checked)."""
+    """Registered under the name of a single-step recipe (its count is not checked)."""
     monkeypatch.setitem(RECIPES, "fgsm-rs", Recipe("fgsm-rs", _noisy_gradient,
                                                    _noisy_workspace, NoisyOptions, "test"))
     return "fgsm-rs"

@@ -12,7 +12,8 @@ import pytest
 from robnp.errors import ConfigError
 from robnp.flops import (attack_step_flops, cross_entropy_flops, forward_flops,
                          input_backward_flops, layer_counts, optimizer_flops,
-                         paper_forward_passes, recipe_flops, training_backward_flops)
+                         training_backward_flops)
+from robnp.training.recipes import paper_forward_passes, recipe_flops
 
 # The 2-3-2 net by hand: W1 is 2x3, b1 has 3, W2 is 3x2, b2 has 2.
 #   weights P_W = 6 + 6 = 12, biases P_b = 3 + 2 = 5, hidden units H = 3.

@@ -40,9 +40,10 @@ Such a model runs a NumPy loop over these methods that applies the same compiled
 step, projection and bookkeeping kernels as the MLP path, so both give the same
 results up to the rounding of the gradients. The Square attack calls only ``logits``.
 
-Adding an attack: write ``_name.py`` with ``NameOptions(AttackOptions)`` and
+Adding an attack: write ``_name.py`` with ``NameOptions(AttackOptions)`` (its
+fields' ``constraints``, its cost ``passes()``, its ``budget`` option) and
 ``run(model, X, y, radii, options, rng) -> [X_adv per radius]``, then add one
-``register_attack`` line below.
+``register_attack`` line below (see ``docs/architecture.md``, "Adding an attack").
 """
 
 from . import _apgd, _fgsm, _pgd, _square

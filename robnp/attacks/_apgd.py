@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _checks, kernels
+from .._checks import Coerced, Integer, Real, Satisfies
+from ..errors import ConfigError
 from ..losses import check_loss_classes, loss_code
 from ..threads import single_blas_thread
 from ._pgd import NORM_CODES
@@ -99,15 +101,20 @@ class APGDOptions(AttackOptions):
 
     randomized = True
 
-    def __post_init__(self):
-        object.__setattr__(self, "n_iter", _checks.integer("n_iter", self.n_iter, 0))
-        loss_code(self.loss)
-        check_norm(self.norm)
-        object.__setattr__(self, "n_restarts", _checks.integer("n_restarts", self.n_restarts, 1))
-        object.__setattr__(self, "rho", _checks.real("rho", self.rho, 0, 1, low_open=True,
-                                                     high_open=True))
-        check_bounds(self.bounds)
-        object.__setattr__(self, "n_threads", check_threads(self.n_threads))
+    constraints = {"n_iter": Integer(0),
+                   "loss": Satisfies(loss_code),
+                   "norm": Coerced(check_norm),
+                   "n_restarts": Integer(1),
+                   "rho": Real(0, 1, low_open=True, high_open=True),
+                   "bounds": Satisfies(check_bounds),
+                   "n_threads": Coerced(check_threads)}
+    budget = "n_iter"
+
+    def passes(self) -> float:
+        """``n_iter`` gradient steps per restart (and per target, for ``apgd-t``), then
+        the evaluation: about 300 for AutoAttack's 100 iterations."""
+        runs = self.n_restarts * getattr(self, "n_target_classes", 1)
+        return runs * self.GRADIENT_PASSES * self.n_iter + 1
 
 
 @dataclass(frozen=True)
@@ -131,13 +138,11 @@ class APGDTOptions(APGDOptions):
     loss: str = "dlr"
     n_target_classes: int = 9
 
+    constraints = {"n_target_classes": Integer(1)}
+
     def __post_init__(self):
         super().__post_init__()
-        object.__setattr__(self, "n_target_classes", _checks.integer(
-            "n_target_classes", self.n_target_classes, 1))
         if self.loss != "dlr":
-            from ..errors import ConfigError
-
             raise ConfigError(f"apgd-t ascends the targeted DLR loss; loss must be 'dlr', "
                               f"got {self.loss!r}")
 

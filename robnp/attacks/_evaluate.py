@@ -242,8 +242,9 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
         are never attacked), so an attack's number is the robust accuracy after it
         and every attack before it; cheaper, same worst case in distribution.
     check_convergence : bool
-        Also rerun every attack with twice its budget (``steps``, ``n_iter`` or
-        ``n_queries``) on the points it left robust, and warn where that breaks more.
+        Also rerun every attack with twice its budget (the option its options name in
+        ``budget``: ``steps``, ``n_iter``, ``n_queries``) on the points it left robust,
+        and warn where that breaks more.
 
     Returns
     -------
@@ -357,17 +358,14 @@ def _sanity_warnings(evaluation: Evaluation, X, y) -> list[str]:
     return found
 
 
-# The option that sets an attack's work: gradient steps, APGD's iterations, queries.
-_BUDGETS = ("steps", "n_iter", "n_queries")
-
-
 def _convergence_warnings(model, X, y, evaluation: Evaluation, seed) -> list[str]:
-    """Rerun every attack that has ``steps`` with twice the steps on the points it
-    attacked and left robust; each point it now breaks means it had not converged."""
+    """Rerun every attack whose options name a ``budget`` (PGD's steps, APGD's
+    iterations, Square's queries) with twice that budget on the points it attacked and
+    left robust; each point it now breaks means it had not converged."""
     found = []
     for name, result in evaluation.attacks.items():
         options = result.options
-        budget = next((field for field in _BUDGETS if field in options.field_names()), None)
+        budget = options.budget
         if budget is None or getattr(options, budget) == 0:
             continue
         doubled = dataclasses.replace(options, **{budget: 2 * getattr(options, budget)})

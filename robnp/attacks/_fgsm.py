@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kernels
+from .._checks import Satisfies
 from ..errors import ConfigError
 from ..gradients import input_gradient
 from ..losses import loss_code
@@ -33,9 +34,11 @@ class FGSMOptions(AttackOptions):
     loss: str = "cross_entropy"
     bounds: tuple[float, float] | None = None
 
-    def __post_init__(self):
-        loss_code(self.loss)
-        check_bounds(self.bounds)
+    constraints = {"loss": Satisfies(loss_code), "bounds": Satisfies(check_bounds)}
+
+    def passes(self) -> float:
+        """One gradient step and the evaluation: 4 forward-pass equivalents."""
+        return self.GRADIENT_PASSES + 1
 
 
 def fgsm_from_gradient(X: np.ndarray, dL_dX: np.ndarray, eps: float, bounds=None) -> np.ndarray:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _checks, kernels
+from .._checks import Coerced, Flag, Integer, Optional, Real, Satisfies
 from ..errors import ConfigError
 from ..gradients import input_gradient
 from ..losses import check_loss_classes, loss_code, targeted_loss
@@ -83,20 +84,22 @@ class PGDOptions(AttackOptions):
     targeted: bool = False
     n_threads: int | None = None
 
-    def __post_init__(self):
-        object.__setattr__(self, "steps", _checks.integer("steps", self.steps, 0))
-        object.__setattr__(self, "step_fraction", _checks.real(
-            "step_fraction", self.step_fraction, 0, low_open=True))
-        if self.step_size is not None:
-            object.__setattr__(self, "step_size", _checks.real("step_size", self.step_size, 0))
-        object.__setattr__(self, "random_start", _checks.flag("random_start", self.random_start))
-        loss_code(self.loss)
-        check_bounds(self.bounds)
-        check_norm(self.norm)
-        object.__setattr__(self, "n_restarts", _checks.integer("n_restarts", self.n_restarts, 1))
-        object.__setattr__(self, "use_best", _checks.flag("use_best", self.use_best))
-        object.__setattr__(self, "targeted", _checks.flag("targeted", self.targeted))
-        object.__setattr__(self, "n_threads", check_threads(self.n_threads))
+    constraints = {"steps": Integer(0),
+                   "step_fraction": Real(0, low_open=True),
+                   "step_size": Optional(Real(0)),
+                   "random_start": Flag(),
+                   "loss": Satisfies(loss_code),
+                   "bounds": Satisfies(check_bounds),
+                   "norm": Coerced(check_norm),
+                   "n_restarts": Integer(1),
+                   "use_best": Flag(),
+                   "targeted": Flag(),
+                   "n_threads": Coerced(check_threads)}
+    budget = "steps"
+
+    def passes(self) -> float:
+        """``steps`` gradient steps per restart, then the evaluation."""
+        return self.n_restarts * self.GRADIENT_PASSES * self.steps + 1
 
     @property
     def randomized(self) -> bool:

@@ -7,35 +7,60 @@ floats >= 0, ``rng`` a :class:`numpy.random.Generator`) and returns one array of
 adversarial points per radius, each of ``X``'s shape and dtype and inside that
 radius's ball. Running every radius in one call lets an attack share work across
 radii (FGSM and PGD share the gradient at the clean points).
+
+What the rest of the code needs to know about an attack is asked of its options
+(:class:`AttackOptions`): its ball (``norm``), whether it is randomized or black-box,
+what one run costs (:meth:`AttackOptions.passes`), and which option sets its work
+(``budget``, doubled by the convergence check).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Callable, ClassVar
 
-from .. import _checks
-from ..errors import ConfigError
+from .._options import Entry, Options, Registry
 
 __all__ = ["Attack", "AttackOptions", "ATTACKS", "register_attack", "get_attack",
            "attack_names"]
 
 
 @dataclass(frozen=True)
-class AttackOptions:
-    """Base of every attack's options. Subclasses are frozen dataclasses whose
-    ``__post_init__`` checks each value; ``norm`` names the ball."""
+class AttackOptions(Options):
+    """Base of every attack's options: a frozen dataclass whose fields are checked
+    against its declared ``constraints`` (see :class:`robnp._options.Options`).
+
+    A subclass says what the rest of the code needs to know about its attack:
+
+    * ``norm``: the ball (a class attribute, or a field where it is an option);
+    * ``randomized``: True when the result depends on the generator passed to ``run``;
+    * ``black_box``: True when the attack uses only the logits, never a gradient;
+    * ``budget``: the name of the option that sets the attack's work (``"steps"``),
+      which the convergence check doubles, or None when there is none;
+    * :meth:`passes`: what one run at one radius costs, in forward passes.
+    """
 
     norm = "linf"
     #: True when the result depends on the random generator passed to ``run``.
     randomized = False
     #: True for attacks that use only the logits (score-based), never a gradient.
     black_box = False
+    #: The option that sets the attack's work (gradient steps, iterations, queries):
+    #: the convergence check reruns the attack with twice its value. None: no such
+    #: option, nothing to double.
+    budget: ClassVar[str | None] = None
 
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
+    #: Forward-pass equivalents of one gradient step: the forward pass and a backward
+    #: pass to the input (about twice a forward's work).
+    GRADIENT_PASSES: ClassVar[float] = 3.0
+
+    def passes(self) -> float:
+        """Forward-pass equivalents of one run of the attack at one radius, per point: a
+        gradient step costs :attr:`GRADIENT_PASSES`, a query of the logits 1, the final
+        evaluation 1, all times the restarts the options ask for. The study orders its
+        tasks and estimates the time left with it."""
+        raise NotImplementedError(f"{type(self).__name__} does not say what one run of "
+                                  f"its attack costs: define passes()")
 
     def check_classes(self, n_classes: int) -> None:
         """Raise ConfigError if these options cannot attack a ``n_classes``-class model
@@ -56,7 +81,7 @@ class AttackOptions:
 
 
 @dataclass(frozen=True)
-class Attack:
+class Attack(Entry):
     """A registered attack."""
 
     name: str
@@ -64,33 +89,21 @@ class Attack:
     options: type
     summary: str
 
-    def make_options(self, values: Mapping[str, Any] | None = None,
-                     source: str | None = None) -> AttackOptions:
-        """Options from a mapping of option names (dashes or underscores); an unknown
-        name is one error listing the known ones."""
-        return _checks.options_from(self.options, values, kind="attack", name=self.name,
-                                    source=source)
+    kind: ClassVar[str] = "attack"
 
 
-ATTACKS: dict[str, Attack] = {}
+ATTACKS: Registry = Registry("attack", AttackOptions)
 
 
 def register_attack(name: str, run: Callable[..., list], options: type, summary: str) -> Attack:
     """Add an attack to the registry (see the module docstring for ``run``)."""
-    if not (isinstance(options, type) and issubclass(options, AttackOptions)):
-        raise ConfigError(f"options of attack {name!r} must be an AttackOptions dataclass")
-    ATTACKS[name] = Attack(name, run, options, summary)
-    return ATTACKS[name]
+    return ATTACKS.add(Attack(name, run, options, summary))
 
 
 def attack_names() -> list[str]:
-    return list(ATTACKS)
+    return ATTACKS.names()
 
 
 def get_attack(name) -> Attack:
     """The registered attack ``name``; a clear error lists the known ones."""
-    try:
-        return ATTACKS[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"unknown attack {name!r}; known attacks: "
-                          f"{', '.join(ATTACKS)}") from None
+    return ATTACKS.lookup(name)

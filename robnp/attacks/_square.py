@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _checks, kernels
+from .. import kernels
+from .._checks import Coerced, Integer, Real, Satisfies
 from ..threads import single_blas_thread
 from ._registry import AttackOptions
 from ._threat import (AttackedModel, as_generator, check_bounds, check_eps, check_threads,
@@ -73,13 +74,17 @@ class SquareOptions(AttackOptions):
     #: Uses only the logits: the attack that exposes gradient masking.
     black_box = True
 
-    def __post_init__(self):
-        object.__setattr__(self, "n_queries", _checks.integer("n_queries", self.n_queries, 0))
-        object.__setattr__(self, "p_init", _checks.real("p_init", self.p_init, 0, 1,
-                                                        low_open=True))
-        object.__setattr__(self, "n_restarts", _checks.integer("n_restarts", self.n_restarts, 1))
-        check_bounds(self.bounds)
-        object.__setattr__(self, "n_threads", check_threads(self.n_threads))
+    constraints = {"n_queries": Integer(0),
+                   "p_init": Real(0, 1, low_open=True),
+                   "n_restarts": Integer(1),
+                   "bounds": Satisfies(check_bounds),
+                   "n_threads": Coerced(check_threads)}
+    budget = "n_queries"
+
+    def passes(self) -> float:
+        """Per restart a query at the start and one per iteration, then the
+        evaluation: no gradient."""
+        return self.n_restarts * (self.n_queries + 1.0) + 1
 
 
 def _schedule(rng, n_queries, p_init, d):

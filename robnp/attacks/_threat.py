@@ -20,7 +20,7 @@ __all__ = ["check_eps", "check_radii", "check_bounds", "gradient_sign", "NORMS",
            "top_wrong_class", "ATTACK_CHUNK_ROWS", "as_generator"]
 
 #: Norms of the balls attacks work in.
-NORMS = ("linf", "l2")
+NORMS = _checks.NORMS
 
 
 def check_eps(eps) -> float:
@@ -70,10 +70,8 @@ def gradient_sign(name: str, gradient, X: np.ndarray, kinds: str) -> np.ndarray:
 
 
 def check_norm(norm) -> str:
-    """``norm`` if it names a ball in :data:`NORMS`."""
-    if norm not in NORMS:
-        raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
-    return norm
+    """``norm`` if it names a ball in :data:`NORMS` (:func:`robnp._checks.norm`)."""
+    return _checks.norm("norm", norm)
 
 
 def check_threads(n_threads):

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from .._checks import is_integer as _is_int
+from .. import _checks
 from ..errors import ConfigError, DataError
 from .synthetic import (make_blobs, make_circles, make_moons, make_spheres, make_spirals,
                         with_nuisance)
@@ -86,14 +86,12 @@ class Dataset:
         if n_classes is None:
             return self.n_classes
         if not self.variable_classes:
-            if _is_int(n_classes) and n_classes == self.n_classes:
+            if _checks.is_integer(n_classes) and n_classes == self.n_classes:
                 return self.n_classes
             raise ConfigError(f"n_classes for dataset {self.name!r} is fixed at "
                               f"{self.n_classes} (or None), got {n_classes!r}")
-        if not _is_int(n_classes) or n_classes < self.min_classes:
-            raise ConfigError(f"n_classes must be an integer >= {self.min_classes} for "
-                              f"dataset {self.name!r}, got {n_classes!r}")
-        return int(n_classes)
+        return _checks.integer("n_classes", n_classes, self.min_classes,
+                               context=f"for dataset {self.name!r}")
 
 
 DATASETS: dict[str, Dataset] = {}
@@ -116,9 +114,8 @@ def register_dataset(name: str, *, n_classes: int = 2, min_input_dim: int = 2,
         ``n_classes`` classes.  An integer ``>= 2``: the generator has an extra
         keyword ``n_classes`` and accepts any value ``>= min_classes``.
     """
-    if not _is_int(n_classes) or n_classes < 2:
-        raise ConfigError(f"n_classes must be an integer >= 2, got {n_classes!r}")
-    if min_classes is not None and (not _is_int(min_classes)
+    _checks.integer("n_classes", n_classes, 2)
+    if min_classes is not None and (not _checks.is_integer(min_classes)
                                     or not 2 <= min_classes <= n_classes):
         raise ConfigError(f"min_classes must be None or an integer in [2, n_classes="
                           f"{n_classes}], got {min_classes!r}")
@@ -203,10 +200,7 @@ def make_dataset(name: str, n_samples: int = 2000, noise: float = 0.15, seed=Non
     y : ndarray of shape (n_samples,), int64
     """
     dataset = get_dataset(name)
-    if not _is_int(input_dim) or input_dim < dataset.min_input_dim:
-        raise ConfigError(
-            f"input_dim must be an integer >= {dataset.min_input_dim} for {name!r}, "
-            f"got {input_dim!r}")
+    _checks.integer("input_dim", input_dim, dataset.min_input_dim, context=f"for {name!r}")
     k = dataset.classes(n_classes)
     if dataset.variable_classes:
         return dataset.generate(n_samples, noise, seed, input_dim, n_classes=k)
@@ -240,9 +234,8 @@ def train_test_split(X, y, test_fraction: float = 0.2):
         ``X`` and ``y`` of different lengths, or a NaN or infinite value in ``X``
         (the message names the first such row).
     """
-    if not (isinstance(test_fraction, (int, float, np.integer, np.floating))
-            and not isinstance(test_fraction, bool) and 0 <= test_fraction < 1):
-        raise ConfigError(f"test_fraction must be a number in [0, 1), got {test_fraction!r}")
+    # Checked, not converted: the split below uses the value as given.
+    _checks.real("test_fraction", test_fraction, 0, 1, high_open=True, finite=False)
     X = np.asarray(X)
     y = np.asarray(y)
     if X.ndim < 1 or y.ndim < 1:

@@ -53,6 +53,7 @@ import numpy as np
 from scipy import integrate, optimize
 from scipy.special import gammaln, ive, logsumexp
 
+from .. import _checks
 from ..errors import ConfigError, DataError
 from . import get_dataset
 from .synthetic import blob_centres, class_counts, moon_arcs, spiral_arms, two_class_counts
@@ -112,17 +113,9 @@ def _params(dataset, n_samples, noise, input_dim, n_classes) -> tuple[_Model, _P
     if dataset not in _MODELS:
         raise ConfigError(f"no exact class density is known for dataset {dataset!r}; "
                           f"known: {', '.join(density_datasets())}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
-            or n_samples < 2:
-        raise ConfigError(f"n_samples must be an integer >= 2, got {n_samples!r}")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(noise) or noise <= 0:
-        raise ConfigError(f"noise must be a finite number > 0 for a density "
-                          f"(noise 0 has none), got {noise!r}")
-    if isinstance(input_dim, bool) or not isinstance(input_dim, (int, np.integer)) \
-            or input_dim < registered.min_input_dim:
-        raise ConfigError(f"input_dim must be an integer >= {registered.min_input_dim} "
-                          f"for {dataset!r}, got {input_dim!r}")
+    _checks.integer("n_samples", n_samples, 2)
+    _checks.real("noise", noise, 0, low_open=True, context="for a density (noise 0 has none)")
+    _checks.integer("input_dim", input_dim, registered.min_input_dim, context=f"for {dataset!r}")
     k = registered.classes(n_classes)
     if n_samples < k:
         raise ConfigError(f"n_samples must be >= n_classes={k} for {dataset!r}, "
@@ -463,9 +456,7 @@ def bayes_error(dataset: str, *, n_samples: int, noise: float, input_dim: int = 
     float
     """
     model, p = _params(dataset, n_samples, noise, input_dim, n_classes)
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) \
-            or resolution < 2:
-        raise ConfigError(f"resolution must be an integer >= 2, got {resolution!r}")
+    _checks.integer("resolution", resolution, 2)
     if model.shell_dim is not None:
         return _shell_error(model, p)
     # The rule's error is c h^2 + o(h^2) (a kink along a curve averages out over

@@ -69,12 +69,6 @@ def _as_table(name, table, what) -> dict:
     return {str(key).replace("-", "_"): value for key, value in entries.items()}
 
 
-def _as_names(name, values) -> tuple:
-    if isinstance(values, str):  # "fgsm,pgd" from a config file
-        values = [v.strip() for v in values.split(",")]
-    return _checks.sequence(name, values, _name, what="non-empty names")
-
-
 @dataclass(frozen=True)
 class StudyConfig:
     """Every setting of a robustness-scaling study; defaults are the study's.
@@ -292,7 +286,7 @@ class StudyConfig:
         if isinstance(attacks, Mapping):
             entries = list(attacks.items())
         elif isinstance(attacks, str):
-            entries = [(name, None) for name in _as_names("attacks", attacks)]
+            entries = [(name, None) for name in _checks.names("attacks", attacks)]
         else:
             if not hasattr(attacks, "__iter__"):
                 raise ConfigError(f"attacks must be a list of attack names, got {attacks!r}")
@@ -390,7 +384,7 @@ class StudyConfig:
         line: the names decide which attacks run, the file's tables their options."""
         if names is None:
             return stored
-        names = _as_names("--attacks", names)
+        names = _checks.names("--attacks", names)
         if not isinstance(stored, Mapping):
             return names
         unused = [name for name in stored if name not in names]

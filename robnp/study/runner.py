@@ -97,7 +97,7 @@ class EtaEstimator:
         """Estimated seconds from ``now`` until every task has finished."""
         if len(self._finished) == len(self._tasks):
             return 0.0
-        per_cost = self._seconds / self._cost if self._cost > 0 else 0.0
+        seconds, cost = self._seconds, self._cost
         slots = [self._start] * self._workers
         last = now
         for task in self._tasks:
@@ -108,7 +108,9 @@ class EtaEstimator:
             else:
                 # A task whose slot fell free before now is running; it cannot end
                 # before now, however fast its prediction.
-                end = max(free + per_cost * task.cost(), now)
+                # seconds * cost / total cost: a task as costly as those done is
+                # predicted to take exactly their seconds.
+                end = max(free + (seconds * task.cost() / cost if cost > 0 else 0.0), now)
             slots.append(end)
             last = max(last, end)
         return last - now

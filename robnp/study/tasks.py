@@ -19,12 +19,13 @@ import numpy as np
 from ..attacks import AttackOptions, accuracy, evaluate
 from ..data import get_dataset, make_dataset, train_test_split
 from ..errors import TrainingDivergedError
+from ..flops import forward_flops
 from ..losses import mean_loss
 from ..model import MLP
 from ..report.records import EVALUATION_FIELDS, evaluation_problems, study_rows
 from ..threads import single_blas_thread
 from ..training.config import TrainConfig
-from ..training.fit import fit, objective
+from ..training.fit import epoch_flops, fit, objective
 from ..training.recipes import get_recipe
 
 __all__ = ["Task", "TaskResult", "run_task", "task_data", "train_task"]
@@ -86,27 +87,21 @@ class Task:
         """Estimated floating-point operations of :func:`run_task`, an upper bound
         that assumes training runs all ``max_epochs``.
 
-        Per training row and epoch the recipe's exact count
-        (:func:`robnp.flops.recipe_flops`: for the standard recipe the forward and
-        the two backward products, 3 x 2 multiply-add flops per weight); per
-        minibatch, Adam's update (about 10 flops per parameter); per test row, one
-        forward and backward pass for the clean accuracy and gradient, at every
-        radius each attack's steps plus its evaluation, and the analyses' work.
-        Used to start expensive tasks first and to weight the progress estimate;
-        only ratios between tasks matter.
+        Per epoch what training records (:func:`robnp.training.fit.epoch_flops`: the
+        recipe's own count per row, the optimizer's update per minibatch); per test
+        row, in forward passes (:func:`robnp.flops.forward_flops`), one forward and
+        backward pass for the clean accuracy and gradient, at every radius what each
+        attack's options say one run costs (:meth:`robnp.attacks.AttackOptions.passes`),
+        and the analyses' work. Used to start expensive tasks first and to weight the
+        progress estimate; only ratios between tasks matter.
         """
         sizes = (self.input_dim, *self.hidden, self.n_classes)
-        weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-        n_params = weights + sum(sizes[1:])
         n_test = int(self.n_samples * self.test_fraction)
         n_train = self.n_samples - n_test
-        n_batches = -(-n_train // self.train.batch_size)
-        per_example = get_recipe(self.train.recipe).flops(self.train.recipe_options,
-                                                           sizes).flops
-        per_epoch = per_example * n_train + 10.0 * n_params * n_batches
-        passes = 3 + len(self.epsilons) * sum(_attack_passes(options) for _, options in self.attacks)
+        per_epoch = epoch_flops(sizes, self.train, n_train)
+        passes = 3 + len(self.epsilons) * sum(options.passes() for _, options in self.attacks)
         passes += len(self.epsilons) * sum(_ANALYSIS_PASSES.get(name, 0) for name in self.analyses)
-        attacks = 2.0 * weights * n_test * passes
+        attacks = float(forward_flops(sizes)) * n_test * passes
         return float(self.train.max_epochs) * per_epoch + attacks
 
 
@@ -115,17 +110,6 @@ class Task:
 #: the Bayes analysis attacks a classifier whose cost does not grow with the width,
 #: which this count (in passes of the task's network) can only approximate.
 _ANALYSIS_PASSES = {"exact": 40.0, "ceiling": 1.0, "bayes": 100.0}
-
-
-def _attack_passes(options) -> float:
-    """Forward-pass equivalents of one attack at one radius: a gradient step costs a
-    forward and a backward pass (about 3), a query one forward pass, and the final
-    evaluation one more (times the restarts the options ask for)."""
-    steps = getattr(options, "steps", None)
-    queries = getattr(options, "n_queries", None)
-    restarts = getattr(options, "n_restarts", 1) or 1
-    per_run = 3.0 * steps if steps is not None else float(queries or 3)
-    return restarts * per_run + 1
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,16 @@ from typing import NamedTuple
 
 import numpy as np
 
+from functools import partial
+
 from .. import _checks
+from .._checks import Coerced, Integer, Real
 from ..errors import ConfigError
+from ..losses import check_smoothing
 
 __all__ = ["AttackWorkspace", "TradesWorkspace", "check_training_eps", "attack_workspace",
-           "trades_workspace"]
+           "trades_workspace", "eps_constraint", "ATTACK_STEPS", "STEP_FRACTION",
+           "SMOOTHING"]
 
 
 class AttackWorkspace(NamedTuple):
@@ -104,3 +109,18 @@ def check_training_eps(recipe: str, eps) -> float:
         if _checks.is_real(eps) and float(eps) == 0:
             raise ConfigError(f"{error}; use recipe 'standard' for eps 0") from None
         raise
+
+
+def eps_constraint(recipe: str) -> Coerced:
+    """The constraint of the ``eps`` option of the adversarial recipe ``recipe``
+    (:func:`check_training_eps`, whose messages name the recipe)."""
+    return Coerced(partial(check_training_eps, recipe))
+
+
+# Constraints of the options the adversarial recipes share, declared once.
+#: ``steps``: attack steps, at least one.
+ATTACK_STEPS = Integer(1)
+#: ``step_fraction``: the attack's step as a fraction of ``eps``, > 0.
+STEP_FRACTION = Real(0, low_open=True)
+#: ``smoothing``: label smoothing of the training cross-entropy, in [0, 1).
+SMOOTHING = Coerced(check_smoothing)

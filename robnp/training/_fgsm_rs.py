@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import _checks, kernels
-from ..losses import check_smoothing
-from ._adversarial import attack_workspace, check_training_eps
+from .. import flops, kernels
+from .._checks import Real
+from ._adversarial import SMOOTHING, attack_workspace, eps_constraint
 from ._registry import RecipeOptions
 
 __all__ = ["FGSMRSOptions", "gradient", "workspace"]
@@ -44,16 +44,27 @@ class FGSMRSOptions(RecipeOptions):
 
     needs_noise = True
     adversarial = True
+    single_step = True
 
-    def __post_init__(self):
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        set_("eps", check_training_eps("fgsm-rs", self.eps))
-        set_("alpha", _checks.real("alpha", self.alpha, 0, low_open=True))
-        set_("smoothing", check_smoothing(self.smoothing))
+    constraints = {"eps": eps_constraint("fgsm-rs"),
+                   "alpha": Real(0, low_open=True),
+                   "smoothing": SMOOTHING}
 
     @property
     def step_size(self) -> float:
         return self.alpha * self.eps
+
+    @property
+    def forward_passes(self) -> int:
+        """5: one attack step of two, a training step of three."""
+        return 5
+
+    def example_flops(self, sizes) -> int:
+        """A random start, one attack step on the cross-entropy (projected), a training
+        step at the point found (:mod:`robnp.flops`)."""
+        sizes = flops.check_sizes(sizes)
+        return (flops.random_start_flops(sizes[0]) + flops.gradient_step_flops(sizes)
+                + flops.training_step_flops(sizes))
 
 
 

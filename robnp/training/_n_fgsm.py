@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import _checks, kernels
-from ..losses import check_smoothing
-from ._adversarial import attack_workspace, check_training_eps
+from .. import flops, kernels
+from .._checks import Real
+from ._adversarial import SMOOTHING, attack_workspace, eps_constraint
 from ._registry import RecipeOptions
 
 __all__ = ["NFGSMOptions", "gradient", "workspace"]
@@ -47,14 +47,28 @@ class NFGSMOptions(RecipeOptions):
 
     needs_noise = True
     adversarial = True
+    single_step = True
 
-    def __post_init__(self):
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        set_("eps", check_training_eps("n-fgsm", self.eps))
-        set_("noise_multiple", _checks.real("noise_multiple", self.noise_multiple, 0))
-        set_("step_multiple", _checks.real("step_multiple", self.step_multiple, 0,
-                                           low_open=True))
-        set_("smoothing", check_smoothing(self.smoothing))
+    constraints = {"eps": eps_constraint("n-fgsm"),
+                   "noise_multiple": Real(0),
+                   "step_multiple": Real(0, low_open=True),
+                   "smoothing": SMOOTHING}
+
+    @property
+    def forward_passes(self) -> int:
+        """5: one attack step of two, a training step of three."""
+        return 5
+
+    def example_flops(self, sizes) -> int:
+        """The noise (an add per feature), the cross-entropy's input gradient there, a
+        signed step without projection (3 per feature), a training step at the result
+        (:mod:`robnp.flops`)."""
+        sizes = flops.check_sizes(sizes)
+        n_features = sizes[0]
+        return (n_features + flops.forward_flops(sizes)
+                + flops.cross_entropy_flops(sizes[-1], value=False)
+                + flops.input_backward_flops(sizes) + 3 * n_features
+                + flops.training_step_flops(sizes))
 
     @property
     def noise_radius(self) -> float:

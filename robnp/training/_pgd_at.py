@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import _checks, kernels
-from ..losses import check_smoothing
-from ._adversarial import attack_workspace, check_training_eps
+from .. import flops, kernels
+from ._adversarial import (ATTACK_STEPS, SMOOTHING, STEP_FRACTION, attack_workspace,
+                           eps_constraint)
 from ._registry import RecipeOptions
 
 __all__ = ["PGDATOptions", "gradient", "workspace"]
@@ -51,17 +51,26 @@ class PGDATOptions(RecipeOptions):
     needs_noise = True
     adversarial = True
 
-    def __post_init__(self):
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        set_("eps", check_training_eps("pgd-at", self.eps))
-        set_("steps", _checks.integer("steps", self.steps, 1))
-        set_("step_fraction", _checks.real("step_fraction", self.step_fraction, 0,
-                                           low_open=True))
-        set_("smoothing", check_smoothing(self.smoothing))
+    constraints = {"eps": eps_constraint("pgd-at"),
+                   "steps": ATTACK_STEPS,
+                   "step_fraction": STEP_FRACTION,
+                   "smoothing": SMOOTHING}
 
     @property
     def step_size(self) -> float:
         return self.step_fraction * self.eps
+
+    @property
+    def forward_passes(self) -> int:
+        """``2 K + 3``: two per attack step, three for the training step."""
+        return 2 * self.steps + 3
+
+    def example_flops(self, sizes) -> int:
+        """A random start, ``steps`` attack steps on the cross-entropy, a training step
+        at the point found (:mod:`robnp.flops`)."""
+        sizes = flops.check_sizes(sizes)
+        return (flops.random_start_flops(sizes[0]) + self.steps * flops.gradient_step_flops(sizes)
+                + flops.training_step_flops(sizes))
 
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import kernels
+from .._checks import Coerced
 from ..losses import check_smoothing
 from ._registry import RecipeOptions
 
@@ -31,8 +32,9 @@ class StandardOptions(RecipeOptions):
 
     smoothing: float = 0.0
 
-    def __post_init__(self):
-        object.__setattr__(self, "smoothing", check_smoothing(self.smoothing))
+    constraints = {"smoothing": Coerced(check_smoothing)}
+    # Cost: one training step per example, the base class's ``example_flops`` and
+    # ``forward_passes`` (3).
 
 
 def workspace(model, rows: int):

@@ -43,9 +43,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import _checks, kernels
-from ..losses import check_smoothing
-from ._adversarial import check_training_eps, trades_workspace
+from .. import flops, kernels
+from .._checks import Real
+from ._adversarial import (ATTACK_STEPS, SMOOTHING, STEP_FRACTION, eps_constraint,
+                           trades_workspace)
 from ._registry import RecipeOptions
 
 __all__ = ["TRADESOptions", "gradient", "workspace"]
@@ -80,18 +81,37 @@ class TRADESOptions(RecipeOptions):
     adversarial = True
     model_rows_per_row = 2  # clean and adversarial rows stacked for the training step
 
-    def __post_init__(self):
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        set_("eps", check_training_eps("trades", self.eps))
-        set_("beta", _checks.real("beta", self.beta, 0))
-        set_("steps", _checks.integer("steps", self.steps, 1))
-        set_("step_fraction", _checks.real("step_fraction", self.step_fraction, 0,
-                                           low_open=True))
-        set_("smoothing", check_smoothing(self.smoothing))
+    constraints = {"eps": eps_constraint("trades"),
+                   "beta": Real(0),
+                   "steps": ATTACK_STEPS,
+                   "step_fraction": STEP_FRACTION,
+                   "smoothing": SMOOTHING}
 
     @property
     def step_size(self) -> float:
         return self.step_fraction * self.eps
+
+    @property
+    def forward_passes(self) -> int:
+        """``2 K + 7`` (Appendix B's 27 for K = 10): see the module docstring."""
+        return 2 * self.steps + 7
+
+    def example_flops(self, sizes) -> int:
+        """As the paper counts it: a clean forward for the clean distribution, ``steps``
+        attack steps on the KL divergence from a random start, two more forward passes
+        (clean and adversarial) for the loss, cross-entropy on the clean logits plus the
+        KL term, and a training backward through both (:mod:`robnp.flops`)."""
+        sizes = flops.check_sizes(sizes)
+        n_features, n_classes = sizes[0], sizes[-1]
+        fwd = flops.forward_flops(sizes)
+        clean = fwd + 5 * n_classes                    # clean logits and their softmax
+        kl_grad = 5 * n_classes + n_classes
+        attack = flops.random_start_flops(n_features) + self.steps * (
+            fwd + kl_grad + flops.input_backward_flops(sizes)
+            + flops.attack_step_flops(n_features))
+        kl_train = 5 * n_classes + 4 * n_classes + n_classes + 3 * n_classes
+        return (clean + attack + 2 * fwd + flops.cross_entropy_flops(n_classes) + kl_train
+                + 2 * flops.training_backward_flops(sizes))
 
 
 

@@ -34,8 +34,7 @@ from ..losses import loss_code
 from .optim import check_adam_hyperparameters, check_sgd_hyperparameters
 from .recipes import RecipeOptions, get_recipe
 
-__all__ = ["TrainConfig", "resolve_config", "OPTIMIZERS", "SCHEDULE_NAMES", "SELECTIONS",
-           "OVERFIT_CHECK_RECIPES"]
+__all__ = ["TrainConfig", "resolve_config", "OPTIMIZERS", "SCHEDULE_NAMES", "SELECTIONS"]
 
 #: Optimizers the loop knows (:mod:`robnp.training.optim`).
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -44,8 +43,6 @@ SCHEDULE_NAMES = ("constant", "step", "cosine", "one-cycle")
 #: Checkpoint selection: the last epoch's weights, or those of the epoch with the best
 #: robust validation accuracy.
 SELECTIONS = ("last", "robust")
-#: Recipes whose catastrophic-overfitting check is on unless switched off.
-OVERFIT_CHECK_RECIPES = ("fgsm-rs", "n-fgsm")
 
 # Fields TrainConfig had before the loop grew slots: always part of its identity, so
 # that a study's task keys stay what they were.
@@ -238,7 +235,7 @@ class TrainConfig:
     def checks_overfitting(self) -> bool:
         """Whether the catastrophic-overfitting rule runs (``overfit_check`` resolved)."""
         if self.overfit_check is None:
-            return self.recipe in OVERFIT_CHECK_RECIPES
+            return get_recipe(self.recipe).options.single_step
         return self.overfit_check
 
     @property

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _checks
 from ..attacks import check_eps, pgd
 from ..errors import ConfigError
 from ..gradients import input_gradient
@@ -60,7 +61,6 @@ __all__ = ["Verification", "Bracket", "verify", "verify_radii", "exact_robust_ac
 
 ROBUST, NOT_ROBUST, UNDECIDED = "robust", "not_robust", "undecided"
 _VERDICT_DTYPE = "<U10"
-_NORMS = ("linf", "l2")
 _MAX_CORNER_DIM = 4
 _BATCH_BOXES = 2048          # sub-boxes bounded together in one branch-and-bound round
 
@@ -462,8 +462,7 @@ def _verify(model, X, y, eps, norm, budget, bounds, seed, extra=None,
 
 
 def _check_common(model, X, y, norm, budget, bounds):
-    if norm not in _NORMS:
-        raise ConfigError(f"norm must be one of {_NORMS}, got {norm!r}")
+    _checks.norm("norm", norm)
     budget = _check_budget(budget)
     X = model.check_input(X)
     y = model.check_labels(y, X.shape[0])

@@ -76,6 +76,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _checks
 from ..errors import ConfigError, DataError
 from ..threads import single_blas_thread
 
@@ -633,11 +634,10 @@ def input_region(model, X, eps: float, norm: str = "linf", bounds=None):
     Returns a :class:`Box` or a :class:`Ball`, for :func:`region_margin_bounds`.
     """
     X64 = np.asarray(model.check_input(X), np.float64)
+    _checks.norm("norm", norm)
     r = _acceptance_radius(eps, model.dtype, norm, X64.shape[1])
     if norm == "l2":
         return Ball(X64, np.full(X64.shape[0], r))
-    if norm != "linf":
-        raise ConfigError(f"norm must be 'linf' or 'l2', got {norm!r}")
     lo, hi = _down(X64 - r), _up(X64 + r)
     if bounds is not None:
         b_lo, b_hi = (float(v) for v in bounds)

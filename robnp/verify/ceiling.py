@@ -70,19 +70,19 @@ from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 from scipy.sparse.csgraph import connected_components, maximum_flow
 from scipy.spatial import cKDTree
 
+from .. import _checks
 from ..errors import ConfigError, DataError
 
 __all__ = ["conflict_pairs", "robustness_ceiling", "PopulationCeiling",
            "population_ceiling", "ceiling_figure"]
 
-_NORMS = {"linf": np.inf, "l2": 2.0}
+#: The order ``p`` of each norm's distance.
+_ORDERS = {"linf": np.inf, "l2": 2.0}
 _METHODS = ("matching", "milp", "lp")
 
 
 def _check_norm(norm) -> float:
-    if norm not in _NORMS:
-        raise ConfigError(f"norm must be one of {', '.join(_NORMS)}, got {norm!r}")
-    return _NORMS[norm]
+    return _ORDERS[_checks.norm("norm", norm)]
 
 
 def _check_sample(X, y) -> tuple[np.ndarray, np.ndarray]:

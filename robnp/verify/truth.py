@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _checks
 from ..attacks import Evaluation, evaluate, predict
 from ..data import bayes
 from ..errors import ConfigError, DataError
@@ -270,8 +271,7 @@ def bayes_robust_accuracy(source: DataSource, X, y, eps, norm: str = "linf",
         False for the mixtures, where the value is an attack's and so an upper
         bound on the Bayes classifier's robust accuracy.
     """
-    if norm not in ("linf", "l2"):
-        raise ConfigError(f"norm must be 'linf' or 'l2', got {norm!r}")
+    _checks.norm("norm", norm)
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
     radii = tuple(float(e) for e in np.atleast_1d(eps))
