@@ -56,10 +56,19 @@ LOSS_CW_TARGETED = 4
 LOSS_DLR_TARGETED = 5
 
 
+# error_model="numpy": a float division by zero gives inf/nan instead of raising; the
+# Python-style check it replaces blocks vectorisation of every loop with "/".
+_OPTIONS = dict(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
+
+
 def _kernel(function):
-    # error_model="numpy": a float division by zero gives inf/nan instead of raising;
-    # the Python-style check it replaces blocks vectorisation of every loop with "/".
-    return njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)(function)
+    return njit(**_OPTIONS)(function)
+
+
+def _row_helper(function):
+    # A few lines a kernel runs once per row, inlined into each caller: at 2 to 10
+    # classes a call per row costs more than the row's arithmetic.
+    return njit(inline="always", **_OPTIONS)(function)
 
 
 # ---------------------------------------------------------------------------
@@ -223,24 +232,40 @@ def loss_grad_logits(loss_kind, Z, y, dZ, scale, want_loss):
     return total
 
 
-@_kernel
-def _softmax_numerators(Z, i, dZ):
-    """``dZ[i, j] = exp(Z[i, j] - max_j Z[i, j])`` for row ``i``; returns the maximum
-    and the sum of the row (the softmax's shift and denominator)."""
-    n_classes = Z.shape[1]
+@_row_helper
+def _row_argmax(Z, i):
+    """Class of the largest logit of row ``i``, the first on ties (a NaN never wins,
+    unless it is the first): the prediction, and the softmax's shift."""
     top_j = 0
-    for j in range(1, n_classes):
+    for j in range(1, Z.shape[1]):
         if Z[i, j] > Z[i, top_j]:
             top_j = j
+    return top_j
+
+
+@_row_helper
+def _softmax_numerators(Z, i, dZ, skip_top):
+    """``dZ[i, j] = exp(Z[i, j] - top)`` for row ``i``, ``top = max_j Z[i, j]``; returns
+    ``top`` and the row's sum (the softmax's shift and denominator; the log-sum-exp is
+    ``top + log(sum)``).
+
+    The sum comes in one of two orders, which round differently; each caller keeps
+    the one its numbers were computed in. ``skip_top`` (the cross-entropy): start
+    from the top class's exact 1 and add the other classes in order, one exponential
+    fewer per row. Otherwise (log-softmax, TRADES's KL): add every class in order,
+    starting from 0.
+    """
+    n_classes = Z.shape[1]
+    top_j = _row_argmax(Z, i)
     top = Z[i, top_j]
-    # exp(Z - top) is exactly 1 at the top class: one exponential fewer per row
-    denom = 1.0
+    denom = 1.0 if skip_top else 0.0
     for j in range(n_classes):
-        if j != top_j:
+        if j != top_j or not skip_top:
             e = np.exp(Z[i, j] - top)
             dZ[i, j] = e
             denom += e
-    dZ[i, top_j] = 1
+    if skip_top:
+        dZ[i, top_j] = 1
     return top, denom
 
 
@@ -250,7 +275,7 @@ def _untargeted_row(loss_kind, Z, i, label, dZ, scale, want_loss):
     margin unless ``want_loss``) and ``scale`` times its gradient into ``dZ[i]``."""
     n_classes = Z.shape[1]
     if loss_kind == LOSS_CROSS_ENTROPY:
-        top, denom = _softmax_numerators(Z, i, dZ)
+        top, denom = _softmax_numerators(Z, i, dZ, True)
         value = 0.0
         if want_loss:
             value = np.log(denom) + top - Z[i, label]
@@ -573,14 +598,9 @@ def pgd_linf(params, sizes, X, y, X_adv, eps, step_size, steps, loss_kind,
 def count_correct(params, sizes, X, y, acts):
     """Number of rows whose arg-max logit equals the label (first index on ties)."""
     Z = forward(params, sizes, X, acts)
-    n, n_classes = Z.shape
     correct = 0
-    for i in range(n):
-        best = 0
-        for j in range(1, n_classes):
-            if Z[i, j] > Z[i, best]:
-                best = j
-        if best == y[i]:
+    for i in range(Z.shape[0]):
+        if _row_argmax(Z, i) == y[i]:
             correct += 1
     return correct
 
@@ -679,14 +699,9 @@ def loss_grad_logits_targeted(loss_kind, Z, y, t, dZ, scale, want_loss):
 def logit_stats(loss_kind, Z, y, t, dZ, row_loss, pred, scale=1.0):
     """Per-row loss (into ``row_loss``) and ``scale`` times its gradient w.r.t. the
     logits (into ``dZ``), and the arg-max class (first index on ties) into ``pred``."""
-    n, n_classes = Z.shape
-    for i in range(n):
+    for i in range(Z.shape[0]):
         row_loss[i] = _loss_row(loss_kind, Z, i, y[i], t[i], dZ, scale, True)
-        best = 0
-        for j in range(1, n_classes):
-            if Z[i, j] > Z[i, best]:
-                best = j
-        pred[i] = best
+        pred[i] = _row_argmax(Z, i)
 
 
 @_kernel
@@ -1181,7 +1196,7 @@ def smoothed_ce_grad_logits(Z, y, smoothing, dZ, scale, want_loss):
     uniform = smoothing / n_classes
     total = 0.0
     for i in range(n):
-        top, denom = _softmax_numerators(Z, i, dZ)
+        top, denom = _softmax_numerators(Z, i, dZ, True)
         if want_loss:
             row_sum = 0.0
             for j in range(n_classes):
@@ -1238,13 +1253,7 @@ def log_softmax_rows(Z, logP, P):
     exp(logP)``."""
     n, n_classes = Z.shape
     for i in range(n):
-        top = Z[i, 0]
-        for j in range(1, n_classes):
-            if Z[i, j] > top:
-                top = Z[i, j]
-        total = 0.0
-        for j in range(n_classes):
-            total += np.exp(Z[i, j] - top)
+        top, total = _softmax_numerators(Z, i, logP, False)  # logP as scratch
         shift = top + np.log(total)
         for j in range(n_classes):
             logP[i, j] = Z[i, j] - shift
@@ -1269,15 +1278,7 @@ def kl_grad_logits(P, logP, Za, dZa, dZp, scale, want_loss, want_clean):
     need_value = want_loss or want_clean
     total = 0.0
     for i in range(n):
-        top = Za[i, 0]
-        for j in range(1, n_classes):
-            if Za[i, j] > top:
-                top = Za[i, j]
-        denom = 0.0
-        for j in range(n_classes):
-            e = np.exp(Za[i, j] - top)
-            dZa[i, j] = e
-            denom += e
+        top, denom = _softmax_numerators(Za, i, dZa, False)
         log_denom = np.log(denom) if need_value else 0.0
         inv = 1.0 / denom
         row = 0.0
