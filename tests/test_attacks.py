@@ -224,8 +224,8 @@ def test_pgd_sweep_sharing_the_first_gradient_changes_nothing(trained_model, cir
         trained_model, X, y, loss=options.get("loss", "cross_entropy")))  # not overwritten
 
 
-def test_pgd_start_gradient_is_used_for_the_first_step(trained_model, circles_split):
-    """A wrong start gradient changes the result, so the kernel does not recompute it."""
+def test_pgd_first_step_uses_the_clean_gradient_it_is_handed(trained_model, circles_split):
+    """A wrong clean gradient changes the result, so PGD does not recompute it."""
     X, y = circles_split[1], circles_split[3]
     grad = robnp.input_gradient(trained_model, X, y)
     flipped = run_pgd(trained_model, X, y, (0.1,), Given(-grad), steps=1, step_size=0.1)[0]
