@@ -6,6 +6,34 @@ hot loop.  The public modules (:mod:`robnp.model`, :mod:`robnp.gradients`,
 :mod:`robnp.training.fit`, :mod:`robnp.attacks`) coerce dtypes and shapes at the boundary,
 allocate the workspaces and call these functions; user code should not need to.
 
+Contents
+--------
+In this order, each a section of the file:
+
+ 1. Layout of the parameters and workspaces: ``param_offsets``, ``act_offsets``
+ 2. Dense layers: ``dense_forward``, ``dense_backward_input``, ``dense_backward_params``
+ 3. The network, forward and backward: ``forward``, ``backward_input``,
+    ``backward_params``, ``count_correct``
+ 4. Losses on the logits: ``loss_grad_logits``, ``loss_grad_logits_targeted``,
+    ``logit_stats``, ``smoothed_ce_grad_logits``, ``log_softmax_rows``,
+    ``kl_grad_logits``
+ 5. Losses through the network: ``loss_and_input_grad``, ``loss_and_param_grad``,
+    ``per_example_loss``, ``smoothed_per_example_loss``
+ 6. Optimizers and weight averaging: ``adam_update``, ``adamw_update``, ``sgd_update``,
+    ``ema_update``
+ 7. Training epochs: ``AdamState``, ``EpochBuffers``, ``train_epoch``, ``train_epochs``,
+    ``ce_training_step``
+ 8. Attack steps and projections: ``project_linf``, ``sign_step``, ``project_l2``,
+    ``project_rows``, ``steepest_step``
+ 9. PGD: ``pgd_linf``, ``pgd_linf_radii``, ``attack_eval``, ``track_best``,
+    ``pgd_finish``, ``pgd_rows``
+10. APGD: ``apgd_step``, ``apgd_record``, ``apgd_checkpoint``, ``apgd_rows``
+11. The Square attack: ``margins``, ``square_propose``, ``square_accept``,
+    ``square_rows``
+12. Adversarial training, one chunk of a recipe's step: ``uniform_start``,
+    ``pgd_at_gradient``, ``n_fgsm_gradient``, ``trades_gradient``
+13. Densities: ``mixture_log_and_grad``
+
 Parameter layout
 ----------------
 An MLP with layer sizes ``sizes = [n_features, h_1, ..., h_{L-1}, n_classes]`` keeps
@@ -56,14 +84,23 @@ LOSS_CW_TARGETED = 4
 LOSS_DLR_TARGETED = 5
 
 
+# error_model="numpy": a float division by zero gives inf/nan instead of raising; the
+# Python-style check it replaces blocks vectorisation of every loop with "/".
+_OPTIONS = dict(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
+
+
 def _kernel(function):
-    # error_model="numpy": a float division by zero gives inf/nan instead of raising;
-    # the Python-style check it replaces blocks vectorisation of every loop with "/".
-    return njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)(function)
+    return njit(**_OPTIONS)(function)
+
+
+def _row_helper(function):
+    # A few lines a kernel runs once per row, inlined into each caller: at 2 to 10
+    # classes a call per row costs more than the row's arithmetic.
+    return njit(inline="always", **_OPTIONS)(function)
 
 
 # ---------------------------------------------------------------------------
-# layout helpers
+# layout of the parameters and workspaces
 # ---------------------------------------------------------------------------
 
 @_kernel
@@ -174,7 +211,7 @@ def dense_backward_params(A_in, D, dW, db):
 
 
 # ---------------------------------------------------------------------------
-# whole network
+# the network, forward and backward
 # ---------------------------------------------------------------------------
 
 @_kernel
@@ -194,85 +231,6 @@ def forward(params, sizes, X, acts):
                       _bias(params, sizes, b_off, layer), out, layer < n_layers - 1)
         A = out
     return A
-
-
-@_kernel
-def loss_grad_logits(loss_kind, Z, y, dZ, scale, want_loss):
-    """Sum over rows of the per-example loss, and its gradient w.r.t. the logits.
-
-    ``dZ`` receives ``scale`` times d(loss_i)/d(Z_i) for every row ``i`` (use
-    ``scale = 1/n`` for the gradient of the mean). When ``want_loss`` is False the
-    returned sum is not computed (0 is returned), which saves a logarithm per row
-    for callers that only need the gradient.
-
-    cross-entropy: ``loss_i = logsumexp(Z_i) - Z_i[y_i]``,
-    ``d loss_i / d Z_i = softmax(Z_i) - onehot(y_i)``.
-
-    CW margin (Carlini and Wagner, 2017, the untargeted margin they call f6 with
-    kappa = 0): ``loss_i = max_{j != y_i} Z_ij - Z_i[y_i]``; its gradient is +1 at
-    the strongest wrong class and -1 at the true class.
-
-    DLR (Croce and Hein, 2020, difference of logits ratio; ``n_classes >= 3``):
-    ``loss_i = -(Z_iy - max_{j != y} Z_ij) / (Z_i,pi1 - Z_i,pi3 + 1e-12)`` with
-    ``pi`` the classes sorted by decreasing logit (see :func:`_dlr_row`); its value
-    is always computed.
-    """
-    total = 0.0
-    for i in range(Z.shape[0]):
-        total += _untargeted_row(loss_kind, Z, i, y[i], dZ, scale, want_loss)
-    return total
-
-
-@_kernel
-def _softmax_numerators(Z, i, dZ):
-    """``dZ[i, j] = exp(Z[i, j] - max_j Z[i, j])`` for row ``i``; returns the maximum
-    and the sum of the row (the softmax's shift and denominator)."""
-    n_classes = Z.shape[1]
-    top_j = 0
-    for j in range(1, n_classes):
-        if Z[i, j] > Z[i, top_j]:
-            top_j = j
-    top = Z[i, top_j]
-    # exp(Z - top) is exactly 1 at the top class: one exponential fewer per row
-    denom = 1.0
-    for j in range(n_classes):
-        if j != top_j:
-            e = np.exp(Z[i, j] - top)
-            dZ[i, j] = e
-            denom += e
-    dZ[i, top_j] = 1
-    return top, denom
-
-
-@_kernel
-def _untargeted_row(loss_kind, Z, i, label, dZ, scale, want_loss):
-    """Row ``i`` of :func:`loss_grad_logits`: its loss (0 for cross-entropy and CW
-    margin unless ``want_loss``) and ``scale`` times its gradient into ``dZ[i]``."""
-    n_classes = Z.shape[1]
-    if loss_kind == LOSS_CROSS_ENTROPY:
-        top, denom = _softmax_numerators(Z, i, dZ)
-        value = 0.0
-        if want_loss:
-            value = np.log(denom) + top - Z[i, label]
-        inv = scale / denom
-        for j in range(n_classes):
-            dZ[i, j] *= inv
-        dZ[i, label] -= scale
-        return value
-    if loss_kind == LOSS_CW_MARGIN:
-        other = -1
-        for j in range(n_classes):
-            if j != label and (other < 0 or Z[i, j] > Z[i, other]):
-                other = j
-        value = 0.0
-        if want_loss:
-            value = Z[i, other] - Z[i, label]
-        for j in range(n_classes):
-            dZ[i, j] = 0
-        dZ[i, other] = scale
-        dZ[i, label] = -scale
-        return value
-    return _dlr_row(Z, i, label, label, False, dZ, scale)
 
 
 @_kernel
@@ -324,6 +282,293 @@ def backward_params(params, sizes, X, acts, dZ, grad, d0, d1):
 
 
 @_kernel
+def count_correct(params, sizes, X, y, acts):
+    """Number of rows whose arg-max logit equals the label (first index on ties)."""
+    Z = forward(params, sizes, X, acts)
+    correct = 0
+    for i in range(Z.shape[0]):
+        if _row_argmax(Z, i) == y[i]:
+            correct += 1
+    return correct
+
+
+# ---------------------------------------------------------------------------
+# losses on the logits
+# ---------------------------------------------------------------------------
+#
+# Each loss is written once per row (``_untargeted_row``, ``_dlr_row``, ``_loss_row``);
+# the kernels over a batch loop over those rows.
+
+@_row_helper
+def _row_argmax(Z, i):
+    """Class of the largest logit of row ``i``, the first on ties (a NaN never wins,
+    unless it is the first): the prediction, and the softmax's shift."""
+    top_j = 0
+    for j in range(1, Z.shape[1]):
+        if Z[i, j] > Z[i, top_j]:
+            top_j = j
+    return top_j
+
+
+@_row_helper
+def _softmax_numerators(Z, i, dZ, skip_top):
+    """``dZ[i, j] = exp(Z[i, j] - top)`` for row ``i``, ``top = max_j Z[i, j]``; returns
+    ``top`` and the row's sum (the softmax's shift and denominator; the log-sum-exp is
+    ``top + log(sum)``).
+
+    The sum comes in one of two orders, which round differently; each caller keeps
+    the one its numbers were computed in. ``skip_top`` (the cross-entropy): start
+    from the top class's exact 1 and add the other classes in order, one exponential
+    fewer per row. Otherwise (log-softmax, TRADES's KL): add every class in order,
+    starting from 0.
+    """
+    n_classes = Z.shape[1]
+    top_j = _row_argmax(Z, i)
+    top = Z[i, top_j]
+    denom = 1.0 if skip_top else 0.0
+    for j in range(n_classes):
+        if j != top_j or not skip_top:
+            e = np.exp(Z[i, j] - top)
+            dZ[i, j] = e
+            denom += e
+    if skip_top:
+        dZ[i, top_j] = 1
+    return top, denom
+
+
+@_kernel
+def _untargeted_row(loss_kind, Z, i, label, dZ, scale, want_loss):
+    """Row ``i`` of :func:`loss_grad_logits`: its loss (0 for cross-entropy and CW
+    margin unless ``want_loss``) and ``scale`` times its gradient into ``dZ[i]``."""
+    n_classes = Z.shape[1]
+    if loss_kind == LOSS_CROSS_ENTROPY:
+        top, denom = _softmax_numerators(Z, i, dZ, True)
+        value = 0.0
+        if want_loss:
+            value = np.log(denom) + top - Z[i, label]
+        inv = scale / denom
+        for j in range(n_classes):
+            dZ[i, j] *= inv
+        dZ[i, label] -= scale
+        return value
+    if loss_kind == LOSS_CW_MARGIN:
+        other = -1
+        for j in range(n_classes):
+            if j != label and (other < 0 or Z[i, j] > Z[i, other]):
+                other = j
+        value = 0.0
+        if want_loss:
+            value = Z[i, other] - Z[i, label]
+        for j in range(n_classes):
+            dZ[i, j] = 0
+        dZ[i, other] = scale
+        dZ[i, label] = -scale
+        return value
+    return _dlr_row(Z, i, label, label, False, dZ, scale)
+
+
+@_kernel
+def loss_grad_logits(loss_kind, Z, y, dZ, scale, want_loss):
+    """Sum over rows of the per-example loss, and its gradient w.r.t. the logits.
+
+    ``dZ`` receives ``scale`` times d(loss_i)/d(Z_i) for every row ``i`` (use
+    ``scale = 1/n`` for the gradient of the mean). When ``want_loss`` is False the
+    returned sum is not computed (0 is returned), which saves a logarithm per row
+    for callers that only need the gradient.
+
+    cross-entropy: ``loss_i = logsumexp(Z_i) - Z_i[y_i]``,
+    ``d loss_i / d Z_i = softmax(Z_i) - onehot(y_i)``.
+
+    CW margin (Carlini and Wagner, 2017, the untargeted margin they call f6 with
+    kappa = 0): ``loss_i = max_{j != y_i} Z_ij - Z_i[y_i]``; its gradient is +1 at
+    the strongest wrong class and -1 at the true class.
+
+    DLR (Croce and Hein, 2020, difference of logits ratio; ``n_classes >= 3``):
+    ``loss_i = -(Z_iy - max_{j != y} Z_ij) / (Z_i,pi1 - Z_i,pi3 + 1e-12)`` with
+    ``pi`` the classes sorted by decreasing logit (see :func:`_dlr_row`); its value
+    is always computed.
+    """
+    total = 0.0
+    for i in range(Z.shape[0]):
+        total += _untargeted_row(loss_kind, Z, i, y[i], dZ, scale, want_loss)
+    return total
+
+
+@_kernel
+def _top_classes(Z, i):
+    """The four largest logits' classes of row ``i`` in decreasing order (the lower
+    index first on ties); -1 where there are fewer classes."""
+    t0 = t1 = t2 = t3 = -1
+    for j in range(Z.shape[1]):
+        z = Z[i, j]
+        if t0 < 0 or z > Z[i, t0]:
+            t0, t1, t2, t3 = j, t0, t1, t2
+        elif t1 < 0 or z > Z[i, t1]:
+            t1, t2, t3 = j, t1, t2
+        elif t2 < 0 or z > Z[i, t2]:
+            t2, t3 = j, t2
+        elif t3 < 0 or z > Z[i, t3]:
+            t3 = j
+    return t0, t1, t2, t3
+
+
+@_kernel
+def _dlr_row(Z, i, label, target, targeted, dZ, scale):
+    """DLR loss of row ``i`` of the logits and ``scale`` times its gradient into
+    ``dZ[i]`` (Croce and Hein, 2020).
+
+    untargeted: ``-(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3 + 1e-12)``;
+    targeted: ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)``, with ``pi``
+    the classes by decreasing logit. The quotient rule gives
+    ``dL = -dN / D + N dD / D^2`` for ``L = -N / D``.
+    """
+    t0, t1, t2, t3 = _top_classes(Z, i)
+    if targeted:
+        other = target
+        denom = Z[i, t0] - 0.5 * (Z[i, t2] + Z[i, t3]) + 1e-12
+    else:
+        other = t0 if t0 != label else t1
+        denom = Z[i, t0] - Z[i, t2] + 1e-12
+    numer = Z[i, label] - Z[i, other]
+    for j in range(Z.shape[1]):
+        dZ[i, j] = 0
+    dZ[i, label] += -scale / denom
+    dZ[i, other] += scale / denom
+    ratio = scale * numer / (denom * denom)
+    dZ[i, t0] += ratio
+    if targeted:
+        dZ[i, t2] -= 0.5 * ratio
+        dZ[i, t3] -= 0.5 * ratio
+    else:
+        dZ[i, t2] -= ratio
+    return -numer / denom
+
+
+@_kernel
+def _loss_row(loss_kind, Z, i, label, target, dZ, scale, want_loss):
+    """Row ``i`` of :func:`loss_grad_logits_targeted`."""
+    if loss_kind < LOSS_CE_TARGETED:
+        return _untargeted_row(loss_kind, Z, i, label, dZ, scale, want_loss)
+    if loss_kind == LOSS_DLR_TARGETED:
+        return _dlr_row(Z, i, label, target, True, dZ, scale)
+    base = LOSS_CROSS_ENTROPY if loss_kind == LOSS_CE_TARGETED else LOSS_CW_MARGIN
+    return -_untargeted_row(base, Z, i, target, dZ, -scale, want_loss)
+
+
+@_kernel
+def loss_grad_logits_targeted(loss_kind, Z, y, t, dZ, scale, want_loss):
+    """:func:`loss_grad_logits` for every loss code, targeted ones included: ``t``
+    holds a target class per row (ignored by the untargeted codes).
+
+    targeted cross-entropy: ``-(logsumexp(Z_i) - Z_i[t_i])`` (ascending it moves
+    towards ``t``); targeted CW margin: ``Z_i[t_i] - max_{j != t_i} Z_ij``;
+    targeted DLR: see :func:`_dlr_row` (``n_classes >= 4``).
+    """
+    total = 0.0
+    for i in range(Z.shape[0]):
+        total += _loss_row(loss_kind, Z, i, y[i], t[i], dZ, scale, want_loss)
+    return total
+
+
+@_kernel
+def logit_stats(loss_kind, Z, y, t, dZ, row_loss, pred, scale=1.0):
+    """Per-row loss (into ``row_loss``) and ``scale`` times its gradient w.r.t. the
+    logits (into ``dZ``), and the arg-max class (first index on ties) into ``pred``."""
+    for i in range(Z.shape[0]):
+        row_loss[i] = _loss_row(loss_kind, Z, i, y[i], t[i], dZ, scale, True)
+        pred[i] = _row_argmax(Z, i)
+
+
+@_kernel
+def smoothed_ce_grad_logits(Z, y, smoothing, dZ, scale, want_loss):
+    """Cross-entropy against smoothed targets (Szegedy et al., 2016), summed over rows,
+    and ``scale`` times its gradient w.r.t. the logits into ``dZ``.
+
+    With ``K`` classes and ``q = (1 - s) onehot(y) + s / K``:
+    ``loss_i = logsumexp(Z_i) - sum_j q_j Z_ij`` (``-sum_j q_j log softmax(Z_i)_j``,
+    since ``q`` sums to 1), ``d loss_i / d Z_i = softmax(Z_i) - q``. ``s = 0`` is the
+    plain cross-entropy. The loss is 0 unless ``want_loss``.
+    """
+    n, n_classes = Z.shape
+    uniform = smoothing / n_classes
+    total = 0.0
+    for i in range(n):
+        top, denom = _softmax_numerators(Z, i, dZ, True)
+        if want_loss:
+            row_sum = 0.0
+            for j in range(n_classes):
+                row_sum += Z[i, j]
+            total += (np.log(denom) + top - (1.0 - smoothing) * Z[i, y[i]]
+                      - uniform * row_sum)
+        inv = scale / denom
+        for j in range(n_classes):
+            dZ[i, j] = dZ[i, j] * inv - scale * uniform
+        dZ[i, y[i]] -= scale * (1.0 - smoothing)
+    return total
+
+
+@_kernel
+def log_softmax_rows(Z, logP, P):
+    """``logP = log softmax(Z)`` row by row, written stably (``z - max - log sum
+    exp(z - max)``, never ``log`` of a rounded-to-zero probability), and ``P =
+    exp(logP)``."""
+    n, n_classes = Z.shape
+    for i in range(n):
+        top, total = _softmax_numerators(Z, i, logP, False)  # logP as scratch
+        shift = top + np.log(total)
+        for j in range(n_classes):
+            logP[i, j] = Z[i, j] - shift
+            P[i, j] = np.exp(logP[i, j])
+
+
+@_kernel
+def kl_grad_logits(P, logP, Za, dZa, dZp, scale, want_loss, want_clean):
+    """TRADES's divergence (Zhang et al., 2019) ``KL(p || q)`` per row, ``p`` a clean
+    distribution (``P``, ``logP`` from :func:`log_softmax_rows` of the clean logits),
+    ``q = softmax(Za)``; returns the sum over rows (0 unless ``want_loss`` or
+    ``want_clean``).
+
+    ``KL_i = sum_j p_j (log p_j - log q_j)``, ``log q`` as ``z - max - log sum
+    exp(z - max)``; terms with ``p_j = 0`` are 0 (their limit).
+    ``dZa`` receives ``scale (q - p)``, the gradient w.r.t. the adversarial logits;
+    when ``want_clean``, ``dZp`` receives the gradient w.r.t. the clean logits through
+    ``p = softmax(z_clean)``: ``scale p_k (r_k - KL_i)`` with ``r = log p - log q``
+    (from ``d p_j / d z_k = p_j (delta_jk - p_k)``).
+    """
+    n, n_classes = Za.shape
+    need_value = want_loss or want_clean
+    total = 0.0
+    for i in range(n):
+        top, denom = _softmax_numerators(Za, i, dZa, False)
+        log_denom = np.log(denom) if need_value else 0.0
+        inv = 1.0 / denom
+        row = 0.0
+        for j in range(n_classes):
+            p = P[i, j]
+            dZa[i, j] = scale * (dZa[i, j] * inv - p)
+            if need_value:
+                r = logP[i, j] - (Za[i, j] - top - log_denom)
+                # "!= 0", not "> 0": a NaN probability must reach the result
+                if p != 0:
+                    row += p * r
+                if want_clean:
+                    dZp[i, j] = r
+        if want_clean:
+            for j in range(n_classes):
+                p = P[i, j]
+                if p != 0:
+                    dZp[i, j] = scale * p * (dZp[i, j] - row)
+                else:
+                    dZp[i, j] = 0
+        total += row
+    return total
+
+
+# ---------------------------------------------------------------------------
+# losses through the network
+# ---------------------------------------------------------------------------
+
+@_kernel
 def loss_and_input_grad(params, sizes, X, y, loss_kind, dX, acts, dZ, d0, d1, want_loss):
     """Mean loss over the rows of ``X`` (0 unless ``want_loss``) and its gradient
     w.r.t. ``X`` (into ``dX``)."""
@@ -356,9 +601,23 @@ def per_example_loss(params, sizes, X, y, loss_kind, acts, out):
         out[i] = loss_grad_logits(loss_kind, Z[i:i + 1], y[i:i + 1], scratch, 1.0, True)
 
 
+@_kernel
+def smoothed_per_example_loss(params, sizes, X, y, smoothing, acts, out):
+    """Smoothed cross-entropy of every row separately (no gradient), into ``out``."""
+    n = X.shape[0]
+    Z = forward(params, sizes, X, acts)
+    scratch = np.empty((1, Z.shape[1]), Z.dtype)
+    for i in range(n):
+        out[i] = smoothed_ce_grad_logits(Z[i:i + 1], y[i:i + 1], smoothing, scratch, 1.0,
+                                         True)
+
+
 # ---------------------------------------------------------------------------
-# optimisation
+# optimizers and weight averaging
 # ---------------------------------------------------------------------------
+#
+# Each update works in place on a flat vector in its own dtype, hyperparameters cast
+# to that dtype once, as PyTorch's single-tensor loops do.
 
 @_kernel
 def adam_update(params, grad, m, v, step, lr, beta1, beta2, adam_eps):
@@ -398,6 +657,64 @@ def adam_update(params, grad, m, v, step, lr, beta1, beta2, adam_eps):
         v[i] = vi
         params[i] -= ss * mi / (np.sqrt(vi) * ibc + ae)
 
+
+@_kernel
+def adamw_update(params, grad, m, v, step, lr, beta1, beta2, adam_eps, weight_decay):
+    """One AdamW step in place (Loshchilov and Hutter, 2019), PyTorch's arrangement:
+    ``p *= 1 - lr * weight_decay`` (decoupled decay, before the moments see the
+    gradient), then exactly :func:`adam_update`."""
+    factor = params.dtype.type(1.0 - lr * weight_decay)
+    for i in range(params.shape[0]):
+        params[i] *= factor
+    adam_update(params, grad, m, v, step, lr, beta1, beta2, adam_eps)
+
+
+@_kernel
+def sgd_update(params, grad, buf, first, lr, momentum, dampening, weight_decay, nesterov):
+    """One SGD step in place, with ``torch.optim.SGD``'s rules.
+
+    ``g = grad + weight_decay p`` (L2 in the gradient); with ``momentum > 0`` the
+    buffer becomes ``b = g`` on the ``first`` step and ``b = momentum b + (1 -
+    dampening) g`` after; Nesterov then takes ``g = g + momentum b``, plain momentum
+    ``g = b``; finally ``p -= lr g``. ``buf`` is unused without momentum.
+    """
+    dt = params.dtype.type
+    lr_ = dt(lr)
+    mu = dt(momentum)
+    keep = dt(1.0 - dampening)
+    wd = dt(weight_decay)
+    use_wd = weight_decay != 0
+    use_momentum = momentum != 0
+    for i in range(params.shape[0]):
+        g = grad[i]
+        if use_wd:
+            g = g + wd * params[i]
+        if use_momentum:
+            if first:
+                b = g
+            else:
+                b = mu * buf[i] + keep * g
+            buf[i] = b
+            if nesterov:
+                g = g + mu * b
+            else:
+                g = b
+        params[i] -= lr_ * g
+
+
+@_kernel
+def ema_update(shadow, params, decay):
+    """``shadow = decay shadow + (1 - decay) params`` in place (``decay = 0``
+    copies)."""
+    d = shadow.dtype.type(decay)
+    keep = shadow.dtype.type(1.0 - decay)
+    for i in range(shadow.shape[0]):
+        shadow[i] = d * shadow[i] + keep * params[i]
+
+
+# ---------------------------------------------------------------------------
+# training epochs
+# ---------------------------------------------------------------------------
 
 class AdamState(NamedTuple):
     """Adam's moments and hyperparameters, as the fused epoch kernels take them."""
@@ -511,8 +828,18 @@ def ce_training_step(params, sizes, X, y, smoothing, grad, acts, dZ, d0, d1, sca
 
 
 # ---------------------------------------------------------------------------
-# attacks
+# attack steps and projections
 # ---------------------------------------------------------------------------
+#
+# Every attack kernel from here to the Square attack takes rows that each carry their
+# own radius and step (``eps_rows``, ``step_rows``) and treats them independently: a
+# row's result depends only on that row (losses are per example, times ``scale``), so
+# a batch may be split into chunks of rows without changing any row. The step and
+# bookkeeping kernels are shared by the compiled loops (for an MLP) and by the NumPy
+# loops over any model with ``logits`` and ``input_gradient`` (robnp.attacks), so each
+# update rule is written once. The exceptions are the study's PGD (``pgd_linf``,
+# ``pgd_linf_radii``), one radius for the whole batch and the gradient of the batch's
+# mean loss, and its pieces ``project_linf`` and ``sign_step``.
 
 @_kernel
 def project_linf(X, X_adv, eps, lower, upper, use_bounds):
@@ -549,157 +876,8 @@ def sign_step(X_adv, dX, step_size):
         x_adv[i] += step_size * (int(g > 0) - int(g < 0))
 
 
-@_kernel
-def pgd_linf(params, sizes, X, y, X_adv, eps, step_size, steps, loss_kind,
-             lower, upper, use_bounds, dX, acts, dZ, d0, d1, first_grad_given):
-    """Projected gradient ascent on the loss in the L-infinity ball (Madry et al.,
-    2018): ``steps`` times, a signed-gradient step of ``step_size`` from the
-    current ``X_adv`` followed by the projection. ``X_adv`` holds the start point
-    on entry and the result on exit.
-
-    When ``first_grad_given``, ``dX`` already holds the gradient at the start point
-    and the first step uses it instead of recomputing it: a sweep over radii that
-    all start from the clean ``X`` computes that gradient once.
-    """
-    for step in range(steps):
-        if step > 0 or not first_grad_given:
-            loss_and_input_grad(params, sizes, X_adv, y, loss_kind, dX, acts, dZ, d0, d1,
-                                False)
-        sign_step(X_adv, dX, step_size)
-        project_linf(X, X_adv, eps, lower, upper, use_bounds)
-
-
-@_kernel
-def count_correct(params, sizes, X, y, acts):
-    """Number of rows whose arg-max logit equals the label (first index on ties)."""
-    Z = forward(params, sizes, X, acts)
-    n, n_classes = Z.shape
-    correct = 0
-    for i in range(n):
-        best = 0
-        for j in range(1, n_classes):
-            if Z[i, j] > Z[i, best]:
-                best = j
-        if best == y[i]:
-            correct += 1
-    return correct
-
-
-# ---------------------------------------------------------------------------
-# attacks: targeted losses, per-row steps and projections, PGD, APGD, Square
-# ---------------------------------------------------------------------------
-#
-# Every kernel below treats rows independently: a row's result depends only on that
-# row (losses are per example, scale 1), so a batch may be split into chunks of rows
-# without changing any row. The step and bookkeeping kernels are shared by the
-# compiled loops (for an MLP) and by the NumPy loops over any model with ``logits`` and
-# ``input_gradient`` (robnp.attacks), so each update rule is written once.
-
 NORM_LINF = 0
 NORM_L2 = 1
-
-
-@_kernel
-def _top_classes(Z, i):
-    """The four largest logits' classes of row ``i`` in decreasing order (the lower
-    index first on ties); -1 where there are fewer classes."""
-    t0 = t1 = t2 = t3 = -1
-    for j in range(Z.shape[1]):
-        z = Z[i, j]
-        if t0 < 0 or z > Z[i, t0]:
-            t0, t1, t2, t3 = j, t0, t1, t2
-        elif t1 < 0 or z > Z[i, t1]:
-            t1, t2, t3 = j, t1, t2
-        elif t2 < 0 or z > Z[i, t2]:
-            t2, t3 = j, t2
-        elif t3 < 0 or z > Z[i, t3]:
-            t3 = j
-    return t0, t1, t2, t3
-
-
-@_kernel
-def _dlr_row(Z, i, label, target, targeted, dZ, scale):
-    """DLR loss of row ``i`` of the logits and ``scale`` times its gradient into
-    ``dZ[i]`` (Croce and Hein, 2020).
-
-    untargeted: ``-(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3 + 1e-12)``;
-    targeted: ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)``, with ``pi``
-    the classes by decreasing logit. The quotient rule gives
-    ``dL = -dN / D + N dD / D^2`` for ``L = -N / D``.
-    """
-    t0, t1, t2, t3 = _top_classes(Z, i)
-    if targeted:
-        other = target
-        denom = Z[i, t0] - 0.5 * (Z[i, t2] + Z[i, t3]) + 1e-12
-    else:
-        other = t0 if t0 != label else t1
-        denom = Z[i, t0] - Z[i, t2] + 1e-12
-    numer = Z[i, label] - Z[i, other]
-    for j in range(Z.shape[1]):
-        dZ[i, j] = 0
-    dZ[i, label] += -scale / denom
-    dZ[i, other] += scale / denom
-    ratio = scale * numer / (denom * denom)
-    dZ[i, t0] += ratio
-    if targeted:
-        dZ[i, t2] -= 0.5 * ratio
-        dZ[i, t3] -= 0.5 * ratio
-    else:
-        dZ[i, t2] -= ratio
-    return -numer / denom
-
-
-@_kernel
-def _loss_row(loss_kind, Z, i, label, target, dZ, scale, want_loss):
-    """Row ``i`` of :func:`loss_grad_logits_targeted`."""
-    if loss_kind < LOSS_CE_TARGETED:
-        return _untargeted_row(loss_kind, Z, i, label, dZ, scale, want_loss)
-    if loss_kind == LOSS_DLR_TARGETED:
-        return _dlr_row(Z, i, label, target, True, dZ, scale)
-    base = LOSS_CROSS_ENTROPY if loss_kind == LOSS_CE_TARGETED else LOSS_CW_MARGIN
-    return -_untargeted_row(base, Z, i, target, dZ, -scale, want_loss)
-
-
-@_kernel
-def loss_grad_logits_targeted(loss_kind, Z, y, t, dZ, scale, want_loss):
-    """:func:`loss_grad_logits` for every loss code, targeted ones included: ``t``
-    holds a target class per row (ignored by the untargeted codes).
-
-    targeted cross-entropy: ``-(logsumexp(Z_i) - Z_i[t_i])`` (ascending it moves
-    towards ``t``); targeted CW margin: ``Z_i[t_i] - max_{j != t_i} Z_ij``;
-    targeted DLR: see :func:`_dlr_row` (``n_classes >= 4``).
-    """
-    total = 0.0
-    for i in range(Z.shape[0]):
-        total += _loss_row(loss_kind, Z, i, y[i], t[i], dZ, scale, want_loss)
-    return total
-
-
-@_kernel
-def logit_stats(loss_kind, Z, y, t, dZ, row_loss, pred, scale=1.0):
-    """Per-row loss (into ``row_loss``) and ``scale`` times its gradient w.r.t. the
-    logits (into ``dZ``), and the arg-max class (first index on ties) into ``pred``."""
-    n, n_classes = Z.shape
-    for i in range(n):
-        row_loss[i] = _loss_row(loss_kind, Z, i, y[i], t[i], dZ, scale, True)
-        best = 0
-        for j in range(1, n_classes):
-            if Z[i, j] > Z[i, best]:
-                best = j
-        pred[i] = best
-
-
-@_kernel
-def attack_eval(params, sizes, X, y, t, loss_kind, dX, acts, dZ, d0, d1, row_loss, pred,
-                want_grad, scale=1.0):
-    """At the rows of ``X``: per-row loss, predicted class and (when ``want_grad``)
-    ``scale`` times the gradient of each row's own loss w.r.t. that row, into ``dX``."""
-    n = X.shape[0]
-    Z = forward(params, sizes, X, acts)
-    dZ = dZ[:n]
-    logit_stats(loss_kind, Z, y, t, dZ, row_loss, pred, scale)
-    if want_grad:
-        backward_input(params, sizes, X, acts, dZ, dX, d0, d1)
 
 
 @_kernel
@@ -804,6 +982,60 @@ def steepest_step(X_adv, dX, step_rows, norm):
                     X_adv[i, k] += factor * dX[i, k]
 
 
+# ---------------------------------------------------------------------------
+# PGD
+# ---------------------------------------------------------------------------
+
+@_kernel
+def pgd_linf(params, sizes, X, y, X_adv, eps, step_size, steps, loss_kind,
+             lower, upper, use_bounds, dX, acts, dZ, d0, d1, first_grad_given):
+    """Projected gradient ascent on the loss in the L-infinity ball (Madry et al.,
+    2018): ``steps`` times, a signed-gradient step of ``step_size`` from the
+    current ``X_adv`` followed by the projection. ``X_adv`` holds the start point
+    on entry and the result on exit.
+
+    When ``first_grad_given``, ``dX`` already holds the gradient at the start point
+    and the first step uses it instead of recomputing it: a sweep over radii that
+    all start from the clean ``X`` computes that gradient once.
+    """
+    for step in range(steps):
+        if step > 0 or not first_grad_given:
+            loss_and_input_grad(params, sizes, X_adv, y, loss_kind, dX, acts, dZ, d0, d1,
+                                False)
+        sign_step(X_adv, dX, step_size)
+        project_linf(X, X_adv, eps, lower, upper, use_bounds)
+
+
+@_kernel
+def pgd_linf_radii(params, sizes, X, y, X_advs, eps_list, step_list, steps, loss_kind,
+                   lower, upper, use_bounds, first_sign, dX, acts, dZ, d0, d1):
+    """:func:`pgd_linf` from the clean points at every radius in one call, each radius
+    on the same rows (so every product has the shape it has radius by radius), the
+    first step along ``first_sign`` (the sign of the gradient at ``X``, the same for
+    every radius). ``X_advs[r]`` must hold ``X`` on entry; a radius of 0 is left so."""
+    for r in range(eps_list.shape[0]):
+        if eps_list[r] == 0:
+            continue
+        for i in range(X.shape[0]):
+            for k in range(X.shape[1]):
+                dX[i, k] = first_sign[i, k]
+        pgd_linf(params, sizes, X, y, X_advs[r], eps_list[r], step_list[r], steps, loss_kind,
+                 lower, upper, use_bounds, dX, acts, dZ, d0, d1, True)
+
+
+@_kernel
+def attack_eval(params, sizes, X, y, t, loss_kind, dX, acts, dZ, d0, d1, row_loss, pred,
+                want_grad, scale=1.0):
+    """At the rows of ``X``: per-row loss, predicted class and (when ``want_grad``)
+    ``scale`` times the gradient of each row's own loss w.r.t. that row, into ``dX``."""
+    n = X.shape[0]
+    Z = forward(params, sizes, X, acts)
+    dZ = dZ[:n]
+    logit_stats(loss_kind, Z, y, t, dZ, row_loss, pred, scale)
+    if want_grad:
+        backward_input(params, sizes, X, acts, dZ, dX, d0, d1)
+
+
 @_kernel
 def track_best(X_adv, row_loss, pred, y, t, targeted, X_best, best_loss, found):
     """Per-sample worst case: a row not yet ``found`` takes the current point when it
@@ -860,6 +1092,10 @@ def pgd_rows(params, sizes, X, y, t, X_adv, eps_rows, step_rows, steps, loss_kin
                 pred, False, scale)
     pgd_finish(X_adv, row_loss, pred, y, t, targeted, use_best, X_best, best_loss, found)
 
+
+# ---------------------------------------------------------------------------
+# APGD
+# ---------------------------------------------------------------------------
 
 @_kernel
 def _copy_rows(source, target):
@@ -980,6 +1216,10 @@ def apgd_rows(params, sizes, X, y, t, X_adv, eps_rows, step_rows, loss_kind, nor
                             reduced_last, step_rows, X_adv, dX, X_best, grad_best)
 
 
+# ---------------------------------------------------------------------------
+# the Square attack
+# ---------------------------------------------------------------------------
+
 @_kernel
 def margins(Z, y, out):
     """``Z_iy - max_{j != y} Z_ij`` per row (negative: misclassified)."""
@@ -1053,173 +1293,19 @@ def square_rows(params, sizes, X, y, X_best, margin_best, starts, widths, signs,
             queries[active[q]] += 1
 
 
-@_kernel
-def mixture_log_and_grad(X2, centres, inv_two_var, logits, log_out, grad_out, want_grad):
-    """``log sum_j exp(-|x - c_j|^2 inv_two_var)`` for every row of ``X2`` (n, 2) over
-    the centres (m, 2), and, when ``want_grad``, its gradient in ``x``: the
-    responsibility-weighted mean of ``2 inv_two_var (c_j - x)``. ``logits`` is an (m,)
-    scratch row. Max-shifted, so no term overflows and the largest never underflows;
-    the caller adds the mixture's normalising constants."""
-    m = centres.shape[0]
-    for i in range(X2.shape[0]):
-        x0 = X2[i, 0]
-        x1 = X2[i, 1]
-        top = -np.inf
-        for j in range(m):
-            d0 = centres[j, 0] - x0
-            d1 = centres[j, 1] - x1
-            value = -(d0 * d0 + d1 * d1) * inv_two_var
-            logits[j] = value
-            if value > top:
-                top = value
-        total = 0.0
-        g0 = 0.0
-        g1 = 0.0
-        for j in range(m):
-            w = np.exp(logits[j] - top)
-            total += w
-            if want_grad:
-                g0 += w * (centres[j, 0] - x0)
-                g1 += w * (centres[j, 1] - x1)
-        log_out[i] = top + np.log(total)
-        if want_grad:
-            scale = 2.0 * inv_two_var / total
-            grad_out[i, 0] = g0 * scale
-            grad_out[i, 1] = g1 * scale
-
-
-@_kernel
-def pgd_linf_radii(params, sizes, X, y, X_advs, eps_list, step_list, steps, loss_kind,
-                   lower, upper, use_bounds, first_sign, dX, acts, dZ, d0, d1):
-    """:func:`pgd_linf` from the clean points at every radius in one call, each radius
-    on the same rows (so every product has the shape it has radius by radius), the
-    first step along ``first_sign`` (the sign of the gradient at ``X``, the same for
-    every radius). ``X_advs[r]`` must hold ``X`` on entry; a radius of 0 is left so."""
-    for r in range(eps_list.shape[0]):
-        if eps_list[r] == 0:
-            continue
-        for i in range(X.shape[0]):
-            for k in range(X.shape[1]):
-                dX[i, k] = first_sign[i, k]
-        pgd_linf(params, sizes, X, y, X_advs[r], eps_list[r], step_list[r], steps, loss_kind,
-                 lower, upper, use_bounds, dX, acts, dZ, d0, d1, True)
-
-
 # ---------------------------------------------------------------------------
-# training building blocks: optimizers, weight averaging, label smoothing
+# adversarial training, one chunk of a recipe's step
 # ---------------------------------------------------------------------------
 #
-# Appended as a section of their own; the kernels above (and so the study's default
-# training) are untouched. Each update works in place on a flat vector in its own
-# dtype, hyperparameters cast to that dtype once, as PyTorch's single-tensor loops do.
-
-@_kernel
-def adamw_update(params, grad, m, v, step, lr, beta1, beta2, adam_eps, weight_decay):
-    """One AdamW step in place (Loshchilov and Hutter, 2019), PyTorch's arrangement:
-    ``p *= 1 - lr * weight_decay`` (decoupled decay, before the moments see the
-    gradient), then exactly :func:`adam_update`."""
-    factor = params.dtype.type(1.0 - lr * weight_decay)
-    for i in range(params.shape[0]):
-        params[i] *= factor
-    adam_update(params, grad, m, v, step, lr, beta1, beta2, adam_eps)
-
-
-@_kernel
-def sgd_update(params, grad, buf, first, lr, momentum, dampening, weight_decay, nesterov):
-    """One SGD step in place, with ``torch.optim.SGD``'s rules.
-
-    ``g = grad + weight_decay p`` (L2 in the gradient); with ``momentum > 0`` the
-    buffer becomes ``b = g`` on the ``first`` step and ``b = momentum b + (1 -
-    dampening) g`` after; Nesterov then takes ``g = g + momentum b``, plain momentum
-    ``g = b``; finally ``p -= lr g``. ``buf`` is unused without momentum.
-    """
-    dt = params.dtype.type
-    lr_ = dt(lr)
-    mu = dt(momentum)
-    keep = dt(1.0 - dampening)
-    wd = dt(weight_decay)
-    use_wd = weight_decay != 0
-    use_momentum = momentum != 0
-    for i in range(params.shape[0]):
-        g = grad[i]
-        if use_wd:
-            g = g + wd * params[i]
-        if use_momentum:
-            if first:
-                b = g
-            else:
-                b = mu * buf[i] + keep * g
-            buf[i] = b
-            if nesterov:
-                g = g + mu * b
-            else:
-                g = b
-        params[i] -= lr_ * g
-
-
-@_kernel
-def ema_update(shadow, params, decay):
-    """``shadow = decay shadow + (1 - decay) params`` in place (``decay = 0``
-    copies)."""
-    d = shadow.dtype.type(decay)
-    keep = shadow.dtype.type(1.0 - decay)
-    for i in range(shadow.shape[0]):
-        shadow[i] = d * shadow[i] + keep * params[i]
-
-
-@_kernel
-def smoothed_ce_grad_logits(Z, y, smoothing, dZ, scale, want_loss):
-    """Cross-entropy against smoothed targets (Szegedy et al., 2016), summed over rows,
-    and ``scale`` times its gradient w.r.t. the logits into ``dZ``.
-
-    With ``K`` classes and ``q = (1 - s) onehot(y) + s / K``:
-    ``loss_i = logsumexp(Z_i) - sum_j q_j Z_ij`` (``-sum_j q_j log softmax(Z_i)_j``,
-    since ``q`` sums to 1), ``d loss_i / d Z_i = softmax(Z_i) - q``. ``s = 0`` is the
-    plain cross-entropy. The loss is 0 unless ``want_loss``.
-    """
-    n, n_classes = Z.shape
-    uniform = smoothing / n_classes
-    total = 0.0
-    for i in range(n):
-        top, denom = _softmax_numerators(Z, i, dZ)
-        if want_loss:
-            row_sum = 0.0
-            for j in range(n_classes):
-                row_sum += Z[i, j]
-            total += (np.log(denom) + top - (1.0 - smoothing) * Z[i, y[i]]
-                      - uniform * row_sum)
-        inv = scale / denom
-        for j in range(n_classes):
-            dZ[i, j] = dZ[i, j] * inv - scale * uniform
-        dZ[i, y[i]] -= scale * (1.0 - smoothing)
-    return total
-
-
-@_kernel
-def smoothed_per_example_loss(params, sizes, X, y, smoothing, acts, out):
-    """Smoothed cross-entropy of every row separately (no gradient), into ``out``."""
-    n = X.shape[0]
-    Z = forward(params, sizes, X, acts)
-    scratch = np.empty((1, Z.shape[1]), Z.dtype)
-    for i in range(n):
-        out[i] = smoothed_ce_grad_logits(Z[i:i + 1], y[i:i + 1], smoothing, scratch, 1.0,
-                                         True)
-
-
-# ---------------------------------------------------------------------------
-# -- training recipes
-# ---------------------------------------------------------------------------
-#
-# Appended as a section of their own; nothing above changes. One call per chunk runs a
-# recipe's whole inner attack and its training gradient (robnp/training/_<name>.py).
-# The attacks are the evaluation's own pieces: pgd_linf (PGD from a given start),
-# loss_and_input_grad, sign_step and project_linf. The points are held fixed in the
-# training gradient (Danskin's theorem: the gradient of the inner maximum at its
-# maximiser is the gradient of the loss at that point). ``ws`` is a recipe workspace,
-# a NamedTuple of arrays (robnp.training._adversarial); a chunk of ``n`` rows uses the
-# first ``n`` rows of each buffer. A kernel writes ``scale`` times the sum over rows
-# of each row's parameter gradient into ``grad`` and returns ``scale`` times the sum
-# of the rows' objectives.
+# One call per chunk runs a recipe's whole inner attack and its training gradient
+# (robnp/training/_<name>.py). The attacks are the evaluation's own pieces: pgd_linf
+# (PGD from a given start), loss_and_input_grad, sign_step and project_linf. The points
+# are held fixed in the training gradient (Danskin's theorem: the gradient of the inner
+# maximum at its maximiser is the gradient of the loss at that point). ``ws`` is a
+# recipe workspace, a NamedTuple of arrays (robnp.training._adversarial); a chunk of
+# ``n`` rows uses the first ``n`` rows of each buffer. A kernel writes ``scale`` times
+# the sum over rows of each row's parameter gradient into ``grad`` and returns
+# ``scale`` times the sum of the rows' objectives.
 
 @_kernel
 def uniform_start(X, noise, radius, X_adv):
@@ -1229,77 +1315,6 @@ def uniform_start(X, noise, radius, X_adv):
     for i in range(n):
         for k in range(d):
             X_adv[i, k] = X[i, k] + radius * noise[i, k]
-
-
-@_kernel
-def log_softmax_rows(Z, logP, P):
-    """``logP = log softmax(Z)`` row by row, written stably (``z - max - log sum
-    exp(z - max)``, never ``log`` of a rounded-to-zero probability), and ``P =
-    exp(logP)``."""
-    n, n_classes = Z.shape
-    for i in range(n):
-        top = Z[i, 0]
-        for j in range(1, n_classes):
-            if Z[i, j] > top:
-                top = Z[i, j]
-        total = 0.0
-        for j in range(n_classes):
-            total += np.exp(Z[i, j] - top)
-        shift = top + np.log(total)
-        for j in range(n_classes):
-            logP[i, j] = Z[i, j] - shift
-            P[i, j] = np.exp(logP[i, j])
-
-
-@_kernel
-def kl_grad_logits(P, logP, Za, dZa, dZp, scale, want_loss, want_clean):
-    """TRADES's divergence (Zhang et al., 2019) ``KL(p || q)`` per row, ``p`` a clean
-    distribution (``P``, ``logP`` from :func:`log_softmax_rows` of the clean logits),
-    ``q = softmax(Za)``; returns the sum over rows (0 unless ``want_loss`` or
-    ``want_clean``).
-
-    ``KL_i = sum_j p_j (log p_j - log q_j)``, ``log q`` as ``z - max - log sum
-    exp(z - max)``; terms with ``p_j = 0`` are 0 (their limit).
-    ``dZa`` receives ``scale (q - p)``, the gradient w.r.t. the adversarial logits;
-    when ``want_clean``, ``dZp`` receives the gradient w.r.t. the clean logits through
-    ``p = softmax(z_clean)``: ``scale p_k (r_k - KL_i)`` with ``r = log p - log q``
-    (from ``d p_j / d z_k = p_j (delta_jk - p_k)``).
-    """
-    n, n_classes = Za.shape
-    need_value = want_loss or want_clean
-    total = 0.0
-    for i in range(n):
-        top = Za[i, 0]
-        for j in range(1, n_classes):
-            if Za[i, j] > top:
-                top = Za[i, j]
-        denom = 0.0
-        for j in range(n_classes):
-            e = np.exp(Za[i, j] - top)
-            dZa[i, j] = e
-            denom += e
-        log_denom = np.log(denom) if need_value else 0.0
-        inv = 1.0 / denom
-        row = 0.0
-        for j in range(n_classes):
-            p = P[i, j]
-            dZa[i, j] = scale * (dZa[i, j] * inv - p)
-            if need_value:
-                r = logP[i, j] - (Za[i, j] - top - log_denom)
-                # "!= 0", not "> 0": a NaN probability must reach the result
-                if p != 0:
-                    row += p * r
-                if want_clean:
-                    dZp[i, j] = r
-        if want_clean:
-            for j in range(n_classes):
-                p = P[i, j]
-                if p != 0:
-                    dZp[i, j] = scale * p * (dZp[i, j] - row)
-                else:
-                    dZp[i, j] = 0
-        total += row
-    return total
 
 
 @_kernel
@@ -1390,3 +1405,42 @@ def trades_gradient(params, sizes, X, y, noise, eps, step_size, steps, beta, smo
             dZ[i, j] += dZc[i, j]
     backward_params(params, sizes, pair, ws.acts, dZ, grad, ws.d0, ws.d1)
     return scale * (ce + beta * kl)
+
+
+# ---------------------------------------------------------------------------
+# densities
+# ---------------------------------------------------------------------------
+
+@_kernel
+def mixture_log_and_grad(X2, centres, inv_two_var, logits, log_out, grad_out, want_grad):
+    """``log sum_j exp(-|x - c_j|^2 inv_two_var)`` for every row of ``X2`` (n, 2) over
+    the centres (m, 2), and, when ``want_grad``, its gradient in ``x``: the
+    responsibility-weighted mean of ``2 inv_two_var (c_j - x)``. ``logits`` is an (m,)
+    scratch row. Max-shifted, so no term overflows and the largest never underflows;
+    the caller adds the mixture's normalising constants."""
+    m = centres.shape[0]
+    for i in range(X2.shape[0]):
+        x0 = X2[i, 0]
+        x1 = X2[i, 1]
+        top = -np.inf
+        for j in range(m):
+            d0 = centres[j, 0] - x0
+            d1 = centres[j, 1] - x1
+            value = -(d0 * d0 + d1 * d1) * inv_two_var
+            logits[j] = value
+            if value > top:
+                top = value
+        total = 0.0
+        g0 = 0.0
+        g1 = 0.0
+        for j in range(m):
+            w = np.exp(logits[j] - top)
+            total += w
+            if want_grad:
+                g0 += w * (centres[j, 0] - x0)
+                g1 += w * (centres[j, 1] - x1)
+        log_out[i] = top + np.log(total)
+        if want_grad:
+            scale = 2.0 * inv_two_var / total
+            grad_out[i, 0] = g0 * scale
+            grad_out[i, 1] = g1 * scale

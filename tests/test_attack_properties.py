@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 import robnp
-from robnp.attacks import attack_names, get_attack
+from robnp.attacks import PGDOptions, attack_names, get_attack
+from robnp.attacks._clean import CleanPoints
 from test_attack_references import Wrapped
 
 ATTACKS = attack_names()
@@ -100,12 +101,13 @@ def test_the_study_pgd_is_bit_identical_on_any_thread_count(trained_model, circl
     X, y = circles_split[1], circles_split[3]
     X = np.concatenate([X] * 4)  # 600 rows: three chunks
     y = np.concatenate([y] * 4)
-    grad = robnp.input_gradient(trained_model, X, y)
+    clean = CleanPoints(robnp.attacks.Target(trained_model), X, y)
     for eps in (0.05, 0.2):
-        study = robnp.pgd(trained_model, X, y, eps, start_gradient=grad)
+        study = robnp.pgd(trained_model, X, y, eps)
         np.testing.assert_array_equal(robnp.pgd(trained_model, X, y, eps, n_threads=2), study)
         np.testing.assert_array_equal(
-            robnp.pgd(trained_model, X, y, eps, n_threads=2, start_gradient=grad), study)
+            get_attack("pgd").run(trained_model, X, y, (eps,), PGDOptions(n_threads=2),
+                                  np.random.default_rng(0), clean=clean)[0], study)
 
 
 @pytest.mark.parametrize("name", ATTACKS)
@@ -182,8 +184,6 @@ def test_bad_options_are_config_errors(blobs_model):
             get_attack(name).make_options(options)
     with pytest.raises(robnp.ConfigError, match="logits"):
         robnp.pgd(object(), X, y, 0.1)
-    with pytest.raises(robnp.ConfigError, match="start_gradient"):
-        robnp.pgd(model, X, y, 0.1, use_best=True, start_gradient=np.zeros_like(X))
 
 
 def test_registry_targets_are_the_most_likely_wrong_class(blobs_model):
@@ -230,8 +230,6 @@ def test_the_registry_pgd_is_the_study_pgd_bit_for_bit(trained_model, circles_sp
     X, y = circles_split[1], circles_split[3]
     radii = (0.0, 0.01, 0.05, 0.1, 0.2, 0.5)
     swept = attack("pgd", trained_model, X, y, radii=radii, **options)
-    grad = robnp.input_gradient(trained_model, X, y, loss=options.get("loss", "cross_entropy"))
     function = {k: v for k, v in options.items()}
     for eps, X_adv in zip(radii, swept):
-        np.testing.assert_array_equal(
-            X_adv, robnp.pgd(trained_model, X, y, eps, start_gradient=grad, **function))
+        np.testing.assert_array_equal(X_adv, robnp.pgd(trained_model, X, y, eps, **function))

@@ -4,11 +4,27 @@ import numpy as np
 import pytest
 
 import robnp
-from robnp.attacks import fgsm_from_gradient
+from robnp.attacks import PGDOptions, fgsm_from_gradient
 from robnp.errors import ConfigError
 from robnp.losses import per_example_loss
 
 EPS = [0.0, 0.01, 0.05, 0.1, 0.2, 0.5]
+
+
+class Given:
+    """Clean points whose gradient is given (the evaluation's, or a wrong one)."""
+
+    def __init__(self, gradient):
+        self.gradient_at_x = gradient
+
+    def gradient(self, loss):
+        return self.gradient_at_x
+
+
+def run_pgd(model, X, y, radii, clean, **options):
+    """The registry's PGD handed the gradient at the clean points."""
+    return robnp.attacks.get_attack("pgd").run(model, X, y, radii, PGDOptions(**options),
+                                              np.random.default_rng(0), clean=clean)
 
 
 def linf(a, b):
@@ -162,9 +178,6 @@ def test_bounds_never_break_the_ball_when_clean_points_lie_outside_the_box(train
     (lambda m, X, y: robnp.pgd(m, X, y, 0.1, bounds=("0", "1")), "bounds"),
     (lambda m, X, y: robnp.pgd(m, X, y, 0.1, bounds=(0, np.nan)), "bounds"),
     (lambda m, X, y: robnp.robust_accuracy(m, X, y, "fgsm", eps="0.1"), "eps"),
-    (lambda m, X, y: robnp.pgd(m, X, y, 0.0, start_gradient=np.zeros((7, 7))), "start_gradient"),
-    (lambda m, X, y: robnp.pgd(m, X, y, 0.0, random_start=True, start_gradient=np.zeros((2, 2))),
-     "random_start"),
     (lambda m, X, y: robnp.robust_accuracy(m, X, y, "fgsm", eps=[[0.1]]), "eps"),
     (lambda m, X, y: fgsm_from_gradient(X, np.ones((3, 2)), 0.1), "dL_dX"),
     (lambda m, X, y: fgsm_from_gradient(X.astype(int), np.ones_like(X), 0.1), "X must"),
@@ -198,10 +211,12 @@ def test_pgd_sweep_sharing_the_first_gradient_changes_nothing(trained_model, cir
     """robust_accuracy computes the gradient at X once for every radius; each attack
     must equal PGD run from scratch, bit for bit."""
     X, y = circles_split[1], circles_split[3]
-    grad = robnp.input_gradient(trained_model, X, y, loss=options.get("loss", "cross_entropy"))
-    for eps in (0.05, 0.3):
-        shared = robnp.pgd(trained_model, X, y, eps, start_gradient=grad, **options)
-        np.testing.assert_array_equal(shared, robnp.pgd(trained_model, X, y, eps, **options))
+    loss = options.get("loss", "cross_entropy")
+    grad = robnp.input_gradient(trained_model, X, y, loss=loss)
+    clean = Given(grad)
+    shared = run_pgd(trained_model, X, y, (0.05, 0.3), clean, **options)
+    for eps, X_adv in zip((0.05, 0.3), shared):
+        np.testing.assert_array_equal(X_adv, robnp.pgd(trained_model, X, y, eps, **options))
     swept = robnp.robust_accuracy(trained_model, X, y, "pgd", eps=[0.05, 0.3], **options)
     one_by_one = {e: robnp.pgd(trained_model, X, y, e, **options) for e in (0.05, 0.3)}
     assert swept == {e: robnp.accuracy(trained_model, X_adv, y) for e, X_adv in one_by_one.items()}
@@ -209,16 +224,14 @@ def test_pgd_sweep_sharing_the_first_gradient_changes_nothing(trained_model, cir
         trained_model, X, y, loss=options.get("loss", "cross_entropy")))  # not overwritten
 
 
-def test_pgd_start_gradient_is_used_for_the_first_step(trained_model, circles_split):
-    """A wrong start gradient changes the result, so the kernel does not recompute it."""
+def test_pgd_first_step_uses_the_clean_gradient_it_is_handed(trained_model, circles_split):
+    """A wrong clean gradient changes the result, so PGD does not recompute it."""
     X, y = circles_split[1], circles_split[3]
     grad = robnp.input_gradient(trained_model, X, y)
-    flipped = robnp.pgd(trained_model, X, y, 0.1, steps=1, step_size=0.1, start_gradient=-grad)
+    flipped = run_pgd(trained_model, X, y, (0.1,), Given(-grad), steps=1, step_size=0.1)[0]
     np.testing.assert_allclose(flipped, X - 0.1 * np.sign(grad), atol=1e-6)
-    with pytest.raises(ConfigError, match="random_start"):
-        robnp.pgd(trained_model, X, y, 0.1, random_start=True, start_gradient=grad)
-    with pytest.raises(ConfigError, match="start_gradient"):
-        robnp.pgd(trained_model, X, y, 0.1, start_gradient=grad[:3])
+    with pytest.raises(ConfigError, match="dL_dX"):
+        run_pgd(trained_model, X, y, (0.1,), Given(grad[:3]))
 
 
 def test_one_sided_bounds_are_allowed(trained_model, circles_split):
@@ -237,5 +250,5 @@ def test_gradient_sign_is_taken_before_the_cast_to_float32():
     np.testing.assert_array_equal(fgsm_from_gradient(X, grad, 0.1),
                                   np.array([[0.1, -0.1, 0.1]], np.float32))
     model = robnp.MLP(3, (4,), 2, seed=0)
-    X_adv = robnp.pgd(model, X, np.array([0]), 0.1, steps=1, step_size=0.1, start_gradient=grad)
+    X_adv = run_pgd(model, X, np.array([0]), (0.1,), Given(grad), steps=1, step_size=0.1)[0]
     np.testing.assert_array_equal(X_adv, np.array([[0.1, -0.1, 0.1]], np.float32))

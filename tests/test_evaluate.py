@@ -253,3 +253,26 @@ def test_dlr_on_too_few_classes_is_refused_before_anything_runs(trained_model, t
     X, y = test_split
     with pytest.raises(ConfigError, match=f"needs at least {needed} classes, the model has 2"):
         robnp.evaluate(trained_model, X, y, (0.1,), ["fgsm", attack])
+
+
+def test_the_clean_gradient_is_computed_once_per_evaluation(trained_model, circles_split,
+                                                             monkeypatch):
+    """FGSM, PGD's first step at every radius and the zero-gradient check share one
+    gradient at the clean points."""
+    X, y = circles_split[1], circles_split[3]
+    from robnp.attacks import _clean
+
+    calls = []
+    real = _clean.input_gradient
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("loss"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_clean, "input_gradient", counted)
+    shared = robnp.evaluate(trained_model, X, y, EPS, ["fgsm", "pgd"])
+    assert calls == ["cross_entropy"]
+    monkeypatch.setattr(_clean, "input_gradient", real)
+    for name in ("fgsm", "pgd"):
+        alone = robnp.robust_accuracy(trained_model, X, y, name, eps=EPS)
+        assert shared.robust_accuracy(name) == alone

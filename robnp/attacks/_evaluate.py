@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -12,6 +13,7 @@ from .. import _checks, kernels
 from ..errors import ConfigError, DataError
 from ..threads import single_blas_thread
 from ..model import MLP
+from ._clean import CleanPoints
 from ._registry import get_attack
 from ._threat import AttackedModel, as_generator, check_radii
 
@@ -267,6 +269,7 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
     n_eps, n_points = len(radii), X.shape[0]
     worst = np.repeat(~clean_correct[None, :], n_eps, axis=0)
     worst_points = np.repeat(X[None], n_eps, axis=0)
+    clean = CleanPoints(AttackedModel(model), X, y)
     results = {}
     for name, options in chosen:
         spec = get_attack(name)
@@ -282,7 +285,8 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
                                                     options, rng)[0]
                     attacked[k, rows] = True
         else:
-            adversarial[:] = np.stack(spec.run(model, X, y, radii, options, rng))
+            adversarial[:] = np.stack(_run_on_clean(spec, model, X, y, radii, options, rng,
+                                                    clean))
             attacked[:] = True
         for k in range(n_eps):
             rows = np.flatnonzero(attacked[k])
@@ -295,7 +299,7 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
         broken = worst if cascade else success
         robust_acc = np.count_nonzero(~broken, axis=1) / n_points
         results[name] = AttackResult(name, options, success, attacked, adversarial, robust_acc)
-    gradient = np.asarray(model.input_gradient(X, y, "cross_entropy"))
+    gradient = clean.gradient("cross_entropy")
     zero_share = float(np.mean(~np.any(gradient != 0, axis=1)))
     evaluation = Evaluation(radii, clean_correct, results, worst,
                             np.count_nonzero(~worst, axis=1) / n_points, worst_points,
@@ -304,6 +308,14 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
     if check_convergence:
         found += _convergence_warnings(model, X, y, evaluation, seed)
     return dataclasses.replace(evaluation, warnings=tuple(found))
+
+
+def _run_on_clean(spec, model, X, y, radii, options, rng, clean):
+    """``spec.run`` on the evaluation's clean points, handed ``clean`` (their gradients,
+    computed once for every attack) when it takes a ``clean`` keyword."""
+    if "clean" in inspect.signature(spec.run).parameters:
+        return spec.run(model, X, y, radii, options, rng, clean=clean)
+    return spec.run(model, X, y, radii, options, rng)
 
 
 def _is_black_box(options) -> bool:

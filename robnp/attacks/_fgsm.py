@@ -10,9 +10,9 @@ import numpy as np
 from .. import kernels
 from .._checks import Satisfies
 from ..errors import ConfigError
-from ..gradients import input_gradient
 from ..losses import loss_code
 from ..threads import single_blas_thread
+from ._clean import CleanPoints
 from ._registry import AttackOptions
 from ._threat import AttackedModel, check_bounds, check_eps, gradient_sign
 
@@ -93,17 +93,13 @@ def fgsm(model, X, y, eps: float, *, loss: str = "cross_entropy", bounds=None) -
     y = target.check_labels(y, X)
     if eps == 0:
         return X.copy()
-    return fgsm_from_gradient(X, _gradient(target, X, y, loss), eps, bounds)
-
-
-def _gradient(target, X, y, loss):
     loss_code(loss)
-    if target.fast:
-        return input_gradient(target.model, X, y, loss=loss)
-    return target.evaluate(X, y, y, loss)[2]
+    return fgsm_from_gradient(X, CleanPoints(target, X, y).gradient(loss), eps, bounds)
 
 
-def run(model, X, y, radii, options: FGSMOptions, rng) -> list[np.ndarray]:
-    """Registry entry: FGSM at every radius from one gradient at ``X``."""
-    dL_dX = _gradient(AttackedModel(model), X, y, options.loss)
+def run(model, X, y, radii, options: FGSMOptions, rng, clean=None) -> list[np.ndarray]:
+    """Registry entry: FGSM at every radius from one gradient at ``X`` (``clean``'s,
+    the evaluation's, when given)."""
+    clean = clean if clean is not None else CleanPoints(AttackedModel(model), X, y)
+    dL_dX = clean.gradient(options.loss)
     return [fgsm_from_gradient(X, dL_dX, eps, options.bounds) for eps in radii]

@@ -4,16 +4,18 @@
 by projection onto the ``eps``-ball around the clean input (and into ``bounds`` when
 given), on the analytic input gradient.
 
-The study's PGD (L-infinity, from the clean point, cross-entropy or CW margin, the
-final iterate) runs the compiled kernel :func:`robnp.kernels.pgd_linf`, unchanged, so
-the study's numbers stay what they were. Everything else is opt-in and runs
-:func:`robnp.kernels.pgd_rows` on rows that carry their own radius (radii and restarts
-stacked as rows, split into fixed chunks over threads): random starts, restarts on the
-points still robust, the per-sample worst case ``use_best`` (the name of the MadryLab
-``robustness`` library), targets, the L2 ball with its exact projection onto ball and
-box, and the DLR losses (Croce and Hein, 2020). Carlini et al. (2019, "On evaluating
-adversarial robustness") ask for exactly these: restarts, per-sample worst cases,
-several losses.
+One path, :func:`pgd_general`, serves :func:`pgd` and the registry. The study's PGD
+(L-infinity, from the clean point, cross-entropy or CW margin, the final iterate)
+takes every radius's first step along the one gradient at the clean points and runs
+all radii in the compiled kernel :func:`robnp.kernels.pgd_linf_radii`. Everything
+else is opt-in and runs :func:`robnp.kernels.pgd_rows` (on an MLP) or its NumPy loop
+(on any model of the protocol) on rows that carry their own radius (radii and
+restarts stacked as rows, split into fixed chunks over threads): random starts,
+restarts on the points still robust, the per-sample worst case ``use_best`` (the name
+of the MadryLab ``robustness`` library), targets, the L2 ball with its exact
+projection onto ball and box, and the DLR losses (Croce and Hein, 2020). Carlini et
+al. (2019, "On evaluating adversarial robustness") ask for exactly these: restarts,
+per-sample worst cases, several losses.
 """
 
 from __future__ import annotations
@@ -24,10 +26,9 @@ import numpy as np
 
 from .. import _checks, kernels
 from .._checks import Coerced, Flag, Integer, Optional, Real, Satisfies
-from ..errors import ConfigError
-from ..gradients import input_gradient
 from ..losses import check_loss_classes, loss_code, targeted_loss
 from ..threads import single_blas_thread
+from ._clean import CleanPoints
 from ._registry import AttackOptions
 from ._threat import (AttackedModel, as_generator, check_bounds, check_eps, check_norm,
                       check_threads, gradient_sign, over_chunks, top_wrong_class)
@@ -105,12 +106,6 @@ class PGDOptions(AttackOptions):
     def randomized(self) -> bool:
         return self.random_start
 
-    @property
-    def study_default(self) -> bool:
-        """True when these options run exactly the study's PGD kernel."""
-        return (self.norm == "linf" and self.n_restarts == 1 and not self.use_best
-                and not self.targeted and self.loss in ("cross_entropy", "cw_margin"))
-
     def step_for(self, eps: float) -> float:
         return self.step_fraction * eps if self.step_size is None else self.step_size
 
@@ -132,7 +127,7 @@ class PGDCWOptions(PGDOptions):
 @single_blas_thread
 def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None, *,
         random_start: bool = False, seed=None, loss: str = "cross_entropy",
-        bounds=None, start_gradient=None, norm: str = "linf", n_restarts: int = 1,
+        bounds=None, norm: str = "linf", n_restarts: int = 1,
         use_best: bool = False, y_target=None, n_threads=None) -> np.ndarray:
     """Projected gradient descent on the negative loss (Madry et al., 2018).
 
@@ -149,7 +144,7 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
         Size of each step; default ``eps / 4`` (the study's choice).
     random_start : bool
         Start from a point drawn uniformly in the ball (Madry et al.) instead of ``X``
-        (L2: a Gaussian direction and radius ``eps U^(1/d)``).
+        (see :func:`random_start_points`).
     seed : int, numpy.random.Generator or None
         Source of the random start.
     loss : {"cross_entropy", "cw_margin", "dlr"}
@@ -157,13 +152,6 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
         Also keep every coordinate in ``[lower, upper]`` after each step. The ball
         comes first: a clean coordinate more than ``eps`` outside the box moves only
         as far as the ball allows towards it.
-    start_gradient : array of shape (n_samples, n_features), optional
-        The gradient of ``loss`` at ``X`` (from :func:`robnp.input_gradient`), used
-        for the first step instead of recomputing it. It does not depend on
-        ``eps``, so a sweep over radii computes it once (as
-        :func:`robnp.robust_accuracy` does); the result is identical. Only with the
-        study's options (L-infinity, one run, final iterate, untargeted, an MLP); not
-        with ``random_start``, whose first step is not taken at ``X``.
     norm : {"linf", "l2"}
         L-infinity: signed-gradient steps; L2: steps along ``g / ||g||`` and the exact
         projection onto the ball (with ``bounds``, onto ball and box).
@@ -189,8 +177,8 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
     eps = check_eps(eps)
     steps = _checks.integer("steps", steps, 0)
     step_size = eps / 4 if step_size is None else _checks.real("step_size", step_size, 0)
-    lower, upper, use_bounds = check_bounds(bounds)
-    code = loss_code(loss)
+    check_bounds(bounds)
+    loss_code(loss)
     check_norm(norm)
     n_restarts = _checks.integer("n_restarts", n_restarts, 1)
     use_best = _checks.flag("use_best", use_best)
@@ -198,52 +186,14 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
     target = AttackedModel(model)
     X = target.check_input(X)
     y = target.check_labels(y, X)
-    study = (target.fast and norm == "linf" and n_restarts == 1 and not use_best
-             and y_target is None and code in (0, 1))
-    if start_gradient is not None and not study:
-        raise ConfigError("start_gradient is only used with the study's options "
-                          "(norm='linf', n_restarts=1, use_best=False, no y_target, "
-                          "cross_entropy or cw_margin, an MLP)")
     if y_target is not None:
         y_target = target.check_labels(y_target, X)
-    rng = as_generator(seed)
-    if not study:
-        if eps == 0:
-            return X.copy()
-        return pgd_general(target, X, y, (eps,), steps=steps, step_sizes=(step_size,),
-                           loss=loss, bounds=bounds, norm=norm, random_start=random_start,
-                           n_restarts=n_restarts, use_best=use_best, y_target=y_target,
-                           rng=rng, n_threads=n_threads)[0]
-    # The first step uses only the gradient's sign; the kernel overwrites dX, so the
-    # caller's array is never touched.
-    dX = np.empty_like(X)
-    if start_gradient is not None:
-        if random_start:
-            raise ConfigError("start_gradient is the gradient at X; it cannot be used with "
-                              "random_start")
-        dX = gradient_sign("start_gradient", start_gradient, X, "f")
     if eps == 0:
         return X.copy()
-    X_adv = X.copy()
-    if random_start:
-        X_adv += rng.uniform(-eps, eps, size=X.shape).astype(X.dtype)
-        kernels.project_linf(X, X_adv, X.dtype.type(eps), X.dtype.type(lower),
-                             X.dtype.type(upper), use_bounds)
-    cast = X.dtype.type
-    if n_threads is not None and n_threads > 1:
-        # The same arithmetic as pgd_linf, row by row, at the whole batch's 1/n scale.
-        return pgd_general(target, X, y, (eps,), steps=steps, step_sizes=(step_size,),
-                           loss=loss, bounds=bounds, norm="linf", random_start=False,
-                           n_restarts=1, use_best=False, y_target=None, rng=rng,
-                           n_threads=n_threads, start=X_adv,
-                           start_sign=dX if start_gradient is not None else None,
-                           scale=1.0 / X.shape[0])[0]
-    model = target.model
-    ws = model.workspace(X.shape[0])
-    kernels.pgd_linf(model.params, model.sizes, X, y, X_adv, cast(eps), cast(step_size),
-                     int(steps), code, cast(lower), cast(upper), use_bounds,
-                     dX, ws.acts, ws.dZ, ws.d0, ws.d1, start_gradient is not None)
-    return X_adv
+    return pgd_general(target, X, y, (eps,), steps=steps, step_sizes=(step_size,), loss=loss,
+                       bounds=bounds, norm=norm, random_start=random_start,
+                       n_restarts=n_restarts, use_best=use_best, y_target=y_target,
+                       rng=as_generator(seed), n_threads=n_threads)[0]
 
 
 def random_start_points(rng: np.random.Generator, X: np.ndarray, eps_rows: np.ndarray,
@@ -272,8 +222,8 @@ NORM_CODES = {"linf": kernels.NORM_LINF, "l2": kernels.NORM_L2}
 
 def _pgd_numpy(target, X, y, t, start, eps_rows, step_rows, steps, loss, norm, bounds,
                targeted, use_best):
-    """PGD over the protocol: the loop of :func:`robnp.kernels.pgd_rows`, with the
-    model's own ``logits`` and ``input_gradient``."""
+    """One PGD run over the protocol: the loop of :func:`robnp.kernels.pgd_rows`, with
+    the model's own ``logits`` and ``input_gradient``."""
     lower, upper, use_bounds = check_bounds(bounds)
     cast = X.dtype.type
     X_adv = start.copy()
@@ -295,7 +245,8 @@ def _pgd_numpy(target, X, y, t, start, eps_rows, step_rows, steps, loss, norm, b
 
 def _pgd_compiled(target, X, y, t, start, eps_rows, step_rows, steps, code, norm, bounds,
                   targeted, use_best, n_threads, scale, start_sign):
-    """PGD on an MLP: :func:`robnp.kernels.pgd_rows` over fixed chunks of rows."""
+    """One PGD run on an MLP: :func:`robnp.kernels.pgd_rows` over fixed chunks of rows;
+    with ``start_sign`` the first step goes along it."""
     lower, upper, use_bounds = check_bounds(bounds)
     cast = X.dtype.type
     model = target.model
@@ -316,7 +267,6 @@ def _pgd_compiled(target, X, y, t, start, eps_rows, step_rows, steps, code, norm
                 best_loss[lo:hi], found[lo:hi], dX, ws.acts, ws.dZ, ws.d0, ws.d1, row_loss,
                 pred, scale)
         if start_sign is not None and steps > 0:
-            # The study's first step, along a given gradient sign, then the rest.
             kernels.steepest_step(X_adv[lo:hi], start_sign[lo:hi], step_rows[lo:hi],
                                   NORM_CODES[norm])
             kernels.project_rows(X[lo:hi], X_adv[lo:hi], eps_rows[lo:hi], NORM_CODES[norm],
@@ -329,18 +279,34 @@ def _pgd_compiled(target, X, y, t, start, eps_rows, step_rows, steps, code, norm
     return X_best, found, best_loss
 
 
+def _clean_sign(target, X, y, loss, clean) -> np.ndarray:
+    """The sign of the gradient of ``loss`` at the clean points: ``clean``'s (the
+    evaluation's, computed once for every attack), else computed here."""
+    clean = clean if clean is not None else CleanPoints(target, X, y)
+    return gradient_sign("dL_dX", clean.gradient(loss), X, "f")
+
+
 @single_blas_thread
 def pgd_general(target, X, y, radii, *, steps, step_sizes, loss, bounds, norm,
                 random_start, n_restarts, use_best, y_target, rng, n_threads,
-                start=None, start_sign=None, scale=1.0) -> list[np.ndarray]:
-    """PGD at every radius of ``radii`` (with ``step_sizes`` in the same order), the
-    radii stacked as rows of one batch, with restarts on the points still robust.
+                clean=None) -> list[np.ndarray]:
+    """PGD at every radius of ``radii`` (with ``step_sizes`` in the same order): what
+    :func:`pgd` and the registry run.
 
     ``target`` is a :class:`~robnp.attacks._threat.AttackedModel`; ``X``, ``y`` (and
-    ``y_target``) are already checked. ``start`` (one radius only) replaces the
-    clean or random start of the first run, ``start_sign`` the gradient sign of its
-    first step; ``scale`` multiplies every gradient (only the study's 1/n uses it).
-    Returns one array per radius.
+    ``y_target``) are already checked; ``clean`` (optional) is the evaluation's
+    :class:`~robnp.attacks._clean.CleanPoints` of ``X``. Returns one array per
+    radius.
+
+    The study's options on an MLP (L-infinity, one run, the final iterate,
+    untargeted, cross-entropy or CW margin) ascend the gradient of the batch's mean
+    loss (each row's gradient times ``1 / n``, as the study always has); from the
+    clean points every radius's first step goes along the one gradient at ``X``, and
+    on one thread every radius runs in the compiled study kernel
+    (:func:`robnp.kernels.pgd_linf_radii`). Everything else stacks the radii as rows
+    of one batch, each row with its own radius and step, and restarts on the points
+    still robust; each run is compiled for an MLP (:func:`_pgd_compiled`) and a NumPy
+    loop over the protocol otherwise (:func:`_pgd_numpy`).
     """
     n, d = X.shape
     targeted = y_target is not None
@@ -352,6 +318,22 @@ def pgd_general(target, X, y, radii, *, steps, step_sizes, loss, bounds, norm,
     live = [r for r, eps in enumerate(radii) if eps > 0]
     if not live:
         return results
+    study = (target.fast and norm == "linf" and n_restarts == 1 and not use_best
+             and not targeted and code in (kernels.LOSS_CROSS_ENTROPY, kernels.LOSS_CW_MARGIN))
+    scale = 1.0 / n if study else 1.0
+    first_sign = None
+    if study and not random_start:
+        first_sign = _clean_sign(target, X, y, loss, clean)
+        if n_threads in (None, 1):
+            lower, upper, use_bounds = check_bounds(bounds)
+            cast = X.dtype.type
+            X_advs = np.repeat(X[None], len(radii), axis=0)
+            ws = target.model.workspace(n)
+            kernels.pgd_linf_radii(target.model.params, target.model.sizes, X, y, X_advs,
+                                   np.array(radii, X.dtype), np.array(step_sizes, X.dtype),
+                                   steps, code, cast(lower), cast(upper), use_bounds,
+                                   first_sign, np.empty_like(X), ws.acts, ws.dZ, ws.d0, ws.d1)
+            return list(X_advs)
     result = np.repeat(X[None], len(radii), axis=0)
     found = np.zeros((len(radii), n), bool)
     best = np.full((len(radii), n), -np.inf)
@@ -363,15 +345,11 @@ def pgd_general(target, X, y, radii, *, steps, step_sizes, loss, bounds, norm,
         Xs = np.ascontiguousarray(X[rows])
         eps_rows = np.array([radii[r] for r in which], X.dtype)
         step_rows = np.array([step_sizes[r] for r in which], X.dtype)
-        if restart == 0 and start is not None:
-            first = np.ascontiguousarray(start, dtype=X.dtype)
-        elif random_start:
-            first = random_start_points(rng, Xs, eps_rows, norm, bounds)
-        else:
-            first = Xs.copy()
+        first = (random_start_points(rng, Xs, eps_rows, norm, bounds) if random_start
+                 else Xs.copy())
         ys, ts = np.ascontiguousarray(y[rows]), np.ascontiguousarray(t[rows])
         if target.fast:
-            sign = start_sign if restart == 0 else None
+            sign = np.ascontiguousarray(first_sign[rows]) if first_sign is not None else None
             X_new, found_new, loss_new = _pgd_compiled(
                 target, Xs, ys, ts, first, eps_rows, step_rows, steps, code, norm, bounds,
                 targeted, use_best, n_threads, scale, sign)
@@ -386,49 +364,18 @@ def pgd_general(target, X, y, radii, *, steps, step_sizes, loss, bounds, norm,
     return [np.ascontiguousarray(result[r]) for r in range(len(radii))]
 
 
-@single_blas_thread
-def _study_radii(model, X, y, radii, options: PGDOptions) -> list[np.ndarray]:
-    """The study's PGD at every radius in one compiled call: exactly what
-    :func:`pgd` with ``start_gradient`` does radius by radius (the same products on
-    the same rows), without a Python round trip per radius."""
-    lower, upper, use_bounds = check_bounds(options.bounds)
-    cast = X.dtype.type
-    sign = gradient_sign("dL_dX", input_gradient(model, X, y, loss=options.loss), X, "f")
-    X_advs = np.repeat(X[None], len(radii), axis=0)
-    ws = model.workspace(X.shape[0])
-    kernels.pgd_linf_radii(model.params, model.sizes, X, y, X_advs,
-                           np.array(radii, X.dtype),
-                           np.array([options.step_for(eps) for eps in radii], X.dtype),
-                           options.steps, loss_code(options.loss), cast(lower), cast(upper),
-                           use_bounds, sign, np.empty_like(X), ws.acts, ws.dZ, ws.d0, ws.d1)
-    return list(X_advs)
-
-
 def clean_targets(target, X, y) -> np.ndarray:
     """The registry's target rule: the most likely wrong class at the clean point."""
     return top_wrong_class(target.logits(X), y, 1)
 
 
-def run(model, X, y, radii, options: PGDOptions, rng) -> list[np.ndarray]:
-    """Registry entry: PGD at every radius. With the study's options every radius takes
-    its first step from ``X`` along the same gradient, computed once here; otherwise
-    the radii run stacked as one batch (:func:`pgd_general`)."""
+def run(model, X, y, radii, options: PGDOptions, rng, clean=None) -> list[np.ndarray]:
+    """Registry entry: PGD at every radius (:func:`pgd_general`)."""
     target = AttackedModel(model)
-    if options.study_default and target.fast and options.n_threads in (None, 1):
-        common = dict(steps=options.steps, loss=options.loss, bounds=options.bounds)
-        if options.random_start:
-            return [pgd(model, X, y, eps, step_size=options.step_for(eps), random_start=True,
-                        seed=rng, **common) for eps in radii]
-        return _study_radii(model, X, y, radii, options)
-    if options.study_default and target.fast:
-        common = dict(steps=options.steps, loss=options.loss, bounds=options.bounds,
-                      random_start=options.random_start, n_threads=options.n_threads)
-        return [pgd(model, X, y, eps, step_size=options.step_for(eps), seed=rng, **common)
-                for eps in radii]
     y_target = clean_targets(target, X, y) if options.targeted else None
     return pgd_general(target, X, y, radii, steps=options.steps,
                        step_sizes=[options.step_for(eps) for eps in radii],
                        loss=options.loss, bounds=options.bounds, norm=options.norm,
                        random_start=options.random_start, n_restarts=options.n_restarts,
                        use_best=options.use_best, y_target=y_target, rng=rng,
-                       n_threads=options.n_threads)
+                       n_threads=options.n_threads, clean=clean)

@@ -6,7 +6,10 @@ An attack's ``run(model, X, y, radii, options, rng)`` receives inputs already ch
 floats >= 0, ``rng`` a :class:`numpy.random.Generator`) and returns one array of
 adversarial points per radius, each of ``X``'s shape and dtype and inside that
 radius's ball. Running every radius in one call lets an attack share work across
-radii (FGSM and PGD share the gradient at the clean points).
+radii. An attack that starts from the clean points may also take a keyword
+``clean``: :func:`robnp.evaluate` then hands it the
+:class:`~robnp.attacks._clean.CleanPoints` of ``X``, whose gradient of each loss is
+computed once for every attack (FGSM's step, PGD's first step at every radius).
 
 What the rest of the code needs to know about an attack is asked of its options
 (:class:`AttackOptions`): its ball (``norm``), whether it is randomized or black-box,

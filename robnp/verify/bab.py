@@ -36,10 +36,11 @@ runs out is ``undecided``. For inputs of dimension <= 4 this is complete in
 practice: boxes shrink until the bound is positive or a corner is misclassified,
 except when the true minimum margin is zero to within rounding.
 
-**L2 balls.** Attacks are an L2 PGD (normalised-gradient steps, projection onto the
-ball) and the L-infinity PGD inside the inscribed cube; bounds use the dual norm
-(``min a x = a x0 - eps ||a||_2``). There is no branch and bound over an L2 ball:
-what neither decides is ``undecided``.
+**L2 balls.** Attacks are the attacks' L2 PGD (``robnp.attacks.pgd`` with
+``norm="l2"``: normalised-gradient steps, exact projection onto ball and box, random
+starts uniform in the ball) and the L-infinity PGD inside the inscribed cube; bounds
+use the dual norm (``min a x = a x0 - eps ||a||_2``). There is no branch and bound
+over an L2 ball: what neither decides is ``undecided``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ import numpy as np
 from .. import _checks
 from ..attacks import check_eps, pgd
 from ..errors import ConfigError
-from ..gradients import input_gradient
 from ..threads import single_blas_thread
 from .bounds import Box, Float64Net, input_region, region_margin_bounds
 
@@ -242,26 +242,6 @@ def _corner(X0, eps, bounds, code):
     return corner
 
 
-def _pgd_l2(model, X0, y, eps, steps, seed, random_start):
-    """PGD in the L2 ball on the CW margin: normalised-gradient steps of eps/4,
-    projection onto the ball after each (Madry et al., 2018)."""
-    X0 = X0.astype(np.float64)
-    X = X0.copy()
-    if random_start:
-        rng = np.random.default_rng(seed)
-        direction = rng.normal(size=X.shape)
-        direction /= np.linalg.norm(direction, axis=1, keepdims=True) + 1e-300
-        X = X0 + direction * eps * rng.uniform(0, 1, (X.shape[0], 1))
-    for _ in range(steps):
-        g = input_gradient(model, X, y, loss="cw_margin").astype(np.float64)
-        norm = np.linalg.norm(g, axis=1, keepdims=True)
-        X = X + (eps / 4) * g / np.where(norm > 0, norm, 1.0)
-        delta = X - X0
-        length = np.linalg.norm(delta, axis=1, keepdims=True)
-        X = X0 + delta * np.minimum(1.0, eps / np.where(length > 0, length, 1.0))
-    return X
-
-
 def _attack(run, rows, restarts, seed):
     model, eps, bounds = run.model, run.eps, run.bounds
     X0, y = run.X[rows], run.y[rows]
@@ -288,8 +268,10 @@ def _attack(run, rows, restarts, seed):
         for r, random_start in enumerate(starts):
             if rows.size == 0:
                 break
-            run.offer(rows, _pgd_l2(model, run.X[rows], run.y[rows], eps, 20,
-                                    [seed, r], random_start), "attack")
+            run.offer(rows, pgd(model, run.X[rows], run.y[rows], eps, steps=20,
+                                step_size=eps / 4, loss="cw_margin", bounds=bounds,
+                                norm="l2", random_start=random_start, seed=[seed, r]),
+                      "attack")
             rows = rows[run.decided_by[rows] == ""]
         if restarts == 0 and rows.size:
             run.offer(rows, pgd(model, run.X[rows], run.y[rows], inscribed, steps=20,
