@@ -199,6 +199,14 @@ def test_a_class_count_that_does_not_apply_is_refused(model_file, tmp_path):
         run("train", "--n-classes", 5, "--out", tmp_path / "c.npz"))
 
 
+def _default_sigint():
+    """Ctrl-C's default action in the child, whatever this process inherited (a shell
+    starts background jobs with SIGINT ignored, and children keep that)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_says_interrupted_and_exits_130(tmp_path):
     """A real SIGINT to a running ``robnp train``: no click "Aborted.", exit 130."""
     import signal
@@ -208,7 +216,7 @@ def test_ctrl_c_says_interrupted_and_exits_130(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "robnp_cli.main", "train", "--width", "256",
          "--max-epochs", "100000", "--patience", "0", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_sigint)
     time.sleep(4.0)  # imports and the first compiled epochs: the signal lands in training
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)

@@ -82,7 +82,11 @@ def alive(pid):
 def start_long_sweep(out, **popen):
     args = [sys.executable, "-m", "robnp_cli.main", "sweep", *LONG, "--out", str(out),
             "--jobs", "2"]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    # Ctrl-C's default action in the sweep, whatever this process inherited (a shell
+    # starts background jobs with SIGINT ignored, and children keep that).
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                            **popen)
 
 
 def wait_until_busy(process, out, timeout=90):
