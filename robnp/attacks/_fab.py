@@ -60,8 +60,16 @@ Where this differs from the reference
 * Several radii are attacked together: a run on a point is shared by every radius
   at which the point is still robust (the first run does not depend on the radius;
   random restarts are drawn per radius, as the reference would).
-* Arithmetic is in float64 (the iterate stored in the model's dtype); the
-  reference runs in float32.
+* Arithmetic is in float64, and for a float32 MLP the steps follow a float64 copy
+  of it (:func:`guide_for`), while a point counts, and is kept, only when the model
+  in its own dtype misclassifies it. In float32 (the reference's precision) an
+  iterate can come to rest within rounding of the boundary: the step it computes
+  is below the spacing of float32 numbers, the point never moves again and FAB
+  stops improving. Measured with FAB-T on three 5-class blobs models (200 test
+  points each, against FAB-T on the models converted to float64): float32 steps left
+  5 to 7 points per model more than 1% above the float64 result (up to 23%); the
+  float64 guide leaves 1 to 3, none more than 1.5%. Protocol models run in their
+  own dtype.
 * The reference's per-class gradients are ``n_classes`` backward passes through
   autograd; here they come from the compiled backward kernel
   (:mod:`robnp.attacks._jacobian`), and targeted runs need only one backward pass
@@ -207,19 +215,31 @@ def fab_start_points(rng, X, radius, norm, bounds) -> np.ndarray:
     return np.ascontiguousarray(start, dtype=X.dtype)
 
 
+def guide_for(target):
+    """The model FAB's steps follow: for a float32 MLP a float64 copy of it, else the
+    model itself (see the module docstring)."""
+    if target.fast and target.dtype != np.float64:
+        return Target(target.model.astype(np.float64))
+    return target
+
+
 def fab_single_run(target, X, y, t, start, *, norm, n_iter, alpha_max, eta, beta, bounds,
-                   trace=None):
+                   guide=None, trace=None):
     """One FAB run on rows ``X`` (all classified correctly when clean) from ``start``.
 
     Parameters
     ----------
     target : Target
+        The model under attack: a point counts only when it misclassifies it.
     X, start : ndarray of shape (n, d), the model's dtype
     y : ndarray of shape (n,), int64
     t : ndarray of shape (n,), int64, or None
         Targets (``fab-t``), or None for the untargeted choice of class.
+    guide : Target, optional
+        The model whose logits and gradients the steps follow (default ``target``;
+        :func:`guide_for` gives a float64 copy of a float32 MLP).
     trace : list, optional
-        Receives every iterate (the point each step starts from), as float64 arrays.
+        Receives every iterate (the point each step starts from), float64.
 
     Returns
     -------
@@ -227,17 +247,19 @@ def fab_single_run(target, X, y, t, start, *, norm, n_iter, alpha_max, eta, beta
         The smallest misclassified iterate per row (``X`` where none was).
     norms : ndarray of shape (n,), float64 (``inf`` where none was)
     """
+    guide = target if guide is None else guide
     n, d = X.shape
     rows = np.arange(n)
     x0 = X.astype(np.float64)
     origin = x0 if bounds is None else np.clip(x0, *bounds)
-    x1 = np.array(start, dtype=X.dtype, order="C")
+    x1 = np.array(start, dtype=np.float64, order="C")
     best = np.full(n, np.inf)
     points = X.copy()
+    same = guide is target or guide.dtype == X.dtype
     for _ in range(n_iter):
         if trace is not None:
-            trace.append(x1.astype(np.float64))
-        Z, G = margin_gradients(target, x1, y, t)
+            trace.append(x1.copy())
+        Z, G = margin_gradients(guide, np.ascontiguousarray(x1, dtype=guide.dtype), y, t)
         if t is None:
             df = Z - Z[rows, y][:, None]
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -247,26 +269,30 @@ def fab_single_run(target, X, y, t, start, *, norm, n_iter, alpha_max, eta, beta
             w, f = G[rows, j], df[rows, j]
         else:
             w, f = G[:, 0], Z[rows, t] - Z[rows, y]
-        here = x1.astype(np.float64)
-        b = np.einsum("ij,ij->i", w, here) - f
-        d1, _ = hyperplane_step(here, w, b, norm, bounds)
+        b = np.einsum("ij,ij->i", w, x1) - f
+        d1, _ = hyperplane_step(x1, w, b, norm, bounds)
         d0, _ = hyperplane_step(origin, w, b, norm, bounds)
         a1 = np.maximum(row_norm(d1, norm), 1e-8)
         a0 = np.maximum(row_norm(d0, norm), 1e-8)
         alpha = np.minimum(a1 / (a1 + a0), alpha_max)[:, None]
-        new = (here + eta * d1) * (1 - alpha) + (origin + eta * d0) * alpha
+        x1 = (x1 + eta * d1) * (1 - alpha) + (origin + eta * d0) * alpha
         if bounds is not None:
-            new = np.clip(new, *bounds)
-        x1 = np.ascontiguousarray(new, dtype=X.dtype)
-        broken = target.logits(x1).argmax(axis=1) != y
-        if broken.any():
-            size = row_norm(x1[broken].astype(np.float64) - x0[broken], norm)
-            where = np.flatnonzero(broken)
+            x1 = np.clip(x1, *bounds)
+        if same:
+            x1 = x1.astype(X.dtype).astype(np.float64)
+        # the point as the model sees it; it counts only if the model misclassifies it
+        seen = np.ascontiguousarray(x1, dtype=X.dtype)
+        counts = target.logits(seen).argmax(axis=1) != y
+        crossed = counts if same else guide.logits(x1).argmax(axis=1) != y
+        if counts.any():
+            where = np.flatnonzero(counts)
+            size = row_norm(seen[where].astype(np.float64) - x0[where], norm)
             smaller = size < best[where]
             best[where[smaller]] = size[smaller]
-            points[where[smaller]] = x1[where[smaller]]
-            back = origin[broken] + beta * (x1[broken].astype(np.float64) - origin[broken])
-            x1[broken] = back.astype(X.dtype)
+            points[where[smaller]] = seen[where[smaller]]
+        x1[crossed] = origin[crossed] + beta * (x1[crossed] - origin[crossed])
+        if same:
+            x1 = x1.astype(X.dtype).astype(np.float64)
     return points, best
 
 
@@ -276,7 +302,8 @@ def _run_rows(target, X, y, t, start, options, n_threads):
     points = np.empty_like(X)
     norms = np.empty(n)
     kwargs = dict(norm=options.norm, n_iter=options.n_iter, alpha_max=options.alpha_max,
-                  eta=options.eta, beta=options.beta, bounds=options.bounds)
+                  eta=options.eta, beta=options.beta, bounds=options.bounds,
+                  guide=guide_for(target))
 
     def work(lo, hi):
         points[lo:hi], norms[lo:hi] = fab_single_run(
