@@ -217,8 +217,8 @@ def test_fab_iterates_match_the_reference_one_by_one(norm, targeted, bounds):
     reference took on a near tie (``naive.fab``'s ``settled``), and its result only
     when there was none; most iterates must be compared."""
     rng = np.random.default_rng(5)
-    model = robnp.MLP(3, (8, 8), 4, dtype=np.float64, seed=5)
-    X = rng.uniform(-1.2, 1.2, (16, 3))
+    model = robnp.MLP(6, (8, 8), 6, dtype=np.float64, seed=5)
+    X = rng.uniform(-1.2, 1.2, (16, 6))
     y = model.predict(X)
     t = top_wrong_class(model.logits(X), y) if targeted else None
     start = X.copy()
