@@ -434,3 +434,23 @@ def test_a_float32_model_is_attacked_along_a_float64_copy(blobs5):
     assert single.points.dtype == np.float32
     assert np.all(model.predict(single.points[np.isfinite(single.norms)])
                   != y[np.isfinite(single.norms)])
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_clean_points_outside_the_box(blobs_model, norm):
+    """The box is any box: clean points partly outside it are attacked from their
+    clipped copies, every iterate stays in the box and distances are measured from
+    the clean points; a half-open box works too."""
+    model, X, y = blobs_model
+    for bounds in [(-1.0, 1.0), (-np.inf, 0.5)]:
+        found = fab(model, X, y, norm=norm, bounds=bounds, n_iter=30)
+        finite = np.isfinite(found.norms)
+        moved = finite & (found.norms > 0)  # clean mistakes stay where they are
+        assert moved.sum() >= 10
+        assert np.all(found.points[moved] >= bounds[0])
+        assert np.all(found.points[moved] <= bounds[1])
+        np.testing.assert_array_equal(row_norm(found.points[finite] - X[finite], norm),
+                                      found.norms[finite])
+        assert np.all(model.predict(found.points[finite]) != y[finite])
+        outside = (X < bounds[0]) | (X > bounds[1])
+        assert outside[moved].any()  # not vacuous
