@@ -70,6 +70,9 @@ Where this differs from the reference
   5 to 7 points per model more than 1% above the float64 result (up to 23%); the
   float64 guide leaves 1 to 3, none more than 1.5%. Protocol models run in their
   own dtype.
+* The projections treat a gradient coordinate as zero only when it is exactly zero
+  (the reference's L2 and L1 projections drop coordinates below 1e-8 in absolute
+  value, a threshold tied to images in [0, 1]).
 * The reference's per-class gradients are ``n_classes`` backward passes through
   autograd; here they come from the compiled backward kernel
   (:mod:`robnp.attacks._jacobian`), and targeted runs need only one backward pass
@@ -97,6 +100,7 @@ __all__ = ["fab", "FABOptions", "FABTOptions", "MinimalPerturbation", "run",
 
 
 def check_fab_norm(norm) -> str:
+    """``norm`` if FAB measures perturbations in it (L-infinity, L2 or L1)."""
     if norm not in HYPERPLANE_NORMS:
         raise ConfigError(f"norm must be one of {', '.join(HYPERPLANE_NORMS)}, got {norm!r}")
     return norm
