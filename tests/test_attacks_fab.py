@@ -203,6 +203,14 @@ def test_the_margin_gradients_agree_on_every_path(blobs_model):
         _, Gt2 = margin_gradients(Target(other), X, y, t)
         np.testing.assert_allclose(Gt2, Gt, atol=1e-10)
 
+    class OddGradient(Wrapped):
+        def input_gradient(self, X, y, loss, y_target=None):
+            # neither mean nor sum: the mean times sqrt(n)
+            return np.sqrt(X.shape[0]) * super().input_gradient(X, y, loss, y_target)
+
+    with pytest.raises(robnp.DataError, match="neither the gradient of the mean nor"):
+        margin_gradients(Target(OddGradient(model)), X, y)
+
 
 # -- FAB's iterates against the reference -----------------------------------------------
 

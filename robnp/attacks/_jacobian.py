@@ -61,9 +61,11 @@ def logit_jacobian(model, X) -> np.ndarray:
     return logits_and_jacobian(model, X)[1]
 
 
-def _scale(model, X, y, grads) -> float:
+def _scale(model, X, labels, grads) -> float:
     """The factor turning the protocol's ``input_gradient`` rows into per-row
-    gradients: ``n`` when it returns the gradient of the mean, 1 for the sum."""
+    gradients: ``n`` when it returns the gradient of the mean, 1 for the sum. Read off
+    the row of ``grads`` (the cross-entropy gradient for ``labels``) with the largest
+    gradient, asked for again on its own."""
     n = X.shape[0]
     if n == 1:
         return 1.0
@@ -71,8 +73,8 @@ def _scale(model, X, y, grads) -> float:
     row = int(np.argmax(size))
     if size[row] == 0:
         return 1.0
-    alone = np.asarray(model.input_gradient(X[row:row + 1], y[row:row + 1], "cross_entropy"),
-                       np.float64)
+    alone = np.asarray(model.input_gradient(X[row:row + 1], labels[row:row + 1],
+                                            "cross_entropy"), np.float64)
     ratio = np.abs(alone).sum() / size[row]
     for factor in (float(n), 1.0):
         if abs(ratio - factor) <= 1e-3 * factor:
@@ -133,12 +135,18 @@ def margin_gradients(target, X, y, t=None):
                             f"shape {X.shape}")
         return grad
 
+    # The label's own cross-entropy gradient vanishes where the softmax saturates;
+    # another label's does not, so the scale is read off one of those.
     at_label = ce_gradient(y)
-    scale = _scale(model, X, y, at_label)
     if t is not None:
-        return Z, (scale * (at_label - ce_gradient(t)))[:, None, :]
-    G = np.empty((n, K, X.shape[1]))
+        at_target = ce_gradient(t)
+        scale = _scale(model, X, t, at_target)
+        return Z, (scale * (at_label - at_target))[:, None, :]
+    per_label = np.empty((K, n, X.shape[1]))
     for k in range(K):
-        G[:, k] = scale * (at_label - ce_gradient(np.full(n, k, np.int64)))
+        per_label[k] = ce_gradient(np.full(n, k, np.int64))
+    k = int(np.argmax(np.abs(per_label).sum(axis=2).max(axis=1)))
+    scale = _scale(model, X, np.full(n, k, np.int64), per_label[k])
+    G = scale * (at_label[None] - per_label).transpose(1, 0, 2)
     G[rows, y] = 0
-    return Z, G
+    return Z, np.ascontiguousarray(G)
