@@ -84,3 +84,9 @@ register_attack("apgd-t", _apgd.run, APGDTOptions,
                 "Auto-PGD on the targeted DLR loss, 9 target classes (Croce and Hein 2020)")
 register_attack("square", _square.run, SquareOptions,
                 "Square attack, 5000 queries, logits only (Andriushchenko et al. 2020)")
+
+from ._fab import FABOptions, FABTOptions, fab, run as _fab_run  # noqa: E402,F401
+register_attack("fab", _fab_run, FABOptions,
+                "FAB, the smallest perturbation, 100 iterations (Croce and Hein 2020)")
+register_attack("fab-t", _fab_run, FABTOptions,
+                "targeted FAB, 9 target classes, 100 iterations (Croce and Hein 2020)")
