@@ -14,7 +14,7 @@ from robnp.attacks import fab, get_attack
 from robnp.attacks._fab import FABOptions, FABTOptions, fab_single_run, fab_start_points
 from robnp.attacks._jacobian import logit_jacobian, margin_gradients
 from robnp.attacks._projections import hyperplane_step, row_norm
-from robnp.attacks._threat import Target, top_wrong_class
+from robnp.attacks._threat import AttackedModel, top_wrong_class
 from robnp.errors import ConfigError
 from robnp.verify.bab import verify
 from test_attack_references import Wrapped
@@ -192,15 +192,15 @@ def test_the_margin_gradients_agree_on_every_path(blobs_model):
         def input_gradient(self, X, y, loss, y_target=None):
             return X.shape[0] * super().input_gradient(X, y, loss, y_target)
 
-    Z, G = margin_gradients(Target(model), X, y)
+    Z, G = margin_gradients(AttackedModel(model), X, y)
     assert np.all(G[np.arange(12), y] == 0)
-    _, Gt = margin_gradients(Target(model), X, y, t)
+    _, Gt = margin_gradients(AttackedModel(model), X, y, t)
     np.testing.assert_allclose(Gt[:, 0], G[np.arange(12), t], atol=1e-12)
     for other in (Wrapped(model), WithJacobian(model), SumGradient(model)):
-        Z2, G2 = margin_gradients(Target(other), X, y)
+        Z2, G2 = margin_gradients(AttackedModel(other), X, y)
         np.testing.assert_allclose(Z2, Z, atol=1e-12)
         np.testing.assert_allclose(G2, G, atol=1e-10)
-        _, Gt2 = margin_gradients(Target(other), X, y, t)
+        _, Gt2 = margin_gradients(AttackedModel(other), X, y, t)
         np.testing.assert_allclose(Gt2, Gt, atol=1e-10)
 
     class OddGradient(Wrapped):
@@ -209,7 +209,7 @@ def test_the_margin_gradients_agree_on_every_path(blobs_model):
             return np.sqrt(X.shape[0]) * super().input_gradient(X, y, loss, y_target)
 
     with pytest.raises(robnp.DataError, match="neither the gradient of the mean nor"):
-        margin_gradients(Target(OddGradient(model)), X, y)
+        margin_gradients(AttackedModel(OddGradient(model)), X, y)
 
 
 # -- FAB's iterates against the reference -----------------------------------------------
@@ -234,7 +234,7 @@ def test_fab_iterates_match_the_reference_one_by_one(norm, targeted, bounds):
         start[8:] = fab_start_points(rng, X[8:], np.full(8, 0.1), norm, None)
     n_iter = 25
     trace = []
-    points, norms = fab_single_run(Target(model), X, y, t, start, norm=norm, n_iter=n_iter,
+    points, norms = fab_single_run(AttackedModel(model), X, y, t, start, norm=norm, n_iter=n_iter,
                                    alpha_max=0.1, eta=1.05, beta=0.9, bounds=bounds,
                                    trace=trace)
     trace = np.array(trace)
@@ -263,7 +263,7 @@ def test_fab_on_the_protocol_matches_the_mlp(blobs_model):
 
 def registry(name, model, X, y, radii, seed=0, **options):
     spec = get_attack(name)
-    target = Target(model)
+    target = AttackedModel(model)
     X = target.check_input(X)
     y = target.check_labels(y, X)
     return spec.run(model, X, y, tuple(radii), spec.make_options(options),

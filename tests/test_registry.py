@@ -68,14 +68,18 @@ def test_apgd_with_100_iterations_costs_about_100_fgsm_runs():
 
 
 def test_the_budgets_the_convergence_check_doubles():
-    assert {name: spec.options.budget for name, spec in ATTACKS.items()} == {
-        "fgsm": None, "pgd": "steps", "pgd-cw": "steps", "apgd-ce": "n_iter",
-        "apgd-dlr": "n_iter", "apgd-t": "n_iter", "square": "n_queries"}
+    known = {"fgsm": None, "pgd": "steps", "pgd-cw": "steps", "apgd-ce": "n_iter",
+             "apgd-dlr": "n_iter", "apgd-t": "n_iter", "square": "n_queries",
+             "fab": "n_iter", "fab-t": "n_iter"}
+    for name, budget in known.items():
+        assert ATTACKS[name].options.budget == budget, name
+    for spec in ATTACKS.values():  # any attack registered later names a field or nothing
+        assert spec.options.budget in (None, *spec.options.field_names()), spec.name
 
 
 def test_task_cost_counts_each_attack_by_its_options():
-    task = StudyConfig(widths=(16,), seeds=(0,), datasets=("moons",), max_epochs=1,
-                       attacks=("fgsm",)).tasks()[0]
+    task = StudyConfig(widths=(16,), seeds=(0,), datasets=("blobs",), n_classes=10,
+                       max_epochs=1, attacks=("fgsm",)).tasks()[0]
     with_apgd = dataclasses.replace(
         task, attacks=task.attacks + (("apgd-ce", get_attack("apgd-ce").options()),))
     with_apgd_t = dataclasses.replace(
@@ -83,6 +87,11 @@ def test_task_cost_counts_each_attack_by_its_options():
     fgsm_part = with_apgd.cost() - task.cost()
     assert fgsm_part > 0
     assert (with_apgd_t.cost() - task.cost()) / fgsm_part == pytest.approx(9, rel=0.01)
+    # On 4 classes only 3 targets exist, and the cost says so.
+    four = {name: dataclasses.replace(t, n_classes=4)
+            for name, t in (("base", task), ("apgd", with_apgd), ("apgd-t", with_apgd_t))}
+    part = four["apgd"].cost() - four["base"].cost()
+    assert (four["apgd-t"].cost() - four["base"].cost()) / part == pytest.approx(3, rel=0.01)
 
 
 # --------------------------------------------------------------------------
@@ -263,7 +272,7 @@ class RepeatedFGSMOptions(AttackOptions):
     constraints = {"n_steps": _checks.Integer(0)}
     budget = "n_steps"
 
-    def passes(self) -> float:
+    def passes(self, n_classes: int | None = None) -> float:
         return self.GRADIENT_PASSES * self.n_steps + 1
 
 
@@ -323,3 +332,15 @@ def test_an_attack_that_does_not_price_itself_says_so(scratch_registry):
                     Unpriced, "test")
     with pytest.raises(NotImplementedError, match="Unpriced does not say what one run"):
         Unpriced().passes()
+
+
+def test_costs_that_grow_with_the_class_count_follow_it():
+    apgd_t, fab, fab_t = (get_attack(name).options() for name in ("apgd-t", "fab", "fab-t"))
+    # Targets beyond K - 1 are never run, so they cost nothing.
+    assert apgd_t.passes(3) == pytest.approx(apgd_t.passes() * 2 / 9, rel=0.01)
+    assert fab_t.passes(5) == pytest.approx(fab_t.passes() * 4 / 9, rel=0.01)
+    # Untargeted FAB needs a gradient per class at every step.
+    assert fab.passes(20) > 2 * fab.passes(5) > 2 * fab.passes(2)
+    for name in ("fgsm", "pgd", "square", "apgd-ce"):
+        options = get_attack(name).options()
+        assert options.passes(2) == options.passes(10) == options.passes()

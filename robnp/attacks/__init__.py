@@ -1,7 +1,7 @@
 """Adversarial attacks built on the analytic input gradient, and their registry.
 
 Each attack is one private module (``_fgsm.py``, ``_pgd.py``, ``_apgd.py``,
-``_square.py``) holding the attack function, the frozen dataclass of its options and
+``_square.py``, ``_fab.py``) holding the attack function, the frozen dataclass of its options and
 the ``run`` entry the registry calls; the registry lines below name them.
 :func:`robust_accuracy` and the study look attacks up by name here.
 
@@ -19,6 +19,10 @@ Registered attacks
                (>= 4 classes).
 ``square``     the Square attack, score-based, logits only (Andriushchenko et al.,
                2020): the check against gradient masking.
+``fab``        FAB, the fast adaptive boundary attack (Croce and Hein, 2020): the
+               smallest perturbation it finds per point, L-inf, L2 or L1, so one run
+               gives robust accuracy at every radius.
+``fab-t``      FAB targeted at the 9 most likely wrong classes in turn.
 
 The model protocol
 ------------------
@@ -34,7 +38,10 @@ whole attack) or any object with
   :func:`robnp.losses.loss_and_grad_logits` gives dL/dlogits for every name, so a
   model with its own backward pass only chains it;
 * optionally ``n_features``, ``n_classes`` and ``dtype`` (float32 or float64; default
-  float64), against which inputs are checked.
+  float64), against which inputs are checked;
+* optionally ``logit_jacobian(X) -> array (n, n_classes, n_features)``, every logit's
+  input gradient at once, which FAB uses; without it FAB builds them from
+  cross-entropy ``input_gradient`` calls (:mod:`robnp.attacks._jacobian`).
 
 Such a model runs a NumPy loop over these methods that applies the same compiled
 step, projection and bookkeeping kernels as the MLP path, so both give the same
@@ -46,11 +53,12 @@ fields' ``constraints``, its cost ``passes()``, its ``budget`` option) and
 ``register_attack`` line below (see ``docs/architecture.md``, "Adding an attack").
 """
 
-from . import _apgd, _fgsm, _pgd, _square
+from . import _apgd, _fab, _fgsm, _pgd, _square
 from ._apgd import (APGDCEOptions, APGDDLROptions, APGDOptions, APGDTOptions, apgd,
                     checkpoints)
 from ._evaluate import (AttackResult, Evaluation, accuracy, evaluate, predict,
                         robust_accuracy)
+from ._fab import FABOptions, FABTOptions, MinimalPerturbation, fab
 from ._fgsm import FGSMOptions, fgsm, fgsm_from_gradient
 from ._pgd import PGDCWOptions, PGDOptions, pgd
 from ._registry import (ATTACKS, Attack, AttackOptions, attack_names, get_attack,
@@ -61,9 +69,10 @@ from ._threat import NORMS, AttackedModel, as_generator, check_bounds, check_eps
 #: The earlier name of :class:`AttackedModel`, kept because it was public.
 Target = AttackedModel
 
-__all__ = ["fgsm", "fgsm_from_gradient", "pgd", "apgd", "square", "checkpoints",
+__all__ = ["fgsm", "fgsm_from_gradient", "pgd", "apgd", "square", "fab", "checkpoints",
            "FGSMOptions", "PGDOptions", "PGDCWOptions", "APGDOptions", "APGDCEOptions",
-           "APGDDLROptions", "APGDTOptions", "SquareOptions", "AttackedModel", "Target",
+           "APGDDLROptions", "APGDTOptions", "SquareOptions", "FABOptions", "FABTOptions",
+           "MinimalPerturbation", "AttackedModel", "Target",
            "accuracy", "robust_accuracy", "as_generator", "evaluate", "Evaluation",
            "AttackResult", "predict",
            "ATTACKS", "Attack", "AttackOptions", "attack_names", "get_attack",
@@ -84,9 +93,7 @@ register_attack("apgd-t", _apgd.run, APGDTOptions,
                 "Auto-PGD on the targeted DLR loss, 9 target classes (Croce and Hein 2020)")
 register_attack("square", _square.run, SquareOptions,
                 "Square attack, 5000 queries, logits only (Andriushchenko et al. 2020)")
-
-from ._fab import FABOptions, FABTOptions, fab, run as _fab_run  # noqa: E402,F401
-register_attack("fab", _fab_run, FABOptions,
+register_attack("fab", _fab.run, FABOptions,
                 "FAB, the smallest perturbation, 100 iterations (Croce and Hein 2020)")
-register_attack("fab-t", _fab_run, FABTOptions,
+register_attack("fab-t", _fab.run, FABTOptions,
                 "targeted FAB, 9 target classes, 100 iterations (Croce and Hein 2020)")

@@ -110,11 +110,13 @@ class APGDOptions(AttackOptions):
                    "n_threads": Coerced(check_threads)}
     budget = "n_iter"
 
-    def passes(self) -> float:
+    def passes(self, n_classes: int | None = None) -> float:
         """``n_iter`` gradient steps per restart (and per target, for ``apgd-t``), then
         the evaluation: about 300 for AutoAttack's 100 iterations."""
-        runs = self.n_restarts * getattr(self, "n_target_classes", 1)
-        return runs * self.GRADIENT_PASSES * self.n_iter + 1
+        targets = getattr(self, "n_target_classes", 1)
+        if n_classes is not None and hasattr(self, "n_target_classes"):
+            targets = min(targets, n_classes - 1)
+        return self.n_restarts * targets * self.GRADIENT_PASSES * self.n_iter + 1
 
 
 @dataclass(frozen=True)

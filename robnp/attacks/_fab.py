@@ -86,13 +86,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _checks
+from .._checks import Coerced, Integer, Real, Satisfies
 from ..errors import ConfigError
 from ..threads import single_blas_thread
 from ._jacobian import margin_gradients
 from ._projections import HYPERPLANE_NORMS, dual_norm, hyperplane_step, row_norm
 from ._registry import AttackOptions
-from ._threat import (Target, as_generator, check_bounds, check_eps, check_threads,
+from ._threat import (AttackedModel, as_generator, check_bounds, check_eps, check_threads,
                       over_chunks, top_wrong_class)
 
 __all__ = ["fab", "FABOptions", "FABTOptions", "MinimalPerturbation", "run",
@@ -142,17 +142,28 @@ class FABOptions(AttackOptions):
     #: Targeted runs (``fab-t``) are the subclass's.
     targeted = False
 
-    def __post_init__(self):
-        check_fab_norm(self.norm)
-        object.__setattr__(self, "n_iter", _checks.integer("n_iter", self.n_iter, 0))
-        object.__setattr__(self, "n_restarts", _checks.integer("n_restarts", self.n_restarts, 1))
-        object.__setattr__(self, "alpha_max", _checks.real("alpha_max", self.alpha_max, 0, 1,
-                                                           low_open=True))
-        object.__setattr__(self, "eta", _checks.real("eta", self.eta, 1))
-        object.__setattr__(self, "beta", _checks.real("beta", self.beta, 0, 1, low_open=True,
-                                                      high_open=True))
-        check_bounds(self.bounds)
-        object.__setattr__(self, "n_threads", check_threads(self.n_threads))
+    constraints = {"norm": Satisfies(check_fab_norm),
+                   "n_iter": Integer(0),
+                   "n_restarts": Integer(1),
+                   "alpha_max": Real(0, 1, low_open=True),
+                   "eta": Real(1),
+                   "beta": Real(0, 1, low_open=True, high_open=True),
+                   "bounds": Satisfies(check_bounds),
+                   "n_threads": Coerced(check_threads)}
+    budget = "n_iter"
+
+    def passes(self, n_classes: int | None = None) -> float:
+        """Per run (and target, for ``fab-t``), ``n_iter`` steps, each a forward pass,
+        a backward pass per gradient it needs (every class but the label for ``fab``,
+        the target's margin for ``fab-t``; a backward pass is about two forward ones)
+        and the success check's forward pass, then the evaluation."""
+        if self.targeted:
+            targets = self.target_count if n_classes is None else min(self.target_count,
+                                                                       n_classes - 1)
+            runs, backward = self.n_restarts * targets, 1
+        else:
+            runs, backward = self.n_restarts, (10 if n_classes is None else n_classes) - 1
+        return runs * (2.0 + 2.0 * backward) * self.n_iter + 1
 
     @property
     def randomized(self) -> bool:
@@ -173,10 +184,7 @@ class FABTOptions(FABOptions):
 
     targeted = True
 
-    def __post_init__(self):
-        super().__post_init__()
-        object.__setattr__(self, "n_target_classes", _checks.integer(
-            "n_target_classes", self.n_target_classes, 1))
+    constraints = {"n_target_classes": Integer(1)}
 
     @property
     def target_count(self) -> int:
@@ -223,7 +231,7 @@ def guide_for(target):
     """The model FAB's steps follow: for a float32 MLP a float64 copy of it, else the
     model itself (see the module docstring)."""
     if target.fast and target.dtype != np.float64:
-        return Target(target.model.astype(np.float64))
+        return AttackedModel(target.model.astype(np.float64))
     return target
 
 
@@ -233,13 +241,13 @@ def fab_single_run(target, X, y, t, start, *, norm, n_iter, alpha_max, eta, beta
 
     Parameters
     ----------
-    target : Target
+    target : AttackedModel
         The model under attack: a point counts only when it misclassifies it.
     X, start : ndarray of shape (n, d), the model's dtype
     y : ndarray of shape (n,), int64
     t : ndarray of shape (n,), int64, or None
         Targets (``fab-t``), or None for the untargeted choice of class.
-    guide : Target, optional
+    guide : AttackedModel, optional
         The model whose logits and gradients the steps follow (default ``target``;
         :func:`guide_for` gives a float64 copy of a float32 MLP).
     trace : list, optional
@@ -417,7 +425,7 @@ def fab(model, X, y, eps=None, *, norm: str = "linf", n_iter: int = 100,
         raise ConfigError(f"targeted must be true or false, got {targeted!r}")
     options = (FABTOptions(n_target_classes=n_target_classes, **common) if targeted
                else FABOptions(**common))
-    target = Target(model)
+    target = AttackedModel(model)
     X = target.check_input(X)
     y = target.check_labels(y, X)
     points, norms = fab_search(target, X, y, (eps,), options, as_generator(seed))
@@ -427,7 +435,7 @@ def fab(model, X, y, eps=None, *, norm: str = "linf", n_iter: int = 100,
 def run(model, X, y, radii, options: FABOptions, rng) -> list[np.ndarray]:
     """Registry entry for ``fab`` and ``fab-t``: per radius, the smallest misclassified
     point found where it lies within the radius, else the clean point."""
-    target = Target(model)
+    target = AttackedModel(model)
     live = [eps for eps in radii if eps > 0]
     if not live:
         return [X.copy() for _ in radii]

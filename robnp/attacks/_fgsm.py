@@ -36,7 +36,7 @@ class FGSMOptions(AttackOptions):
 
     constraints = {"loss": Satisfies(loss_code), "bounds": Satisfies(check_bounds)}
 
-    def passes(self) -> float:
+    def passes(self, n_classes: int | None = None) -> float:
         """One gradient step and the evaluation: 4 forward-pass equivalents."""
         return self.GRADIENT_PASSES + 1
 

@@ -29,13 +29,13 @@ def _mlp_logits_and_jacobian(model, X):
     n, d = X.shape
     K = model.n_classes
     ws = model.workspace(n)
-    Z = kernels.forward(model.params, model._sizes, X, ws.acts).copy()
+    Z = kernels.forward(model.params, model.sizes, X, ws.acts).copy()
     J = np.empty((n, K, d), X.dtype)
     seed = np.zeros((n, K), X.dtype)
     dX = np.empty_like(X)
     for k in range(K):
         seed[:, k] = 1
-        kernels.backward_input(model.params, model._sizes, X, ws.acts, seed, dX, ws.d0, ws.d1)
+        kernels.backward_input(model.params, model.sizes, X, ws.acts, seed, dX, ws.d0, ws.d1)
         seed[:, k] = 0
         J[:, k] = dX
     return Z, J
@@ -89,7 +89,7 @@ def margin_gradients(target, X, y, t=None):
 
     Parameters
     ----------
-    target : robnp.attacks._threat.Target
+    target : robnp.attacks._threat.AttackedModel
     X : ndarray of shape (n, d), checked, in the model's dtype
     y : ndarray of shape (n,), int64
     t : ndarray of shape (n,), int64, optional
@@ -107,12 +107,12 @@ def margin_gradients(target, X, y, t=None):
     if target.fast:
         ws = model.workspace(n)
         if t is not None:
-            Z = kernels.forward(model.params, model._sizes, X, ws.acts).copy()
+            Z = kernels.forward(model.params, model.sizes, X, ws.acts).copy()
             seed = np.zeros_like(Z)
             seed[rows, t] += 1
             seed[rows, y] -= 1
             dX = np.empty_like(X)
-            kernels.backward_input(model.params, model._sizes, X, ws.acts, seed, dX,
+            kernels.backward_input(model.params, model.sizes, X, ws.acts, seed, dX,
                                    ws.d0, ws.d1)
             return Z.astype(np.float64), dX.astype(np.float64)[:, None, :]
         Z, J = _mlp_logits_and_jacobian(model, X)

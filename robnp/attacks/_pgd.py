@@ -98,7 +98,7 @@ class PGDOptions(AttackOptions):
                    "n_threads": Coerced(check_threads)}
     budget = "steps"
 
-    def passes(self) -> float:
+    def passes(self, n_classes: int | None = None) -> float:
         """``steps`` gradient steps per restart, then the evaluation."""
         return self.n_restarts * self.GRADIENT_PASSES * self.steps + 1
 

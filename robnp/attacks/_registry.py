@@ -57,11 +57,14 @@ class AttackOptions(Options):
     #: pass to the input (about twice a forward's work).
     GRADIENT_PASSES: ClassVar[float] = 3.0
 
-    def passes(self) -> float:
+    def passes(self, n_classes: int | None = None) -> float:
         """Forward-pass equivalents of one run of the attack at one radius, per point: a
         gradient step costs :attr:`GRADIENT_PASSES`, a query of the logits 1, the final
-        evaluation 1, all times the restarts the options ask for. The study orders its
-        tasks and estimates the time left with it."""
+        evaluation 1, all times the restarts the options ask for. ``n_classes`` is the
+        class count of the model attacked, for attacks whose work grows with it (one
+        run per target class, a gradient per class); None: every target the options
+        ask for, and AutoAttack's 10 classes where a count is needed. The study orders
+        its tasks and estimates the time left with it."""
         raise NotImplementedError(f"{type(self).__name__} does not say what one run of "
                                   f"its attack costs: define passes()")
 

@@ -81,7 +81,7 @@ class SquareOptions(AttackOptions):
                    "n_threads": Coerced(check_threads)}
     budget = "n_queries"
 
-    def passes(self) -> float:
+    def passes(self, n_classes: int | None = None) -> float:
         """Per restart a query at the start and one per iteration, then the
         evaluation: no gradient."""
         return self.n_restarts * (self.n_queries + 1.0) + 1

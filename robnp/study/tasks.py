@@ -26,7 +26,6 @@ from ..report.records import EVALUATION_FIELDS, evaluation_problems, study_rows
 from ..threads import single_blas_thread
 from ..training.config import TrainConfig
 from ..training.fit import epoch_flops, fit, objective
-from ..training.recipes import get_recipe
 
 __all__ = ["Task", "TaskResult", "run_task", "task_data", "train_task"]
 
@@ -99,7 +98,7 @@ class Task:
         n_test = int(self.n_samples * self.test_fraction)
         n_train = self.n_samples - n_test
         per_epoch = epoch_flops(sizes, self.train, n_train)
-        passes = 3 + len(self.epsilons) * sum(options.passes() for _, options in self.attacks)
+        passes = 3 + len(self.epsilons) * sum(options.passes(self.n_classes) for _, options in self.attacks)
         passes += len(self.epsilons) * sum(_ANALYSIS_PASSES.get(name, 0) for name in self.analyses)
         attacks = float(forward_flops(sizes)) * n_test * passes
         return float(self.train.max_epochs) * per_epoch + attacks
