@@ -17,7 +17,7 @@ from robnp.attacks._projections import hyperplane_step, row_norm
 from robnp.attacks._threat import AttackedModel, top_wrong_class
 from robnp.errors import ConfigError
 from robnp.verify.bab import verify
-from test_attack_references import Wrapped
+from test_attacks_references import Wrapped
 
 NORMS = ("linf", "l2", "l1")
 

@@ -22,7 +22,7 @@ import pytest
 import robnp
 from robnp.attacks import PGDOptions, attack_names, get_attack
 from robnp.attacks._clean import CleanPoints
-from test_attack_references import Wrapped
+from test_attacks_references import Wrapped
 
 ATTACKS = attack_names()
 RADII = (0.0, 0.2, 0.6)
