@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import threading
 from contextlib import ContextDecorator
 from functools import lru_cache
 
@@ -95,27 +96,46 @@ class blas_threads(ContextDecorator):
     """Limit every loaded OpenBLAS to ``n`` threads inside a ``with`` block or a
     decorated function; the previous counts are restored on exit.
 
-    The setting is process-wide: do not change it from several Python threads at once.
+    The setting is process-wide, so the guard counts the blocks that are open in any
+    Python thread of the process (a worker of a Dask cluster runs tasks in several,
+    and robnp's own chunked kernels call guarded functions from several): the first
+    to enter sets the count, the last to leave restores it, and a block that opens
+    while another is open runs with the count already set. Blocks open at once must
+    ask for the same ``n``.
     """
+
+    _lock = threading.Lock()
+    _open = 0
+    _n: int | None = None
+    _saved: list[tuple[_OpenBLAS, int]] = []
 
     def __init__(self, n: int = 1):
         self.n = n
-        self._saved: list[list[tuple[_OpenBLAS, int]]] = []
 
     def __enter__(self):
-        saved = []
-        for library in blas_libraries():
-            current = library.get()
-            saved.append((library, current))
-            if current != self.n:
-                library.set(self.n)
-        self._saved.append(saved)
+        cls = blas_threads
+        with cls._lock:
+            if cls._open == 0:
+                cls._saved = [(library, library.get()) for library in blas_libraries()]
+                for library, current in cls._saved:
+                    if current != self.n:
+                        library.set(self.n)
+                cls._n = self.n
+            elif cls._n != self.n:
+                raise RuntimeError(f"blas_threads({self.n}) entered while "
+                                   f"blas_threads({cls._n}) is open")
+            cls._open += 1
         return self
 
     def __exit__(self, *exc):
-        for library, previous in self._saved.pop():
-            if previous != self.n:
-                library.set(previous)
+        cls = blas_threads
+        with cls._lock:
+            cls._open -= 1
+            if cls._open == 0:
+                for library, previous in cls._saved:
+                    if previous != cls._n:
+                        library.set(previous)
+                cls._saved, cls._n = [], None
         return False
 
 
