@@ -261,9 +261,11 @@ def gradcheck_memory(*, n_features: int, hidden, n_classes: int,
     ))
 
 
-def check_fits(estimate: MemoryEstimate, what: str, available: float | None = None) -> None:
+def check_fits(estimate: MemoryEstimate, what: str, available: float | None = None,
+               where: str = "this machine") -> None:
     """Raise :class:`~robnp.errors.ConfigError` if ``estimate`` exceeds the memory
-    available (:func:`available_memory` unless given); nothing if that is unknown.
+    available (:func:`available_memory` unless given, on ``where``); nothing if that is
+    unknown.
 
     The message names ``what`` is being refused, its largest part and the sizes it
     grows with, the estimate, and the memory available.
@@ -275,5 +277,5 @@ def check_fits(estimate: MemoryEstimate, what: str, available: float | None = No
     part, sizes, _ = estimate.largest
     raise ConfigError(
         f"{what} needs about {format_bytes(estimate.total)} of memory, mostly {part} "
-        f"({sizes}), but this machine has {format_bytes(available)} available; "
+        f"({sizes}), but {where} has {format_bytes(available)} available; "
         f"reduce those sizes")

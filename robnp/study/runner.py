@@ -30,7 +30,7 @@ from typing import Callable
 
 from .._version import __version__
 from ..errors import ConfigError, StoreError
-from ..limits import check_fits, training_memory
+from ..limits import check_fits
 from .config import StudyConfig
 from .executors import Executor, LocalExecutor, submission_order
 from .store import STORE_NAME, TaskStore, check_writable, read_store
@@ -211,12 +211,7 @@ def check_memory(tasks) -> None:
     """Refuse (:class:`~robnp.errors.ConfigError`) a study whose largest task cannot
     fit in the memory this machine has available (see :mod:`robnp.limits`)."""
     for task in tasks:
-        estimate = training_memory(
-            n_features=task.input_dim, hidden=task.hidden,
-            n_classes=task.n_classes, n_samples=task.n_samples,
-            test_fraction=task.test_fraction, batch_size=task.train.batch_size,
-            max_epochs=task.train.max_epochs, train=task.train)
-        check_fits(estimate, f"task {task.label}")
+        check_fits(task.memory(), f"task {task.label}")
 
 
 def _write_study(config: StudyConfig, stored: dict[str, TaskResult], out_dir: Path):

@@ -82,6 +82,17 @@ class Task:
     def hidden(self) -> tuple[int, ...]:
         return (self.width,) * self.depth
 
+    def memory(self):
+        """Peak memory of :func:`run_task` estimated from the sizes alone
+        (:func:`robnp.limits.training_memory`), checked before the task runs."""
+        from ..limits import training_memory
+
+        return training_memory(n_features=self.input_dim, hidden=self.hidden,
+                               n_classes=self.n_classes, n_samples=self.n_samples,
+                               test_fraction=self.test_fraction,
+                               batch_size=self.train.batch_size,
+                               max_epochs=self.train.max_epochs, train=self.train)
+
     def cost(self) -> float:
         """Estimated floating-point operations of :func:`run_task`, an upper bound
         that assumes training runs all ``max_epochs``.

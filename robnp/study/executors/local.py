@@ -35,9 +35,9 @@ from ...errors import ConfigError, WorkerError
 from ..tasks import Task, TaskResult, run_task
 from .base import Executor, submission_order
 
-__all__ = ["LocalExecutor", "run_tasks", "default_jobs", "worker_count"]
+__all__ = ["LocalExecutor", "run_tasks", "default_jobs", "worker_count", "THREAD_VARIABLES"]
 
-_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                      "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 # How long to wait for killed workers to be reaped before giving up on them.
@@ -62,8 +62,8 @@ def worker_count(jobs: int, n_tasks: int) -> int:
 
 @contextmanager
 def _single_threaded_children():
-    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
-    os.environ.update({name: "1" for name in _THREAD_VARIABLES})
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update({name: "1" for name in THREAD_VARIABLES})
     try:
         yield
     finally:
