@@ -59,9 +59,9 @@ def worker_versions() -> dict:
     worker by :func:`check_workers`)."""
     import numpy
 
-    import robnp
+    from ..._version import __version__
 
-    return {"robnp": robnp.__version__, "numpy": numpy.__version__}
+    return {"robnp": __version__, "numpy": numpy.__version__}
 
 
 def check_workers(client) -> int:
