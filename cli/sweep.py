@@ -107,11 +107,22 @@ class _Status:
               type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--jobs", type=int, default=None,
               help="Worker processes.  [default: all cores]")
+@click.option("--executor", "executor_name", type=click.Choice(["local", "dask"]),
+              default="local", show_default=True,
+              help="Where tasks run: worker processes of this machine, or a Dask cluster "
+                   "(the 'dask' extra; see docs/cluster.md).")
+@click.option("--scheduler", default=None,
+              help="With --executor dask: a running scheduler's address (tcp://host:8786); "
+                   "without it a local cluster of --jobs workers.")
+@click.option("--allowed-failures", type=int, default=None,
+              help="With --executor dask: how many times a task may lose its worker before "
+                   "the study ends.  [default: 3]")
 @click.option("--resume", is_flag=True,
               help="Continue the study stored in --out with its stored settings "
                    "(options given must agree with them).")
 @click.option("--quiet", "-q", is_flag=True, help="No line per finished task.")
-def sweep(config_file, out_dir, jobs, resume, quiet, **options):
+def sweep(config_file, out_dir, jobs, executor_name, scheduler, allowed_failures, resume,
+          quiet, **options):
     """Train every (dataset, seed, width), attack it with every attack (FGSM and PGD
     unless --attacks says otherwise) at every eps, and write results.json, the summary
     table and figures to --out.
@@ -122,7 +133,7 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
     import signal
 
     from robnp.report import format_summary_table
-    from robnp.study import LocalExecutor, default_jobs, load_config_file, run_study
+    from robnp.study import default_jobs, load_config_file, run_study
     from robnp.study.store import study_config
 
     if not out_dir.strip():
@@ -139,7 +150,7 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
                           option_names=_FLAGS)
     cores = default_jobs()
     asked = jobs
-    executor = LocalExecutor(jobs or cores)
+    executor = _executor(executor_name, jobs, cores, scheduler, allowed_failures)
 
     status = None
 
@@ -153,6 +164,9 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
             click.echo(f"Warning: --jobs {asked} exceeds the {cores} core(s) available; "
                        f"workers will share cores.", err=True)
         where = f"in {workers} worker processes" if workers else "in this process"
+        if executor_name == "dask":
+            where = (f"on the Dask scheduler at {scheduler}" if scheduler else
+                     f"on a local Dask cluster of {workers} worker(s)")
         click.echo(f"Running {n_todo} training task(s) ({config.n_runs} runs in all) "
                    f"{where}.", err=True)
         status = _Status(n_todo)
@@ -191,6 +205,21 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
                f"in {_format_seconds(outcome.seconds)}.")
     for name, path in outcome.paths.items():
         click.echo(f"  wrote {path}")
+
+
+def _executor(name, jobs, cores, scheduler, allowed_failures):
+    """The executor the options name; options of the other one are refused."""
+    from robnp.study import LocalExecutor
+
+    if name == "local":
+        for flag, value in (("--scheduler", scheduler), ("--allowed-failures", allowed_failures)):
+            if value is not None:
+                raise click.BadParameter("is for --executor dask", param_hint=flag)
+        return LocalExecutor(jobs or cores)
+    from robnp.study.executors import DaskExecutor
+
+    return DaskExecutor(scheduler=scheduler, jobs=jobs if scheduler else (jobs or cores),
+                        allowed_failures=3 if allowed_failures is None else allowed_failures)
 
 
 @click.command()

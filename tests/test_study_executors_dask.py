@@ -209,3 +209,24 @@ def test_options_are_checked_and_the_extra_is_named_when_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
     with pytest.raises(ConfigError, match=r"pip install 'robnp\[dask\]'"):
         DaskExecutor()
+
+
+def test_the_sweep_runs_on_dask_from_the_command_line(local_small, tmp_path):
+    from click.testing import CliRunner
+
+    from robnp_cli.main import cli
+
+    args = ["sweep", "--datasets", "moons", "--widths", "4,8,16", "--seeds", "1",
+            "--epsilons", "0.1", "--n-samples", "300", "--max-epochs", "30", "-q"]
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(cli, [*args, "--executor", "dask", "--jobs", "2",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "on a local Dask cluster of 2 worker(s)" in result.output
+    assert deterministic(out) == deterministic(local_small)
+    for extra, needle in ((["--scheduler", "tcp://127.0.0.1:9"], "is for --executor dask"),
+                          (["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9",
+                            "--jobs", "2"], "jobs is for a local cluster")):
+        refused = CliRunner().invoke(cli, [*args, *extra, "--out", str(tmp_path / "x")])
+        assert refused.exit_code == 2 and needle in refused.output, refused.output
+        assert len(refused.output.strip().splitlines()) == 1
