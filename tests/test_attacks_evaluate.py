@@ -212,7 +212,8 @@ def test_doubling_the_steps_flags_an_unconverged_attack(trained_model, test_spli
     one_step = {"pgd": {"steps": 1, "step_size": 0.05}}
     evaluation = robnp.evaluate(trained_model, X, y, (0.3,), one_step,
                                 check_convergence=True)
-    assert any("pgd with steps 2 instead of 1 breaks" in w for w in evaluation.warnings)
+    assert any(w.startswith("pgd: ") and "broken with 2 steps at eps=0.3" in w
+               and "add steps (steps)" in w for w in evaluation.warnings), evaluation.warnings
     converged = robnp.evaluate(trained_model, X, y, (0.05,), ["pgd"], check_convergence=True)
     assert not any("not converged" in w for w in converged.warnings), converged.warnings
 
