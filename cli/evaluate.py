@@ -343,8 +343,8 @@ def _print_suites(evaluation, n_classes: int) -> None:
         if isinstance(result.options, SuiteOptions):
             stages = [attack_label(stage.name) for stage in result.options.stages(n_classes)]
             click.echo(f"  ({', '.join(stages)}: {attack_label(name)}'s stages, each on the "
-                       f"points still robust: the robust accuracy after that stage and those "
-                       f"above it; {attack_label(name)}: after all of them)")
+                       f"points still robust;\n   a row is the robust accuracy after that "
+                       f"stage and those above it, {attack_label(name)} after all of them)")
     for notice in evaluation.notices:
         click.echo(f"note: {notice}")
 
