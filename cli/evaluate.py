@@ -269,7 +269,7 @@ def read_sidecar(model_path) -> dict:
 @click.option("--cascade", is_flag=True,
               help="Attack only the points still robust (AutoAttack's scoring; cheaper).")
 @click.option("--no-convergence-check", is_flag=True,
-              help="Skip rerunning iterative attacks with twice the steps.")
+              help="Skip rerunning attacks with twice the steps and twice the restarts.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Also write the evaluation as JSON.")
 @click.option("--save-points", "points_path", type=click.Path(dir_okay=False),

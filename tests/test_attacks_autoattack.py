@@ -245,3 +245,14 @@ def test_the_study_runs_the_suite_and_keeps_its_notices_in_the_config(tmp_path, 
         for key in ("aa_apgd_ce", "aa_apgd_t", "aa_fab_t", "aa_square", "autoattack"):
             assert f"{key}_acc" in row and f"{key}_gap" in row
         assert row["autoattack_acc"] == row["aa_square_acc"] <= row["aa_apgd_ce_acc"]
+
+
+def test_a_stage_name_cannot_also_be_run_on_its_own(blobs_model, monkeypatch):
+    from robnp.attacks import ATTACKS, register_attack
+
+    model, X, y = blobs_model
+    monkeypatch.setattr("robnp.attacks._registry.ATTACKS", ATTACKS.copy())
+    register_attack("aa-apgd-ce", get_attack("apgd-ce").run, APGDCEOptions, "a clash")
+    with pytest.raises(ConfigError, match="^attacks: aa-apgd-ce is a stage of suite "
+                                          "'autoattack'; run one or the other$"):
+        robnp.evaluate(model, X, y, (0.1,), ["aa-apgd-ce", "autoattack"])

@@ -279,6 +279,15 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
     for _, options in chosen:
         options.check_classes(logits.shape[1])
     clean_correct = logits.argmax(axis=1) == y
+    names = [name for name, _ in chosen]
+    for name, options in chosen:
+        if isinstance(options, SuiteOptions):
+            stages = [stage.name for stage in options.stages(logits.shape[1])]
+            clash = sorted(set(stages) & set(names))
+            if clash:
+                raise ConfigError(f"attacks: {', '.join(clash)} is a stage of suite "
+                                  f"{name!r}; run one or the other")
+            names += stages
     n_eps, n_points = len(radii), X.shape[0]
     worst = np.repeat(~clean_correct[None, :], n_eps, axis=0)
     worst_points = np.repeat(X[None], n_eps, axis=0)
