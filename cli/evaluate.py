@@ -269,7 +269,7 @@ def read_sidecar(model_path) -> dict:
 @click.option("--cascade", is_flag=True,
               help="Attack only the points still robust (AutoAttack's scoring; cheaper).")
 @click.option("--no-convergence-check", is_flag=True,
-              help="Skip rerunning iterative attacks with twice the steps.")
+              help="Skip rerunning attacks with twice the steps and twice the restarts.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Also write the evaluation as JSON.")
 @click.option("--save-points", "points_path", type=click.Path(dir_okay=False),
@@ -317,6 +317,7 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
     click.echo(f"  {'worst case':<14}" + "".join(f"{v:>12.4f}" for v in evaluation.worst_robust_acc))
     if cascade:
         click.echo("  (cascade: each row is the robust accuracy after that attack and those above)")
+    _print_suites(evaluation, model.n_classes)
     if truth:
         _print_truth(model, task, X_test, y_test, evaluation)
     for warning in evaluation.warnings:
@@ -330,6 +331,22 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
         click.echo(f"  wrote {atomic_write_json(json_path, document)}")
     if points_path:
         click.echo(f"  wrote {_save_points(points_path, task, X_test, y_test, evaluation)}")
+
+
+def _print_suites(evaluation, n_classes: int) -> None:
+    """Below the attack table: which rows are a suite's stages, and, once, what the
+    suite replaced or skipped on this model."""
+    from robnp.attacks import SuiteOptions
+    from robnp.report.records import attack_label
+
+    for name, result in evaluation.attacks.items():
+        if isinstance(result.options, SuiteOptions):
+            stages = [attack_label(stage.name) for stage in result.options.stages(n_classes)]
+            click.echo(f"  ({', '.join(stages)}: {attack_label(name)}'s stages, each on the "
+                       f"points still robust;\n   a row is the robust accuracy after that "
+                       f"stage and those above it, {attack_label(name)} after all of them)")
+    for notice in evaluation.notices:
+        click.echo(f"note: {notice}")
 
 
 def _save_points(path, task, X_test, y_test, evaluation):

@@ -169,6 +169,9 @@ def sweep(config_file, out_dir, jobs, executor_name, scheduler, allowed_failures
                      f"on a local Dask cluster of {workers} worker(s)")
         click.echo(f"Running {n_todo} training task(s) ({config.n_runs} runs in all) "
                    f"{where}.", err=True)
+        for dataset, notices in config.attack_notices().items():
+            for notice in notices:
+                click.echo(f"Note ({dataset}): {notice}", err=True)
         status = _Status(n_todo)
         status.update(0, None)
 

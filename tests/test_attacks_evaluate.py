@@ -212,9 +212,77 @@ def test_doubling_the_steps_flags_an_unconverged_attack(trained_model, test_spli
     one_step = {"pgd": {"steps": 1, "step_size": 0.05}}
     evaluation = robnp.evaluate(trained_model, X, y, (0.3,), one_step,
                                 check_convergence=True)
-    assert any("pgd with steps 2 instead of 1 breaks" in w for w in evaluation.warnings)
+    assert any(w.startswith("pgd: ") and "broken with 2 steps at eps=0.3" in w
+               and "add steps (steps)" in w and "restarts would repeat them" in w
+               for w in evaluation.warnings), evaluation.warnings
     converged = robnp.evaluate(trained_model, X, y, (0.05,), ["pgd"], check_convergence=True)
     assert not any("not converged" in w for w in converged.warnings), converged.warnings
+
+
+@pytest.fixture(scope="module")
+def spirals_3():
+    """A 3-class spirals model (noise 0.05, width 32) and its 200 test points: at eps
+    0.1 APGD-CE with its single restart leaves points that new random starts break
+    and more iterations do not."""
+    from robnp.study import task_data, train_task
+    from robnp.study.config import StudyConfig
+
+    task = StudyConfig(datasets=("spirals",), n_classes=3, noise=0.05, seeds=(0,),
+                       widths=(32,), n_samples=1000, max_epochs=600).tasks()[0]
+    X_train, X_test, y_train, y_test = task_data(task)
+    model, _ = train_task(task, X_train, y_train)
+    return model, X_test, y_test
+
+
+def test_the_convergence_check_advises_restarts_where_restarts_break_more(spirals_3):
+    import re
+
+    model, X, y = spirals_3
+    evaluation = robnp.evaluate(model, X, y, (0.1,), ["apgd-ce"], seed=0,
+                                check_convergence=True)
+    (warning,) = [w for w in evaluation.warnings if w.startswith("apgd-ce: ")]
+    found = re.match(r"apgd-ce: (\d+) more point\(s\) broken with 2 restarts, (\d+) with "
+                     r"200 iterations at eps=0.1 \(reruns on the (\d+) point\(s\) it left "
+                     r"robust, from one new random start\): not converged, (.*)$", warning)
+    assert found, warning
+    restarts, iterations, left = (int(v) for v in found.groups()[:3])
+    assert restarts > iterations and found.group(4) == "add restarts (n_restarts)"
+    assert left == np.count_nonzero(~evaluation.attacks["apgd-ce"].success[0])
+    # five restarts from the start break what 1000 iterations do not
+    one = robnp.robust_accuracy(model, X, y, "apgd-ce", (0.1,), seed=0)[0.1]
+    long = robnp.robust_accuracy(model, X, y, "apgd-ce", (0.1,), seed=0, n_iter=400)[0.1]
+    five = robnp.robust_accuracy(model, X, y, "apgd-ce", (0.1,), seed=0, n_restarts=5)[0.1]
+    assert five < long and five < one
+
+
+def test_the_convergence_check_reruns_only_the_points_left_robust(blobs_model, monkeypatch):
+    from robnp.attacks import _evaluate
+
+    model, X, y = blobs_model
+    calls = []
+    real = _evaluate.get_attack
+
+    def spying(name):
+        spec = real(name)
+
+        def run(model, X, y, radii, options, rng, **kwargs):
+            calls.append((name, X.shape[0], dict(options.to_dict())))
+            return spec.run(model, X, y, radii, options, rng, **kwargs)
+
+        return spec.__class__(spec.name, run, spec.options, spec.summary)
+
+    monkeypatch.setattr(_evaluate, "get_attack", spying)
+    evaluation = robnp.evaluate(model, X, y, (0.2, 0.4), {"apgd-ce": {"n_iter": 10},
+                                                          "fgsm": {}},
+                                check_convergence=True)
+    left = evaluation.attacks["apgd-ce"].attacked & ~evaluation.attacks["apgd-ce"].success
+    reruns = [(n, options) for name, n, options in calls
+              if name == "apgd-ce" and (options["n_iter"], options["n_restarts"]) != (10, 1)]
+    expected = []
+    for count in left.sum(axis=1):  # per radius: twice the iterations, twice the restarts
+        expected += [(int(count), 20, 1), (int(count), 10, 2)]
+    assert [(n, o["n_iter"], o["n_restarts"]) for n, o in reruns] == expected
+    assert not any(name == "fgsm" and n < len(y) for name, n, _ in calls)  # nothing to add
 
 
 def test_any_object_with_logits_and_input_gradient_can_be_evaluated(trained_model, test_split):

@@ -308,7 +308,7 @@ def test_a_new_attack_is_one_class_and_one_registry_line(trained_model, circles_
                                 check_convergence=True)
     assert evaluation.attacks["repeated-fgsm"].robust_acc[0] > 0  # points left to rerun on
     assert steps_run == [1, 2]
-    assert all("not converged" not in w or "n_steps 2 instead of 1" in w
+    assert all("not converged" not in w or "with 2 n_steps" in w
                for w in evaluation.warnings)
     # priced: a study's task counts it by its options
     config = StudyConfig(widths=(16,), seeds=(0,), datasets=("moons",), max_epochs=1,

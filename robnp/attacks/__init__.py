@@ -23,6 +23,11 @@ Registered attacks
                smallest perturbation it finds per point, L-inf, L2 or L1, so one run
                gives robust accuracy at every radius.
 ``fab-t``      FAB targeted at the 9 most likely wrong classes in turn.
+``autoattack`` AutoAttack's standard suite (Croce and Hein, 2020): ``apgd-ce``,
+               ``apgd-t``, ``fab-t``, ``square`` at the reference's parameters, each
+               on the points still robust; reported per stage (``aa-apgd-ce``, ...)
+               and as the worst case. On fewer than 10 classes it runs what is
+               defined and says what it replaced (see ``_autoattack.py``).
 
 The model protocol
 ------------------
@@ -53,9 +58,10 @@ fields' ``constraints``, its cost ``passes()``, its ``budget`` option) and
 ``register_attack`` line below (see ``docs/architecture.md``, "Adding an attack").
 """
 
-from . import _apgd, _fab, _fgsm, _pgd, _square
+from . import _apgd, _autoattack, _fab, _fgsm, _pgd, _square
 from ._apgd import (APGDCEOptions, APGDDLROptions, APGDOptions, APGDTOptions, apgd,
                     checkpoints)
+from ._autoattack import AutoAttackOptions, Stage, SuiteOptions
 from ._evaluate import (AttackResult, Evaluation, accuracy, evaluate, predict,
                         robust_accuracy)
 from ._fab import FABOptions, FABTOptions, MinimalPerturbation, fab
@@ -72,7 +78,8 @@ Target = AttackedModel
 __all__ = ["fgsm", "fgsm_from_gradient", "pgd", "apgd", "square", "fab", "checkpoints",
            "FGSMOptions", "PGDOptions", "PGDCWOptions", "APGDOptions", "APGDCEOptions",
            "APGDDLROptions", "APGDTOptions", "SquareOptions", "FABOptions", "FABTOptions",
-           "MinimalPerturbation", "AttackedModel", "Target",
+           "MinimalPerturbation", "AutoAttackOptions", "SuiteOptions", "Stage",
+           "AttackedModel", "Target",
            "accuracy", "robust_accuracy", "as_generator", "evaluate", "Evaluation",
            "AttackResult", "predict",
            "ATTACKS", "Attack", "AttackOptions", "attack_names", "get_attack",
@@ -97,3 +104,5 @@ register_attack("fab", _fab.run, FABOptions,
                 "FAB, the smallest perturbation, 100 iterations (Croce and Hein 2020)")
 register_attack("fab-t", _fab.run, FABTOptions,
                 "targeted FAB, 9 target classes, 100 iterations (Croce and Hein 2020)")
+register_attack("autoattack", _autoattack.run, AutoAttackOptions,
+                "AutoAttack's standard suite in cascade: APGD-CE, APGD-T, FAB-T, Square")

@@ -13,6 +13,7 @@ from .. import _checks, kernels
 from ..errors import ConfigError, DataError
 from ..threads import single_blas_thread
 from ..model import MLP
+from ._autoattack import SuiteOptions, run_stages
 from ._clean import CleanPoints
 from ._registry import get_attack
 from ._threat import AttackedModel, as_generator, check_radii
@@ -50,7 +51,7 @@ def robust_accuracy(model, X, y, attack="pgd", eps: Iterable[float] = (0.01, 0.0
         Radii; the result keeps their order.
     **attack_options
         The attack's options (e.g. ``steps=20``, ``bounds=(0, 1)``; see its options
-        dataclass), and ``seed`` for attacks that draw random numbers.
+        dataclass), and ``seed`` (default 0) for attacks that draw random numbers.
 
     Returns
     -------
@@ -60,7 +61,7 @@ def robust_accuracy(model, X, y, attack="pgd", eps: Iterable[float] = (0.01, 0.0
     X, y = _inputs(model, X, y)
     if isinstance(attack, str):
         spec = get_attack(attack)
-        seed = attack_options.pop("seed", None)
+        seed = attack_options.pop("seed", 0)
         adversarial = spec.run(model, X, y, radii, spec.make_options(attack_options),
                                as_generator(seed))
     elif callable(attack):
@@ -171,6 +172,8 @@ class Evaluation:
     cascade : bool
     warnings : tuple of str
         The sanity checks that failed (see :func:`evaluate`).
+    notices : tuple of str
+        What a suite (``autoattack``) replaced or skipped on this model, and why.
     """
 
     eps: tuple
@@ -182,6 +185,7 @@ class Evaluation:
     zero_gradient_share: float
     cascade: bool
     warnings: tuple
+    notices: tuple = ()
 
     @property
     def clean_acc(self) -> float:
@@ -218,6 +222,7 @@ class Evaluation:
                            "n_success": [int(v) for v in self.worst_success.sum(axis=1)]},
             "zero_gradient_share": self.zero_gradient_share,
             "warnings": list(self.warnings),
+            **({"notices": list(self.notices)} if self.notices else {}),
         }
 
 
@@ -234,7 +239,12 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
     eps : float or iterable of float
     attacks : iterable
         Registered attack names, ``(name, options)`` pairs (options an options
-        object or a mapping), or a mapping name -> options; run in this order.
+        object or a mapping), or a mapping name -> options; run in this order. A
+        suite (``autoattack``) runs its stages in cascade among themselves; each
+        stage is reported as an attack (``aa-apgd-ce``, ...: the robust accuracy
+        after it and the stages before it) and the suite under its own name (its
+        worst case, the last stage's number); ``notices`` says what it replaced or
+        skipped on this model.
     seed : int or numpy.random.Generator
         Each attack draws from a generator derived from ``seed`` and its name.
     cascade : bool
@@ -244,9 +254,11 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
         are never attacked), so an attack's number is the robust accuracy after it
         and every attack before it; cheaper, same worst case in distribution.
     check_convergence : bool
-        Also rerun every attack with twice its budget (the option its options name in
-        ``budget``: ``steps``, ``n_iter``, ``n_queries``) on the points it left robust,
-        and warn where that breaks more.
+        Also rerun every attack on the points it left robust, once with twice its
+        budget (the option its options name in ``budget``: ``steps``, ``n_iter``,
+        ``n_queries``) and once with twice its random restarts, and warn where that
+        breaks more, naming the rerun that broke more (a suite's stages are rerun on
+        the points the suite left robust).
 
     Returns
     -------
@@ -257,7 +269,8 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
         robust; robust accuracy rising with eps; a black-box attack breaking points
         every white-box attack failed on (gradient masking); input gradients that
         are exactly zero; accuracy above the majority share where the largest ball
-        covers the data's bounding box; twice the steps still changing the answer.
+        covers the data's bounding box; twice the steps, or twice the restarts,
+        still changing the answer.
     """
     radii = check_radii(eps)
     X, y = _inputs(model, X, y)
@@ -266,18 +279,36 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
     for _, options in chosen:
         options.check_classes(logits.shape[1])
     clean_correct = logits.argmax(axis=1) == y
+    names = [name for name, _ in chosen]
+    for name, options in chosen:
+        if isinstance(options, SuiteOptions):
+            stages = [stage.name for stage in options.stages(logits.shape[1])]
+            clash = sorted(set(stages) & set(names))
+            if clash:
+                raise ConfigError(f"attacks: {', '.join(clash)} is a stage of suite "
+                                  f"{name!r}; run one or the other")
+            names += stages
     n_eps, n_points = len(radii), X.shape[0]
     worst = np.repeat(~clean_correct[None, :], n_eps, axis=0)
     worst_points = np.repeat(X[None], n_eps, axis=0)
     clean = CleanPoints(AttackedModel(model), X, y)
     results = {}
+    notices = []
     for name, options in chosen:
         spec = get_attack(name)
         rng = _attack_seed(seed, name)
         adversarial = np.repeat(X[None], n_eps, axis=0)
         attacked = np.zeros((n_eps, n_points), bool)
         success = np.zeros((n_eps, n_points), bool)
-        if cascade:
+        if isinstance(options, SuiteOptions):
+            # the suite runs on every point it is handed, as any attack does
+            attacked[:] = ~worst if cascade else True
+            stage_results, adversarial = _run_suite(model, X, y, radii, options, rng,
+                                                    ~attacked | ~clean_correct,
+                                                    logits.shape[1])
+            results.update(stage_results)
+            notices += [n for n in options.notices(logits.shape[1]) if n not in notices]
+        elif cascade:
             for k, radius in enumerate(radii):
                 rows = np.flatnonzero(~worst[k])
                 if rows.size:
@@ -303,11 +334,32 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
     zero_share = float(np.mean(~np.any(gradient != 0, axis=1)))
     evaluation = Evaluation(radii, clean_correct, results, worst,
                             np.count_nonzero(~worst, axis=1) / n_points, worst_points,
-                            zero_share, bool(cascade), ())
+                            zero_share, bool(cascade), (), tuple(notices))
     found = _sanity_warnings(evaluation, X, y)
     if check_convergence:
-        found += _convergence_warnings(model, X, y, evaluation, seed)
+        found += _convergence_warnings(model, X, y, evaluation, seed, logits.shape[1])
     return dataclasses.replace(evaluation, warnings=tuple(found))
+
+
+def _run_suite(model, X, y, radii, options, rng, not_robust, n_classes):
+    """A suite's stages in cascade (:func:`robnp.attacks._autoattack.run_stages`) on
+    the points not in ``not_robust`` (clean errors, and in a cascading evaluation the
+    points earlier attacks broke): each stage's :class:`AttackResult` scored as a
+    cascade (robust accuracy after it and the stages before it), and the suite's own
+    points: each point's first successful stage's, else the clean point (as the
+    reference returns)."""
+    n_eps, n_points = not_robust.shape
+    runs = run_stages(model, X, y, radii, options.stages(n_classes), rng, not_robust)
+    stage_results = {}
+    points = np.repeat(X[None], n_eps, axis=0)
+    for stage_run in runs:
+        stage = stage_run.stage
+        robust_acc = np.count_nonzero(~stage_run.broken, axis=1) / n_points
+        stage_results[stage.name] = AttackResult(stage.name, stage.options, stage_run.success,
+                                                 stage_run.attacked, stage_run.adversarial,
+                                                 robust_acc)
+        points[stage_run.success] = stage_run.adversarial[stage_run.success]
+    return stage_results, points
 
 
 def _run_on_clean(spec, model, X, y, radii, options, rng, clean):
@@ -345,7 +397,9 @@ def _sanity_warnings(evaluation: Evaluation, X, y) -> list[str]:
                     found.append(f"{name}: robust accuracy rises from {values[a]:.4f} at "
                                  f"eps={eps[order[a]]:g} to {values[b]:.4f} at "
                                  f"eps={eps[order[b]]:g}")
-    white = [r for r in results.values() if not _is_black_box(r.options)]
+    # a suite's own result holds its black-box stage's successes: not a white-box one
+    white = [r for r in results.values()
+             if not _is_black_box(r.options) and not isinstance(r.options, SuiteOptions)]
     for black in (r for r in results.values() if _is_black_box(r.options)):
         if not white:
             break
@@ -370,26 +424,91 @@ def _sanity_warnings(evaluation: Evaluation, X, y) -> list[str]:
     return found
 
 
-def _convergence_warnings(model, X, y, evaluation: Evaluation, seed) -> list[str]:
-    """Rerun every attack whose options name a ``budget`` (PGD's steps, APGD's
-    iterations, Square's queries) with twice that budget on the points it attacked and
-    left robust; each point it now breaks means it had not converged."""
-    found = []
+#: What an attack's budget option counts, in the convergence check's advice.
+_BUDGET_NOUNS = {"steps": "steps", "n_iter": "iterations", "n_queries": "queries"}
+
+
+def _convergence_reruns(evaluation: Evaluation, n_classes: int):
+    """``(name, registered attack, options, rows)`` of every attack the convergence
+    check reruns, ``rows`` the (n_eps, n_points) points it left robust. A suite's
+    stages are rerun on the points the whole suite left robust, since only those
+    can change its answer."""
+    suites = {name: result for name, result in evaluation.attacks.items()
+              if isinstance(result.options, SuiteOptions)}
+    staged = {stage.name for result in suites.values()
+              for stage in result.options.stages(n_classes)}
     for name, result in evaluation.attacks.items():
-        options = result.options
+        left = result.attacked & ~result.success
+        if name in suites:
+            for stage in result.options.stages(n_classes):
+                yield stage.name, stage.attack, stage.options, left
+        elif name not in staged:
+            yield name, name, result.options, left
+
+
+def _convergence_warnings(model, X, y, evaluation: Evaluation, seed,
+                          n_classes: int) -> list[str]:
+    """Carlini et al. (2019, "On evaluating adversarial robustness")'s checklist: rerun
+    every attack on the points it left robust with twice its budget (the option its
+    options name in ``budget``: PGD's steps, APGD's and FAB's iterations, Square's
+    queries) and, separately, with twice its random restarts (the same extra work),
+    both from the same first random start (one adds iterations to it, the other new
+    starts); each point a rerun breaks means the attack had not converged, and the
+    warning names the rerun that broke more. Attacks whose runs do not start at random (the
+    study's PGD) have no restarts to add, and the warning says so."""
+    found = []
+    for name, attack, options, left in _convergence_reruns(evaluation, n_classes):
         budget = options.budget
-        if budget is None or getattr(options, budget) == 0:
+        if budget is not None and getattr(options, budget) == 0:
             continue
-        doubled = dataclasses.replace(options, **{budget: 2 * getattr(options, budget)})
-        spec, rng = get_attack(name), _attack_seed(seed, f"{name}/doubled")
+        reruns = {}
+        if budget is not None:
+            reruns["budget"] = dataclasses.replace(options,
+                                                   **{budget: 2 * getattr(options, budget)})
+        has_restarts = "n_restarts" in options.field_names()
+        if has_restarts:
+            more = dataclasses.replace(options, n_restarts=2 * options.n_restarts)
+            if more.randomized:
+                reruns["restarts"] = more
+        if not reruns:
+            continue
+        spec, rng = get_attack(attack), _attack_seed(seed, f"{name}/rerun")
+        noun = _BUDGET_NOUNS.get(budget, budget)
         for k, radius in enumerate(evaluation.eps):
-            rows = np.flatnonzero(result.attacked[k] & ~result.success[k])
+            rows = np.flatnonzero(left[k])
             if not rows.size:
                 continue
-            X_adv = spec.run(model, X[rows], y[rows], (radius,), doubled, rng)[0]
-            broken = int(np.sum(predict(model, X_adv) != y[rows]))
-            if broken:
-                found.append(f"{name} with {budget} {getattr(doubled, budget)} instead of "
-                             f"{getattr(options, budget)} breaks {broken} more point(s) at "
-                             f"eps={radius:g}: not converged")
+            # Both reruns draw from one state: their first random start is the same,
+            # so one adds iterations to it and the other adds new starts.
+            shared = int(rng.integers(2 ** 63))
+            broken = {}
+            for kind, rerun in reruns.items():
+                X_adv = spec.run(model, X[rows], y[rows], (radius,), rerun,
+                                 np.random.default_rng(shared))[0]
+                broken[kind] = int(np.sum(predict(model, X_adv) != y[rows]))
+            if not any(broken.values()):
+                continue
+            parts = []
+            if "restarts" in broken:
+                parts.append(f"{broken['restarts']} more point(s) broken with "
+                             f"{reruns['restarts'].n_restarts} restarts")
+            if "budget" in broken:
+                count = f"{broken['budget']}" if parts else \
+                    f"{broken['budget']} more point(s) broken"
+                parts.append(f"{count} with {getattr(reruns['budget'], budget)} {noun}")
+            if len(broken) == 1 and "budget" in broken:
+                why = ("its runs start from the clean point, so restarts would repeat them"
+                       if has_restarts else "it has no random restarts")
+                advice = f"add {noun} ({budget}); {why}"
+            elif len(broken) == 1 or broken["restarts"] > broken["budget"]:
+                advice = "add restarts (n_restarts)"
+            elif broken["budget"] > broken["restarts"]:
+                advice = f"add {noun} ({budget})"
+            else:
+                advice = f"add {noun} ({budget}) or restarts (n_restarts), as many either way"
+            where = (f"reruns on the {rows.size} point(s) it left robust, from one new "
+                     f"random start" if "restarts" in broken else
+                     f"a rerun on the {rows.size} point(s) it left robust")
+            found.append(f"{name}: {', '.join(parts)} at eps={radius:g} ({where}): not "
+                         f"converged, {advice}")
     return found

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .. import _checks
-from ..attacks import AttackOptions, get_attack
+from ..attacks import AttackOptions, SuiteOptions, get_attack
 from ..data import get_dataset
 from ..errors import ConfigError
 from ..training.config import TrainConfig
@@ -346,6 +346,17 @@ class StudyConfig:
     def attack_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.attacks)
 
+    def attack_notices(self) -> dict[str, list[str]]:
+        """dataset -> what a suite of attacks (``autoattack``) replaces or skips on its
+        class count, and why; only datasets with something to say."""
+        out = {}
+        for dataset in self.datasets:
+            found = [notice for _, options in self.attacks if isinstance(options, SuiteOptions)
+                     for notice in options.notices(self.classes_of(dataset))]
+            if found:
+                out[dataset] = found
+        return out
+
     def _attack_tables(self) -> dict:
         """Each attack's options that differ from its defaults (PGD's from
         ``pgd_steps`` / ``pgd_step_fraction``): the ``attacks`` of a config file."""
@@ -416,6 +427,8 @@ class StudyConfig:
         # defaults, so a study configuration keeps its results.json byte for byte.
         if self.attack_names != DEFAULT_ATTACKS or any(self._attack_tables().values()):
             out["attacks"] = self._attack_tables()
+        if self.attack_notices():
+            out["attack_notices"] = self.attack_notices()
         if self.n_classes is not None:
             out["n_classes"] = self.n_classes
         if self.analyses:
