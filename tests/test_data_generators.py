@@ -86,6 +86,12 @@ def test_kde_samples_follow_its_density():
     se = np.sqrt(np.diag(cov) / len(A))
     assert np.all(np.abs(A.mean(axis=0) - mean) < 5 * se)
     np.testing.assert_allclose(np.cov(A.T), cov, atol=5 * cov.max() * np.sqrt(2 / len(A)))
+    # one point per class: the samples are N(x_1, h^2 I)
+    single = fit_generator(TASK, "kde", 1, 2, h=h)
+    X1, y1 = single.sample(30000, 5)
+    B = X1[y1 == 1].astype(np.float64) - single.points[1][0]
+    assert np.all(np.abs(B.mean(axis=0)) < 5 * h / np.sqrt(len(B)))
+    np.testing.assert_allclose(B.var(axis=0), h * h, atol=5 * h * h * np.sqrt(2 / len(B)))
     # P(x_0 > 0) = mean over points of Phi(p_0 / h)
     p = stats.norm.cdf(points[:, 0] / h).mean()
     assert abs((A[:, 0] > 0).mean() - p) < 5 * np.sqrt(p * (1 - p) / len(A))
