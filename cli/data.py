@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import click
 
+from .options import INT_LIST
+
 
 def _task_options(command):
     options = [
@@ -44,16 +46,29 @@ def data():
 @click.option("--h", "h", type=float, default=None,
               help="Bandwidth of the kde (> 0; small h: resampling the m points).  "
                    "[default: 0.02]")
+@click.option("--steps", type=int, default=None,
+              help="Heun steps S of the diffusion sampler.  [default: 20]")
+@click.option("--train-steps", type=int, default=None,
+              help="Adam steps of each diffusion denoiser.  [default: 4000]")
+@click.option("--width", type=int, default=None,
+              help="Hidden width of the diffusion denoiser.  [default: 64]")
+@click.option("--depth", type=int, default=None,
+              help="Hidden layers of the diffusion denoiser.  [default: 3]")
 @click.option("--out", required=True, help="Where to write the generator (.npz).")
-def fit_generator(dataset, noise, input_dim, n_classes, size, kind, m, seed, h, out):
+def fit_generator(dataset, noise, input_dim, n_classes, size, kind, m, seed, h, steps,
+                  train_steps, width, depth, out):
     """Fit a generator to m real points per class and write it (.npz)."""
     from robnp._io import check_output_file
     from robnp.data.generators import DataTask, fit_generator, save_generator
+    import robnp.data.diffusion  # noqa: F401  (registers the kind "diffusion")
 
     check_output_file(out if str(out).endswith(".npz") else f"{out}.npz", "generator file")
     task = DataTask(dataset, noise=noise, input_dim=input_dim, n_classes=n_classes,
                     size=size)
-    knobs = {} if h is None else {"h": h}
+    knobs = {name: value for name, value in (("h", h), ("steps", steps),
+                                              ("train_steps", train_steps),
+                                              ("width", width), ("depth", depth))
+             if value is not None}
     generator = fit_generator(task, kind, m, seed, **knobs)
     path = save_generator(generator, out)
     click.echo(f"{generator.label()} of {task.describe()} -> {path}")
@@ -99,6 +114,9 @@ def _figure(generators, reports, path, n_points: int, seed: int):
     fig = Figure(figsize=(3.1 * cols, 3.4))
     FigureCanvasAgg(fig)
     colours = colormaps["tab10"]
+    # Every panel shows the truth's square (points outside it are cut off).
+    low, high = Xt[:, :2].min(axis=0), Xt[:, :2].max(axis=0)
+    centre, half = (low + high) / 2, 0.6 * (high - low).max()
     for i, (generator, report) in enumerate(zip(generators, reports)):
         ax = fig.add_subplot(1, cols, i + 1)
         ax.scatter(Xt[:, 0], Xt[:, 1], s=3, c="0.55", linewidths=0)
@@ -110,6 +128,8 @@ def _figure(generators, reports, path, n_points: int, seed: int):
         tv = f", TV {exact['tv']:.2f}" if exact else ""
         title = "truth (another draw)" if generator.kind == "true" else generator.label()
         ax.set_title(f"{title}\nW1 {report['w1']['value']:.3f}{tv}", fontsize=9)
+        ax.set_xlim(centre[0] - half, centre[0] + half)
+        ax.set_ylim(centre[1] - half, centre[1] + half)
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -133,9 +153,13 @@ def _figure(generators, reports, path, n_points: int, seed: int):
 @click.option("--exact", type=click.Choice(["auto", "require", "skip"]), default="auto",
               show_default=True, help="Exact TV and KL: where densities are known, "
                                       "required (an error without them), or skipped.")
+@click.option("--steps", "steps_list", type=INT_LIST, default=None,
+              help="Sample each diffusion file with each of these Heun step counts "
+                   "(one rung per count; nothing refitted), e.g. 5,10,20,50.")
 @click.option("--figure", default=None, help="Write a figure of every rung's samples (.png).")
 @click.option("--json", "json_path", default=None, help="Write the full reports (JSON).")
-def quality(generators, with_true, n, w1_n, seed, resolution, exact, figure, json_path):
+def quality(generators, with_true, n, w1_n, seed, resolution, exact, steps_list, figure,
+            json_path):
     """Quality of generator files three ways: FID analogue, exact TV and KL to the
     truth, conditional Wasserstein-1; a table per rung, the truth first."""
     from robnp._io import atomic_write_json, check_output_file
@@ -150,7 +174,13 @@ def quality(generators, with_true, n, w1_n, seed, resolution, exact, figure, jso
         if path is not None:
             check_output_file(path, what)
     first = load_generator(generators[0])
-    rungs = [first] + [load_generator(path, first.task) for path in generators[1:]]
+    loaded = [first] + [load_generator(path, first.task) for path in generators[1:]]
+    rungs = []
+    for generator in loaded:
+        if steps_list and generator.kind == "diffusion":
+            rungs += [generator.with_steps(s) for s in steps_list]
+        else:
+            rungs.append(generator)
     if with_true:
         rungs.insert(0, true_generator(first.task))
     want = {"auto": None, "require": True, "skip": False}[exact]

@@ -100,3 +100,19 @@ def test_exact_distance_without_a_density_is_one_line(tmp_path):
     assert "exact class densities" in line and "noise 0 has no density" in line
     result = run("data", "quality", path, *SMALL)
     assert result.exit_code == 0 and " - " in result.output
+
+
+def test_a_diffusion_file_expands_into_its_step_ladder(tmp_path):
+    path = tmp_path / "d.npz"
+    result = run("data", "fit-generator", *TASK, "--kind", "diffusion", "--m", 16,
+                 "--train-steps", 50, "--width", 8, "--depth", 1, "--out", path)
+    assert result.exit_code == 0, result.output
+    result = run("data", "quality", path, *SMALL, "--steps", "2,7")
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines()
+            if line.startswith("diffusion")]
+    assert [row[2] for row in rows] == ["steps=2", "steps=7"]
+    assert all(row[5] == "-" for row in rows)  # no exact density
+    line = one_error_line(run("data", "fit-generator", *TASK, "--kind", "diffusion",
+                              "--m", 16, "--steps", 0, "--out", path))
+    assert "steps must be an integer >= 1, got 0" in line

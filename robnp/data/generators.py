@@ -59,7 +59,7 @@ from .synthetic import class_counts, two_class_counts
 __all__ = ["DataTask", "Generator", "TrueGenerator", "KDEGenerator", "GeneratorOptions",
            "TrueOptions", "KDEOptions", "GeneratorKind", "GENERATORS", "register_generator",
            "generator_kinds", "fit_generator", "true_generator", "save_generator",
-           "load_generator", "TRUTH_SIZE", "child_seed", "as_task"]
+           "load_generator", "TRUTH_SIZE", "child_seed", "as_task", "real_points"]
 
 #: Draw size that fixes the truth unless told otherwise (the stream's block size).
 TRUTH_SIZE = 1024
@@ -236,6 +236,8 @@ class Generator:
     """
 
     kind: ClassVar[str] = ""
+    #: The knobs :meth:`knob` shows (None: all); the others are in :meth:`identity`.
+    shown_knobs: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, task: DataTask, options: GeneratorOptions, m: int | None,
                  seed: int | None):
@@ -269,9 +271,11 @@ class Generator:
                 "options": self.options.to_dict(), "m": self.m, "seed": self.seed}
 
     def knob(self) -> str:
-        """The knobs as ``name=value`` text (``"-"`` for none)."""
+        """The knobs shown (:attr:`shown_knobs`) as ``name=value`` text (``"-"`` for
+        none)."""
         return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                         for k, v in self.options.to_dict().items()) or "-"
+                         for k, v in self.options.to_dict().items()
+                         if self.shown_knobs is None or k in self.shown_knobs) or "-"
 
     def label(self) -> str:
         """A short name for tables and figures."""
@@ -386,13 +390,13 @@ def _restore_true(task, m, seed, options, arrays):
     return TrueGenerator(task, options, None, None)
 
 
-def _real_points(task: DataTask, m: int, seed: int) -> list[np.ndarray]:
+def real_points(task: DataTask, m: int, seed: int) -> list[np.ndarray]:
     """The ``m`` real points per class a generator is fitted to."""
     return task.true_rows(np.full(task.n_classes, m), child_seed(seed, 4))
 
 
 def _build_kde(task, m, seed, options):
-    return KDEGenerator(task, options, m, seed, _real_points(task, m, seed))
+    return KDEGenerator(task, options, m, seed, real_points(task, m, seed))
 
 
 def _restore_kde(task, m, seed, options, arrays):

@@ -60,6 +60,7 @@ from ..model import MLP
 from ..training.config import TrainConfig
 from ..training.fit import fit
 from ..training.stream import BLOCK_SIZE, SampleStream
+from . import diffusion  # noqa: F401  (registers the kind "diffusion")
 from .generators import (DataTask, Generator, child_seed, fit_generator, load_generator,
                          save_generator, true_generator)
 
