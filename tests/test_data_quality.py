@@ -69,7 +69,7 @@ def test_exact_distances_of_a_one_point_kde_on_blobs(method):
     TV (h = s) and both KLs in closed form."""
     for h in (0.2, 0.1):
         kde = fit_generator(BLOBS, "kde", 1, 3, h=h)
-        got = exact_distances(kde, method=method, n=40000)
+        got = exact_distances(kde, method=method, importance_n=40000)
         centres = np.array([[np.cos(a), np.sin(a)] for a in 2 * np.pi * np.arange(3) / 3])
         deltas = [kde.points[k][0] - centres[k] for k in range(3)]
         w = BLOBS.priors()  # 342, 341, 341 of 1024
@@ -94,7 +94,7 @@ def test_the_truth_is_at_distance_zero_and_sampling_agrees_with_quadrature():
     assert zero["tv"] == 0 and zero["kl"] == 0 and zero["kl_reverse"] == 0
     kde = fit_generator(TASK, "kde", 40, 0, h=0.08)
     grid = exact_distances(kde)
-    mc = exact_distances(kde, method="sampling", n=20000)
+    mc = exact_distances(kde, method="sampling", importance_n=20000)
     for name in ("tv", "kl", "kl_reverse"):
         assert abs(grid[name] - mc[name]) < 5 * mc[f"{name}_se"] + 2e-3
     assert 0 < grid["tv"] < 1
@@ -164,3 +164,18 @@ def test_quality_report_holds_the_three_measures():
     assert report["kind"] == "kde" and report["knob"] == "h=0.1"
     assert report["fid"]["n"] == 500 and report["w1"]["n"] == 90
     assert report["exact"]["method"] == "quadrature"
+
+
+def test_more_dimensions_use_importance_sampling():
+    task = DataTask("blobs", noise=0.2, input_dim=4)
+    kde = fit_generator(task, "kde", 1, 3, h=0.2)
+    report = quality_report(kde, 300, 0, w1_n=60, importance_n=20000)
+    exact = report["exact"]
+    assert exact["method"] == "sampling"
+    # one point per class, equal scales: KL(p||q) = |x_k - c_k|^2 / (2 s^2), per class
+    centres = np.array([[np.cos(a), np.sin(a), 0, 0] for a in 2 * np.pi * np.arange(3) / 3])
+    kl = task.priors() @ [np.sum((kde.points[k][0] - centres[k]) ** 2) / (2 * 0.04)
+                          for k in range(3)]
+    assert abs(exact["kl"] - kl) < 5 * exact["kl_se"]
+    with pytest.raises(ConfigError, match=r"quadrature needs input_dim 2, got 4"):
+        exact_distances(kde, method="quadrature")

@@ -180,7 +180,8 @@ def _weighted(values, priors) -> float:
 
 
 def exact_distances(generator: Generator, *, method: str = "auto", resolution: int = 1,
-                    n: int = 20000, seed: int = 0, max_points: int = 8_000_000) -> dict:
+                    importance_n: int = 20000, seed: int = 0,
+                    max_points: int = 8_000_000) -> dict:
     """Total variation and both KL divergences between the generator's and the true
     class densities (module docstring).
 
@@ -191,7 +192,7 @@ def exact_distances(generator: Generator, *, method: str = "auto", resolution: i
         ``auto``: quadrature in 2-D, importance sampling otherwise.
     resolution : int >= 1
         Grid points per smallest length scale (quadrature).
-    n : int >= 2
+    importance_n : int >= 2
         Points per class (importance sampling).
     seed : int >= 0
         Seed of the importance samples.
@@ -241,7 +242,7 @@ def exact_distances(generator: Generator, *, method: str = "auto", resolution: i
                 "kl_per_class": kl.tolist(), "kl_reverse_per_class": klr.tolist(),
                 "spacing": spacing, "grid_points": len(xs) * len(ys),
                 "mass_true": mass_p.tolist(), "mass_generated": mass_q.tolist()}
-    n = _checks.integer("n", n, 2)
+    n = _checks.integer("importance_n", importance_n, 2)
     counts = np.full(task.n_classes, n)
     P = task.true_rows(counts, child_seed(seed, 11))
     Q = generator.class_rows(counts, child_seed(seed, 12))
