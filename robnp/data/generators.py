@@ -17,7 +17,11 @@ seed, and then sampled without limit:
   classes into one another. Its density is exact (:meth:`Generator.class_log_density`).
 
 Kinds are registered in :data:`GENERATORS` (a :class:`robnp._options.Registry`), each
-with a frozen options class declaring its knobs' constraints.
+with a frozen options class declaring its knobs' constraints. A third kind,
+``"diffusion"`` (one EDM denoiser per class, sampled with ``S`` Heun steps), needs the
+model and the training building blocks, so it lives in a higher layer,
+:mod:`robnp.data.diffusion`, and is registered when that module is imported
+(:mod:`robnp.data.quality` imports it).
 
 **The truth.** The task's generator is drawn in blocks of ``DataTask.size`` points
 (``make_dataset(dataset, size, noise, seed=...)``), as
