@@ -500,7 +500,7 @@ def load_generator(path, task: DataTask | None = None) -> Generator:
     """
     path = os.fspath(path)
     unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
-    what = f"expected an .npz archive written by robnp's save_generator"
+    what = "expected an .npz archive written by robnp's save_generator"
     try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
