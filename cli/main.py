@@ -26,6 +26,7 @@ _COMMANDS = {
     "scaling": "robnp_cli.scaling:scaling",
     "verify": "robnp_cli.verify:verify",
     "plot": "robnp_cli.plot:plot",
+    "data": "robnp_cli.data:data",
 }
 
 # command name -> the line ``robnp --help`` shows for it, so that the help lists every
@@ -40,6 +41,7 @@ _SUMMARIES = {
     "gradcheck": "Check every gradient block against finite differences.",
     "scaling": "Scaling-law fits of the adversarial-training paper.",
     "plot": "Teaching figures: a boundary under attack, robust accuracy vs the truth.",
+    "data": "Generators of training data of controlled quality, and their quality.",
 }
 
 

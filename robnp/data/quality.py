@@ -1,0 +1,358 @@
+"""The quality of a generator of training data, measured three ways, and its stream.
+
+Generators of a task's data (:mod:`robnp.data.generators`: the truth, the
+class-conditional kernel density) are sampled without limit; this module says how
+far each is from the truth, three ways, and feeds one to the one-pass training
+loop.
+
+1. **An FID analogue** (Heusel et al., 2017): the Frechet distance between Gaussians
+   fitted to the hidden features of a fixed reference network on ``n`` generated and
+   ``n`` fresh true points,
+   ``|mu_g - mu_t|^2 + tr(S_g + S_t - 2 (S_t^1/2 S_g S_t^1/2)^1/2)``. The reference
+   network is trained once per task, deterministically, on true samples with robnp's
+   own :func:`robnp.fit` (:data:`REFERENCE`: an MLP of two hidden layers of 64, seed
+   0, 8192 true points drawn with seed 0, 100 epochs of Adam at 1e-3, minibatches of
+   256, no early stopping); the features are its last hidden layer's ReLU outputs.
+   FID is biased upwards at finite ``n`` (by about ``c / n``), so the report gives it
+   at the stated ``n`` together with its values on nested prefixes of 1/5 to all of
+   the sample, and the effectively unbiased ``FID_inf`` of Chong and Forsyth (2020):
+   the intercept of the least-squares line of FID against ``1 / n``.
+2. **Exact distances to the truth** where the task's class densities are known
+   (:mod:`robnp.data.bayes`) and the generator's density is too (the truth, the KDE):
+   per class, the total variation ``(1/2) int |p_k - q_k|`` and both Kullback-Leibler
+   divergences, ``KL(p_k || q_k)`` (``p`` the truth; how badly the generator misses
+   true data) and ``KL(q_k || p_k)``, averaged over classes with the truth's class
+   proportions. In 2-D by quadrature: the rectangle rule on a square grid of spacing
+   ``min(scales) / resolution`` (``scales`` the noise and the kernel bandwidth)
+   covering both densities' mass, which integrates a Gaussian of standard deviation
+   ``s`` to within ``2 exp(-2 pi^2 resolution^2)`` (Poisson summation) and leaves
+   ``O(spacing^2)`` at the kinks of ``|p - q|``. In more dimensions by importance
+   sampling with the truth as proposal: ``TV = E_p[(1 - q/p)_+]``,
+   ``KL(p||q) = E_p[log p - log q]``, ``KL(q||p) = E_q[log q - log p]``, with standard
+   errors. A task without a density asked for these is a one-line ConfigError.
+3. **The conditional Wasserstein-1 distance** (Sehwag et al., ICLR 2022, bound the
+   robustness transferred from a proxy distribution by it): per class, the exact
+   optimal transport between equal-size generated and true samples
+   (``scipy.optimize.linear_sum_assignment`` on Euclidean distances; the mean matched
+   distance), averaged over classes with the truth's proportions. Biased upwards at
+   finite size like FID; the truth's own row of a ladder shows the floor.
+
+:class:`GeneratorStream` is a :class:`robnp.training.stream.SampleStream` whose
+blocks come from a generator, so :func:`robnp.training.stream.fit_stream` trains on
+it: example ``i`` is fixed by the generator's identity, the stream's seed and ``i``.
+
+This module needs the model and the training loop (the reference network, the
+stream), so it sits in its own layer above the training loop
+(``docs/architecture.md``), although it lives in ``robnp/data/``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
+
+from .. import _checks
+from ..errors import ConfigError
+from ..model import MLP
+from ..training.config import TrainConfig
+from ..training.fit import fit
+from ..training.stream import BLOCK_SIZE, SampleStream
+from . import diffusion  # noqa: F401  (registers the kind "diffusion")
+from .generators import (DataTask, Generator, child_seed, fit_generator, load_generator,
+                         save_generator, true_generator)
+
+__all__ = ["REFERENCE", "reference_network", "features", "frechet_distance", "fid",
+           "exact_distances", "conditional_w1", "quality_report", "GeneratorStream",
+           "fit_generator", "load_generator", "save_generator", "true_generator"]
+
+#: How the FID analogue's reference network is made (once per task).
+REFERENCE = {"hidden": (64, 64), "model_seed": 0, "n_train": 8192, "data_seed": 0,
+             "max_epochs": 100, "lr": 1e-3, "batch_size": 256}
+
+#: Seeds' purposes below, so that no two samples share a stream.
+_REFERENCE_SAMPLE, _BOX_SAMPLE = 9, 10
+
+
+@functools.lru_cache(maxsize=16)
+def reference_network(task: DataTask) -> MLP:
+    """The task's reference network (:data:`REFERENCE`), trained on first use."""
+    X, y = true_generator(task).sample(REFERENCE["n_train"], REFERENCE["data_seed"])
+    model = MLP(task.input_dim, REFERENCE["hidden"], task.n_classes,
+                seed=REFERENCE["model_seed"])
+    fit(model, X, y, TrainConfig(seed=0, lr=REFERENCE["lr"],
+                                 batch_size=REFERENCE["batch_size"],
+                                 max_epochs=REFERENCE["max_epochs"], patience=None))
+    return model
+
+
+def features(model: MLP, X) -> np.ndarray:
+    """The last hidden layer's ReLU outputs of ``model`` at ``X`` (float64)."""
+    H = np.asarray(X, dtype=np.float64)
+    for W, b in zip(model.coefs_[:-1], model.intercepts_[:-1]):
+        H = np.maximum(H @ W.astype(np.float64) + b.astype(np.float64), 0.0)
+    return H
+
+
+def _root(S):
+    w, V = np.linalg.eigh(S)
+    return (V * np.sqrt(np.clip(w, 0, None))) @ V.T
+
+
+def frechet_distance(mu1, S1, mu2, S2) -> float:
+    """``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2)`` for covariance
+    matrices ``S1``, ``S2``.
+
+    The trace of the root is the sum of the singular values of ``S1^1/2 S2^1/2``
+    (symmetric roots by eigendecomposition, negative rounding clipped to 0): unlike
+    the square roots of the eigenvalues of ``S1^1/2 S2 S1^1/2``, it does not turn the
+    rounding of a singular covariance's zero eigenvalues (dead features) into errors
+    of ``sqrt(eps)``, so a sample against itself gives 0 to rounding.
+    """
+    cross = np.linalg.svd(_root(S1) @ _root(S2), compute_uv=False).sum()
+    diff = np.asarray(mu1) - np.asarray(mu2)
+    return float(diff @ diff + np.trace(S1) + np.trace(S2) - 2 * cross)
+
+
+def _gaussian(F):
+    return F.mean(axis=0), np.cov(F, rowvar=False)
+
+
+def fid(generator: Generator, n: int = 4096, seed: int = 0, *, steps: int = 8) -> dict:
+    """The FID analogue of ``generator`` at ``n`` points, its values on ``steps``
+    nested prefixes (``n / 5`` to ``n``) and their extrapolation to ``1/n = 0``.
+
+    Returns
+    -------
+    dict
+        ``n``, ``value`` (at ``n``), ``sizes``, ``curve`` (FID at each size),
+        ``fid_inf`` (the intercept of the line of FID against ``1 / size``) and
+        ``slope``.
+    """
+    n = _checks.integer("n", n, 50)
+    steps = _checks.integer("steps", steps, 2)
+    task = generator.task
+    net = reference_network(task)
+    F_gen = features(net, generator.sample(n, seed)[0])
+    F_true = features(net, true_generator(task).sample(n, child_seed(seed,
+                                                                      _REFERENCE_SAMPLE))[0])
+    sizes = np.unique(np.round(np.linspace(n / 5, n, steps)).astype(int))
+    curve = np.array([frechet_distance(*_gaussian(F_gen[:s]), *_gaussian(F_true[:s]))
+                      for s in sizes])
+    slope, intercept = np.polyfit(1.0 / sizes, curve, 1)
+    return {"n": n, "value": float(curve[-1]), "sizes": sizes.tolist(),
+            "curve": curve.tolist(), "fid_inf": float(intercept), "slope": float(slope)}
+
+
+def _scales(generator: Generator) -> list[float]:
+    scales = [generator.task.noise]
+    h = getattr(generator.options, "h", None)
+    if h is not None:
+        scales.append(h)
+    return scales
+
+
+def _grid(generator: Generator, resolution: int, max_points: int):
+    """The quadrature grid's axes and spacing (module docstring)."""
+    task = generator.task
+    scales = _scales(generator)
+    spacing = min(scales) / resolution
+    pad = 10 * max(scales)
+    box_seed = child_seed(0, _BOX_SAMPLE)
+    rows = [true_generator(task).sample(16384, box_seed)[0]]
+    points = getattr(generator, "points", None)
+    rows += list(points) if points is not None else [generator.sample(16384, box_seed)[0]]
+    rows = np.concatenate([np.asarray(r, dtype=np.float64) for r in rows])
+    low, high = rows.min(axis=0) - pad, rows.max(axis=0) + pad
+    xs = np.arange(low[0], high[0] + spacing / 2, spacing)
+    ys = np.arange(low[1], high[1] + spacing / 2, spacing)
+    if len(xs) * len(ys) > max_points:
+        raise ConfigError(f"the quadrature grid would have {len(xs) * len(ys)} points "
+                          f"(spacing {spacing:.3g}), more than max_points={max_points}; "
+                          f"lower resolution or raise max_points")
+    return xs, ys, spacing
+
+
+def _weighted(values, priors) -> float:
+    return float(np.dot(priors, values))
+
+
+def exact_distances(generator: Generator, *, method: str = "auto", resolution: int = 1,
+                    importance_n: int = 20000, seed: int = 0,
+                    max_points: int = 8_000_000) -> dict:
+    """Total variation and both KL divergences between the generator's and the true
+    class densities (module docstring).
+
+    Parameters
+    ----------
+    generator : Generator with an exact density (the truth, a KDE)
+    method : {"auto", "quadrature", "sampling"}
+        ``auto``: quadrature in 2-D, importance sampling otherwise.
+    resolution : int >= 1
+        Grid points per smallest length scale (quadrature).
+    importance_n : int >= 2
+        Points per class (importance sampling).
+    seed : int >= 0
+        Seed of the importance samples.
+    max_points : int
+        Largest quadrature grid allowed.
+
+    Returns
+    -------
+    dict
+        ``method``, ``tv``, ``kl``, ``kl_reverse`` (averaged over classes with the
+        truth's proportions) and per class ``tv_per_class``, ...; for quadrature the
+        grid's ``spacing`` and the two densities' total ``mass_true``, ``mass_generated``
+        per class (1 up to the rule's error); for sampling the standard errors
+        ``tv_se``, ``kl_se``, ``kl_reverse_se``.
+    """
+    task = generator.task
+    task.check_density()
+    if not generator.has_density:
+        raise ConfigError(f"an exact distance needs the generator's density, which "
+                          f"{generator.label()!r} lacks")
+    method = _checks.choice("method", method, ("auto", "quadrature", "sampling"))
+    if method == "auto":
+        method = "quadrature" if task.input_dim == 2 else "sampling"
+    priors = task.priors()
+    if method == "quadrature":
+        if task.input_dim != 2:
+            raise ConfigError(f"quadrature needs input_dim 2, got {task.input_dim}; use "
+                              f"method='sampling'")
+        resolution = _checks.integer("resolution", resolution, 1)
+        xs, ys, spacing = _grid(generator, resolution, max_points)
+        K = task.n_classes
+        tv, kl, klr, mass_p, mass_q = (np.zeros(K) for _ in range(5))
+        area = spacing * spacing
+        for start in range(0, len(xs), max(1, 200_000 // len(ys))):
+            block = xs[start:start + max(1, 200_000 // len(ys))]
+            G = np.column_stack([np.repeat(block, len(ys)), np.tile(ys, len(block))])
+            lp = task.class_log_density(G)
+            lq = generator.class_log_density(G)
+            p, q = np.exp(lp), np.exp(lq)
+            tv += 0.5 * np.abs(p - q).sum(axis=0) * area
+            kl += (p * (lp - lq)).sum(axis=0) * area
+            klr += (q * (lq - lp)).sum(axis=0) * area
+            mass_p += p.sum(axis=0) * area
+            mass_q += q.sum(axis=0) * area
+        return {"method": "quadrature", "tv": _weighted(tv, priors), "kl": _weighted(kl, priors),
+                "kl_reverse": _weighted(klr, priors), "tv_per_class": tv.tolist(),
+                "kl_per_class": kl.tolist(), "kl_reverse_per_class": klr.tolist(),
+                "spacing": spacing, "grid_points": len(xs) * len(ys),
+                "mass_true": mass_p.tolist(), "mass_generated": mass_q.tolist()}
+    n = _checks.integer("importance_n", importance_n, 2)
+    counts = np.full(task.n_classes, n)
+    P = task.true_rows(counts, child_seed(seed, 11))
+    Q = generator.class_rows(counts, child_seed(seed, 12))
+    out = {"method": "sampling", "n_per_class": n}
+    stats = {"tv": [], "kl": [], "kl_reverse": []}
+    errors = {"tv": [], "kl": [], "kl_reverse": []}
+    for k in range(task.n_classes):
+        lp_p = task.class_log_density(P[k])[:, k]
+        lq_p = generator.class_log_density(P[k])[:, k]
+        lp_q = task.class_log_density(Q[k])[:, k]
+        lq_q = generator.class_log_density(Q[k])[:, k]
+        for name, values in (("tv", np.clip(1 - np.exp(lq_p - lp_p), 0, None)),
+                             ("kl", lp_p - lq_p), ("kl_reverse", lq_q - lp_q)):
+            stats[name].append(values.mean())
+            errors[name].append(values.std(ddof=1) / np.sqrt(n))
+    for name in stats:
+        out[name] = _weighted(stats[name], priors)
+        out[f"{name}_se"] = float(np.sqrt(np.dot(priors ** 2, np.square(errors[name]))))
+        out[f"{name}_per_class"] = [float(v) for v in stats[name]]
+    return out
+
+
+def conditional_w1(generator: Generator, n: int = 1536, seed: int = 0) -> dict:
+    """The conditional Wasserstein-1 distance between ``n`` generated and ``n`` fresh
+    true points (module docstring).
+
+    Returns
+    -------
+    dict
+        ``n``, ``value`` (averaged over classes with the truth's proportions),
+        ``per_class``.
+    """
+    n = _checks.integer("n", n, generator.task.n_classes)
+    task = generator.task
+    Xg, yg = generator.sample(n, seed)
+    Xt, yt = true_generator(task).sample(n, child_seed(seed, _REFERENCE_SAMPLE))
+    per_class = []
+    for k in range(task.n_classes):
+        A = Xg[yg == k].astype(np.float64)
+        B = Xt[yt == k].astype(np.float64)
+        cost = cdist(A, B)
+        rows, cols = linear_sum_assignment(cost)
+        per_class.append(float(cost[rows, cols].mean()))
+    return {"n": n, "value": _weighted(per_class, task.priors()), "per_class": per_class}
+
+
+def quality_report(generator: Generator, n: int = 4096, seed: int = 0, *,
+                   w1_n: int = 1536, exact: bool | None = None, **exact_options) -> dict:
+    """The three measures of ``generator``'s quality.
+
+    Parameters
+    ----------
+    generator : Generator
+    n : int
+        Points of each side of the FID analogue.
+    seed : int
+    w1_n : int
+        Points of each side of the conditional W1.
+    exact : bool or None
+        None: exact distances when the task and the generator have densities; True:
+        required (a one-line ConfigError when impossible); False: skipped.
+    **exact_options
+        Passed to :func:`exact_distances`.
+
+    Returns
+    -------
+    dict with ``generator`` (its identity), ``label``, ``knob``, ``fid``, ``exact``
+    (None when skipped) and ``w1``.
+    """
+    if not isinstance(generator, Generator):
+        raise ConfigError(f"generator must be a robnp Generator, got "
+                          f"{type(generator).__name__}")
+    if exact is not None:
+        exact = _checks.flag("exact", exact)
+    want_exact = exact if exact is not None else (generator.task.has_density
+                                                  and generator.has_density)
+    return {"generator": generator.identity(), "label": generator.label(),
+            "kind": generator.kind, "knob": generator.knob(),
+            "fid": fid(generator, n, seed),
+            "exact": exact_distances(generator, **exact_options) if want_exact else None,
+            "w1": conditional_w1(generator, w1_n, seed)}
+
+
+class GeneratorStream(SampleStream):
+    """A :class:`SampleStream` of a generator's samples: block ``b`` is
+    ``generator.sample(block_size, child(seed, b))``, so example ``i`` is fixed by the
+    generator's identity, ``seed`` and ``i``, however the stream is read.
+
+    Parameters
+    ----------
+    generator : Generator
+    seed : int >= 0
+    block_size : int >= 1
+    """
+
+    def __init__(self, generator: Generator, seed: int = 0, *, block_size: int = BLOCK_SIZE):
+        if not isinstance(generator, Generator):
+            raise ConfigError(f"generator must be a robnp Generator, got "
+                              f"{type(generator).__name__}")
+        task = generator.task
+        super().__init__(task.dataset, seed, noise=task.noise, input_dim=task.input_dim,
+                         n_classes=task.n_classes, block_size=block_size)
+        self.generator = generator
+
+    def identity(self) -> dict:
+        return {**super().identity(), "generator": self.generator.identity()}
+
+    def block(self, b: int):
+        if self._cached is not None and self._cached[0] == b:
+            return self._cached[1], self._cached[2]
+        X, y = self.generator.sample(self.block_size, child_seed(self.seed, 13, b))
+        self._cached = (b, X, y)
+        return X, y

@@ -1,0 +1,181 @@
+"""A generator's quality three ways (FID analogue, exact distances, conditional W1),
+and its stream."""
+
+import numpy as np
+import pytest
+from scipy import linalg, stats
+
+from robnp.data.bayes import bayes_label
+from robnp.data.generators import DataTask, fit_generator, true_generator
+from robnp.data.quality import (GeneratorStream, conditional_w1, exact_distances, features,
+                                fid, frechet_distance, quality_report, reference_network)
+from robnp.errors import ConfigError
+from robnp.model import MLP
+from robnp.training.stream import fit_stream
+
+TASK = DataTask("spirals", noise=0.1, size=256)
+BLOBS = DataTask("blobs", noise=0.2)
+
+
+def test_frechet_distance_is_the_formula():
+    rng = np.random.default_rng(0)
+    A, B = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
+    S1, S2 = A @ A.T, B @ B.T
+    mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
+    want = (np.sum((mu1 - mu2) ** 2) + np.trace(S1 + S2 - 2 * linalg.sqrtm(S1 @ S2).real))
+    assert frechet_distance(mu1, S1, mu2, S2) == pytest.approx(want, rel=1e-9)
+    assert frechet_distance(mu1, S1, mu1, S1) == pytest.approx(0, abs=1e-9 * np.trace(S1))
+
+
+def test_a_sample_against_itself_is_zero():
+    F = features(reference_network(TASK), true_generator(TASK).sample(2000, 0)[0])
+    mu, S = F.mean(axis=0), np.cov(F, rowvar=False)
+    assert abs(frechet_distance(mu, S, mu, S)) <= 1e-9 * np.trace(S)
+
+
+def test_reference_network_is_deterministic_and_learned():
+    net = reference_network(TASK)
+    reference_network.cache_clear()
+    again = reference_network(TASK)
+    np.testing.assert_array_equal(net.params, again.params)
+    X, y = true_generator(TASK).sample(3000, 5)
+    bayes = (bayes_label("spirals", X, n_samples=256, noise=0.1, n_classes=3) == y).mean()
+    assert (net.predict(X) == y).mean() > bayes - 0.02  # about 0.82 for both
+
+
+def test_fid_grows_with_the_bandwidth_and_its_extrapolation():
+    values = [fid(fit_generator(TASK, "kde", 64, 0, h=h), 2000, 1)["value"]
+              for h in (0.05, 0.15, 0.4)]
+    assert values[0] < values[1] < values[2]
+    truth = fid(true_generator(TASK), 2000, 1)
+    # the bias falls with n: the truth's FID_inf is closer to 0 than its smallest prefix
+    assert abs(truth["fid_inf"]) < truth["curve"][0]
+    assert truth["sizes"][0] == 400 and truth["sizes"][-1] == 2000
+
+
+def gaussian_tv_same_cov(delta, s):
+    return 2 * stats.norm.cdf(np.linalg.norm(delta) / (2 * s)) - 1
+
+
+def gaussian_kl(delta, s_p, s_q, d=2):
+    """KL(N(c, s_p^2 I) || N(c + delta, s_q^2 I))."""
+    return 0.5 * (d * s_p ** 2 / s_q ** 2 - d + 2 * d * np.log(s_q / s_p)
+                  + delta @ delta / s_q ** 2)
+
+
+@pytest.mark.parametrize("method", ["quadrature", "sampling"])
+def test_exact_distances_of_a_one_point_kde_on_blobs(method):
+    """Blobs' classes are N(c_k, s^2 I); a KDE on one point per class is N(x_k, h^2 I):
+    TV (h = s) and both KLs in closed form."""
+    for h in (0.2, 0.1):
+        kde = fit_generator(BLOBS, "kde", 1, 3, h=h)
+        got = exact_distances(kde, method=method, importance_n=40000)
+        centres = np.array([[np.cos(a), np.sin(a)] for a in 2 * np.pi * np.arange(3) / 3])
+        deltas = [kde.points[k][0] - centres[k] for k in range(3)]
+        w = BLOBS.priors()  # 342, 341, 341 of 1024
+        kl = w @ [gaussian_kl(d, 0.2, h) for d in deltas]
+        kl_reverse = w @ [gaussian_kl(-d, h, 0.2) for d in deltas]
+        if method == "quadrature":
+            assert got["kl"] == pytest.approx(kl, rel=1e-6)
+            assert got["kl_reverse"] == pytest.approx(kl_reverse, rel=1e-6)
+            np.testing.assert_allclose(got["mass_true"], 1, atol=1e-7)
+            np.testing.assert_allclose(got["mass_generated"], 1, atol=1e-7)
+        else:
+            assert abs(got["kl"] - kl) < 5 * got["kl_se"]
+            assert abs(got["kl_reverse"] - kl_reverse) < 5 * got["kl_reverse_se"]
+        if h == 0.2:
+            tv = w @ [gaussian_tv_same_cov(d, 0.2) for d in deltas]
+            tolerance = 2e-3 if method == "quadrature" else 5 * got["tv_se"]
+            assert abs(got["tv"] - tv) < tolerance
+
+
+def test_the_truth_is_at_distance_zero_and_sampling_agrees_with_quadrature():
+    zero = exact_distances(true_generator(TASK))
+    assert zero["tv"] == 0 and zero["kl"] == 0 and zero["kl_reverse"] == 0
+    kde = fit_generator(TASK, "kde", 40, 0, h=0.08)
+    grid = exact_distances(kde)
+    mc = exact_distances(kde, method="sampling", importance_n=20000)
+    for name in ("tv", "kl", "kl_reverse"):
+        assert abs(grid[name] - mc[name]) < 5 * mc[f"{name}_se"] + 2e-3
+    assert 0 < grid["tv"] < 1
+
+
+def test_a_task_without_a_density_is_one_line():
+    task = DataTask("blobs", noise=0.0)
+    kde = fit_generator(task, "kde", 5, 0, h=0.1)
+    with pytest.raises(ConfigError, match=r"needs the task's exact class densities.*"
+                                          r"noise 0 has no density"):
+        exact_distances(kde)
+    with pytest.raises(ConfigError, match=r"exact class densities"):
+        quality_report(kde, 200, exact=True)
+    assert quality_report(kde, 200, w1_n=60)["exact"] is None
+
+
+def test_conditional_w1_orders_the_ladder():
+    truth = conditional_w1(true_generator(TASK), 600, 0)["value"]
+    near = conditional_w1(fit_generator(TASK, "kde", 64, 0, h=0.05), 600, 0)["value"]
+    far = conditional_w1(fit_generator(TASK, "kde", 64, 0, h=0.5), 600, 0)["value"]
+    assert truth < far and near < far
+
+
+def test_conditional_w1_is_the_optimal_matching():
+    """Against every matching of a small sample (brute force over permutations)."""
+    from itertools import permutations
+    kde = fit_generator(TASK, "kde", 3, 0, h=0.3)
+    got = conditional_w1(kde, 18, 2)  # 6 points per class
+    from robnp.data.generators import child_seed
+    Xg, yg = kde.sample(18, 2)
+    Xt, yt = true_generator(TASK).sample(18, child_seed(2, 9))
+    for k in range(3):
+        A, B = Xg[yg == k].astype(float), Xt[yt == k].astype(float)
+        cost = np.linalg.norm(A[:, None] - B[None], axis=2)
+        best = min(cost[np.arange(6), list(p)].mean() for p in permutations(range(6)))
+        assert got["per_class"][k] == pytest.approx(best, rel=1e-12)
+
+
+def test_generator_stream_is_the_same_however_read():
+    kde = fit_generator(TASK, "kde", 30, 0, h=0.05)
+    stream = GeneratorStream(kde, seed=4, block_size=100)
+    X, y = stream.take(0, 450)
+    assert not np.array_equal(X[:100], X[100:200])  # blocks differ
+    pieces = [GeneratorStream(kde, seed=4, block_size=100).take(s, c)
+              for s, c in ((0, 7), (7, 193), (200, 1), (201, 249))]
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in pieces]), X)
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in pieces]), y)
+    assert not np.array_equal(GeneratorStream(kde, seed=5, block_size=100).take(0, 450)[0], X)
+    other = GeneratorStream(fit_generator(TASK, "kde", 30, 0, h=0.06), seed=4, block_size=100)
+    assert not np.array_equal(other.take(0, 450)[0], X)
+    assert stream.identity()["generator"] == kde.identity()
+
+
+def test_fit_stream_trains_on_a_generator():
+    stream = GeneratorStream(fit_generator(TASK, "kde", 30, 0, h=0.05), seed=1)
+    model = MLP(2, (16,), 3, seed=0)
+    history = fit_stream(model, stream, 2048, batch_size=128, patience=None)
+    again = MLP(2, (16,), 3, seed=0)
+    fit_stream(again, GeneratorStream(fit_generator(TASK, "kde", 30, 0, h=0.05), seed=1),
+               2048, batch_size=128, patience=None)
+    np.testing.assert_array_equal(model.params, again.params)
+    assert history.epochs == 1
+
+
+def test_quality_report_holds_the_three_measures():
+    report = quality_report(fit_generator(TASK, "kde", 20, 0, h=0.1), 500, 0, w1_n=90)
+    assert report["kind"] == "kde" and report["knob"] == "h=0.1"
+    assert report["fid"]["n"] == 500 and report["w1"]["n"] == 90
+    assert report["exact"]["method"] == "quadrature"
+
+
+def test_more_dimensions_use_importance_sampling():
+    task = DataTask("blobs", noise=0.2, input_dim=4)
+    kde = fit_generator(task, "kde", 1, 3, h=0.2)
+    report = quality_report(kde, 300, 0, w1_n=60, importance_n=20000)
+    exact = report["exact"]
+    assert exact["method"] == "sampling"
+    # one point per class, equal scales: KL(p||q) = |x_k - c_k|^2 / (2 s^2), per class
+    centres = np.array([[np.cos(a), np.sin(a), 0, 0] for a in 2 * np.pi * np.arange(3) / 3])
+    kl = task.priors() @ [np.sum((kde.points[k][0] - centres[k]) ** 2) / (2 * 0.04)
+                          for k in range(3)]
+    assert abs(exact["kl"] - kl) < 5 * exact["kl_se"]
+    with pytest.raises(ConfigError, match=r"quadrature needs input_dim 2, got 4"):
+        exact_distances(kde, method="quadrature")
