@@ -276,3 +276,50 @@ def test_the_clean_gradient_is_computed_once_per_evaluation(trained_model, circl
     for name in ("fgsm", "pgd"):
         alone = robnp.robust_accuracy(trained_model, X, y, name, eps=EPS)
         assert shared.robust_accuracy(name) == alone
+
+
+class _Protocol:
+    """``model`` seen only through the attack protocol, in float64; ``nan_in`` puts a
+    NaN into one row of what the named method returns."""
+
+    def __init__(self, model, nan_in=None, row=3):
+        self._model, self._nan_in, self._row = model, nan_in, row
+
+    def logits(self, X):
+        Z = np.array(self._model.logits(X), np.float64)
+        if self._nan_in == "logits" and len(Z) > self._row:
+            Z[self._row, 0] = np.nan
+        return Z
+
+    def input_gradient(self, X, y, loss, y_target=None):
+        G = np.array(self._model.input_gradient(X, y, loss), np.float64)
+        if self._nan_in == "input_gradient" and len(G) > self._row:
+            G[self._row, 1] = np.nan
+        return G
+
+
+def test_protocol_path_returns_plain_floats_as_the_mlp_path(trained_model, test_split):
+    X, y = test_split
+    for model in (trained_model, _Protocol(trained_model)):
+        assert type(robnp.accuracy(model, X, y)) is float
+        values = robnp.robust_accuracy(model, X, y, "fgsm", eps=(0.05, 0.1))
+        assert all(type(v) is float for v in values.values()), values
+
+
+@pytest.mark.parametrize("method", ["logits", "input_gradient"])
+@pytest.mark.parametrize("call", ["accuracy", "robust_accuracy", "evaluate", "pgd"])
+def test_nan_from_a_protocol_model_is_refused_naming_the_method(trained_model, test_split,
+                                                                method, call):
+    from robnp.errors import DataError
+
+    X, y = test_split
+    model = _Protocol(trained_model, nan_in=method)
+    run = {"accuracy": lambda: robnp.accuracy(model, X, y),
+           "robust_accuracy": lambda: robnp.robust_accuracy(model, X, y, "pgd", eps=(0.1,)),
+           "evaluate": lambda: robnp.evaluate(model, X, y, (0.1,), ["fgsm", "pgd"]),
+           "pgd": lambda: robnp.pgd(model, X, y, 0.1, steps=3)}[call]
+    if call == "accuracy" and method == "input_gradient":
+        run()  # accuracy asks for no gradient
+        return
+    with pytest.raises(DataError, match=rf"model\.{method} returned NaN \(first in row 3 "):
+        run()

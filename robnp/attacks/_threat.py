@@ -17,7 +17,7 @@ from ..errors import ConfigError, DataError
 
 __all__ = ["check_eps", "check_radii", "check_bounds", "gradient_sign", "NORMS",
            "check_norm", "check_threads", "thread_count", "over_chunks", "AttackedModel",
-           "top_wrong_class", "ATTACK_CHUNK_ROWS", "as_generator"]
+           "top_wrong_class", "ATTACK_CHUNK_ROWS", "as_generator", "refuse_nan"]
 
 #: Norms of the balls attacks work in.
 NORMS = _checks.NORMS
@@ -110,6 +110,20 @@ def over_chunks(work, n_rows: int, n_threads) -> None:
             future.result()
 
 
+def refuse_nan(values: np.ndarray, method: str) -> np.ndarray:
+    """``values`` unless it holds NaN: a model method that returns NaN would make
+    every comparison after it false without a word (an arg-max picks the NaN, a
+    gradient sign is NaN), so the method is named instead. Infinite values pass (a
+    log posterior may be -inf)."""
+    if values.dtype.kind not in "fc" or not np.isnan(values).any():
+        return values
+    if values.ndim == 0:
+        raise DataError(f"{method} returned NaN")
+    rows = np.isnan(values).reshape(values.shape[0], -1).any(axis=1)
+    raise DataError(f"{method} returned NaN (first in row {int(np.argmax(rows))} of "
+                    f"{values.shape[0]})")
+
+
 class AttackedModel:
     """The model under attack, seen through the attack protocol.
 
@@ -169,7 +183,7 @@ class AttackedModel:
         Z = np.ascontiguousarray(self.model.logits(X), dtype=self.dtype)
         if Z.ndim != 2 or Z.shape[0] != X.shape[0]:
             raise DataError(f"model.logits returned shape {Z.shape} for {X.shape[0]} rows")
-        return Z
+        return refuse_nan(Z, "model.logits")
 
     def evaluate(self, X, y, t, loss: str, want_grad: bool = True):
         """Per-row loss (float64), predicted class and the input gradient (or None)
@@ -190,7 +204,8 @@ class AttackedModel:
         if grad.shape != X.shape:
             raise DataError(f"model.input_gradient returned shape {grad.shape} for X of "
                             f"shape {X.shape}")
-        return row_loss, pred, np.ascontiguousarray(grad, dtype=self.dtype)
+        return row_loss, pred, refuse_nan(np.ascontiguousarray(grad, dtype=self.dtype),
+                                          "model.input_gradient")
 
 
 def top_wrong_class(Z: np.ndarray, y: np.ndarray, rank: int = 1) -> np.ndarray:

@@ -54,7 +54,8 @@ from .. import _checks
 from ..attacks import check_eps, pgd
 from ..errors import ConfigError
 from ..threads import single_blas_thread
-from .bounds import Box, Float64Net, input_region, region_margin_bounds
+from .bounds import (Box, Float64Net, check_verifiable, input_region,
+                     region_margin_bounds)
 
 __all__ = ["Verification", "Bracket", "verify", "verify_radii", "exact_robust_accuracy",
            "ROBUST", "NOT_ROBUST", "UNDECIDED"]
@@ -444,6 +445,7 @@ def _verify(model, X, y, eps, norm, budget, bounds, seed, extra=None,
 
 
 def _check_common(model, X, y, norm, budget, bounds):
+    check_verifiable(model)
     _checks.norm("norm", norm)
     budget = _check_budget(budget)
     X = model.check_input(X)
