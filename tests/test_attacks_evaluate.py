@@ -323,3 +323,35 @@ def test_nan_from_a_protocol_model_is_refused_naming_the_method(trained_model, t
         return
     with pytest.raises(DataError, match=rf"model\.{method} returned NaN \(first in row 3 "):
         run()
+
+
+_SMALL_BUDGETS = {"pgd": {"steps": 5}, "pgd-cw": {"steps": 5}, "apgd-ce": {"n_iter": 5},
+                  "apgd-dlr": {"n_iter": 5}, "apgd-t": {"n_iter": 5, "n_target_classes": 2},
+                  "square": {"n_queries": 20}, "fab": {"n_iter": 5},
+                  "fab-t": {"n_iter": 5, "n_target_classes": 2}}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_radius_the_dtype_cannot_hold_is_refused_naming_eps(blobs_model, dtype):
+    import warnings
+
+    trained, X, y = blobs_model
+    model = robnp.MLP(4, (12, 12), 5, dtype=dtype, seed=7)
+    model.params[:] = trained.params
+    X = X[:20].astype(dtype)
+    limit = float(np.finfo(dtype).max)
+    inside = (limit - float(np.abs(X).max())) / 2 * (1 - 1e-6)
+    with pytest.raises(ConfigError, match=rf"eps must keep the ball around the data within "
+                                          rf"the model's {np.dtype(dtype).name} range .*"
+                                          rf"got 1e\+308"):
+        robnp.robust_accuracy(model, X, y[:20], "fgsm", eps=(0.1, 1e308))
+    with pytest.raises(ConfigError, match="eps must keep the ball"):
+        robnp.evaluate(model, X, y[:20], (inside * 1.01,), ["fgsm"])
+    # Just inside the limit, every attack's arithmetic stays finite: no overflow warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluation = robnp.evaluate(model, X, y[:20], (inside,),
+                                    {name: _SMALL_BUDGETS.get(name, {})
+                                     for name in robnp.attacks.attack_names()})
+    for result in evaluation.attacks.values():
+        assert np.isfinite(result.adversarial).all()

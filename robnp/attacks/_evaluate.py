@@ -15,7 +15,7 @@ from ..threads import single_blas_thread
 from ..model import MLP
 from ._clean import CleanPoints
 from ._registry import get_attack
-from ._threat import AttackedModel, as_generator, check_radii, refuse_nan
+from ._threat import AttackedModel, as_generator, check_radii, check_reach, refuse_nan
 
 __all__ = ["accuracy", "robust_accuracy", "evaluate", "Evaluation",
            "AttackResult", "predict"]
@@ -59,6 +59,7 @@ def robust_accuracy(model, X, y, attack="pgd", eps: Iterable[float] = (0.01, 0.0
     """
     radii = check_radii(eps)
     X, y = _inputs(model, X, y)
+    check_reach(radii, X)
     if isinstance(attack, str):
         spec = get_attack(attack)
         seed = attack_options.pop("seed", None)
@@ -268,6 +269,7 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
     """
     radii = check_radii(eps)
     X, y = _inputs(model, X, y)
+    check_reach(radii, X)
     chosen = _attack_list(attacks)
     logits = _logits(model, X)
     for _, options in chosen:

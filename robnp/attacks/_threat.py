@@ -15,7 +15,7 @@ import numpy as np
 from .. import _checks, kernels
 from ..errors import ConfigError, DataError
 
-__all__ = ["check_eps", "check_radii", "check_bounds", "gradient_sign", "NORMS",
+__all__ = ["check_eps", "check_radii", "check_reach", "check_bounds", "gradient_sign", "NORMS",
            "check_norm", "check_threads", "thread_count", "over_chunks", "AttackedModel",
            "top_wrong_class", "ATTACK_CHUNK_ROWS", "as_generator", "refuse_nan"]
 
@@ -41,6 +41,23 @@ def check_radii(eps) -> tuple[float, ...]:
     if not radii:
         raise ConfigError("eps must list at least one radius")
     return radii
+
+
+def check_reach(radii, X: np.ndarray) -> None:
+    """A one-line ``ConfigError`` naming ``eps`` unless every radius keeps the ball
+    around the data, and a step across it, inside the range of ``X``'s dtype (the
+    model's): ``max|X| + 2 eps <= finfo.max``. An attack's arithmetic reaches that
+    far (a step of twice the radius in APGD, the difference of two points of the
+    ball); beyond it a radius overflows to inf on the way to the model, and the
+    points that come back are not finite."""
+    limit = float(np.finfo(X.dtype).max)
+    reach = float(np.max(np.abs(X))) if X.size else 0.0
+    for eps in radii:
+        if not reach + 2 * eps <= limit:
+            raise ConfigError(
+                f"eps must keep the ball around the data within the model's {X.dtype} "
+                f"range (max|X| + 2 eps <= {limit:.4g}, max|X| = {reach:.4g}), got "
+                f"{eps!r}")
 
 
 def check_bounds(bounds) -> tuple[float, float, bool]:
