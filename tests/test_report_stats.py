@@ -227,14 +227,32 @@ def test_format_summary_table_shows_means_stds_and_trends():
     moons_block = text[text.index("[MOONS]"):]
     assert f"Corr(log params, FGSM gap): {r:.4f}" in moons_block
     assert "FGSM trend p-value (Pearson):" in moons_block
-    assert "95% CI for r: [" in moons_block
+    # Three widths: Fisher's interval is [-1, 1] by construction; the table says what
+    # the figure says.
+    assert "too few widths for a 95% CI" in moons_block and "95% CI for r" not in text
+    assert doc["dataset_summaries"]["moons"]["trend_fgsm_gap"]["pearson_r_ci95"] == [-1.0, 1.0]
+
+
+def test_format_summary_table_shows_the_interval_from_four_widths():
+    widths = (8, 16, 32, 64)
+    records = study_records(
+        DATASETS, SEEDS, widths, EPSILONS, param_count=params_of, epochs=lambda w: 40 + w,
+        final_loss=0.2, clean=lambda d, s, w: 0.9,
+        robust=lambda attack, d, s, w, e: 0.8 - 0.01 * widths.index(w) ** 2 - 0.01 * s)
+    doc = document.build_results(records, {**CONFIG, "hidden_widths": list(widths)},
+                                 ENVIRONMENT)
+    text = tables.format_summary_table(doc)
+    low, high = doc["dataset_summaries"]["moons"]["trend_fgsm_gap"]["pearson_r_ci95"]
+    assert f"95% CI for r: [{low:.4f}, {high:.4f}]" in text[text.index("[MOONS]"):]
+    assert "too few widths" not in text
+    assert f"95% CI [{low:.2f}, {high:.2f}]" in tables.format_markdown_table(doc, "moons")
 
 
 def test_format_summary_table_says_n_a_without_enough_widths():
     doc = document.build_results(make_records(widths=(8, 16)), CONFIG, ENVIRONMENT)
     text = tables.format_summary_table(doc)
     assert "Corr(log params, FGSM gap): n/a" in text
-    assert "95% CI for r: n/a" in text
+    assert "n/a, too few widths for a 95% CI" in text
 
 
 def test_format_markdown_table():
@@ -244,6 +262,7 @@ def test_format_markdown_table():
     cleans = [clean_of("circles", s, 32) for s in SEEDS]
     assert f"| 32 | 1,218 | {np.mean(cleans):.3f} ± {np.std(cleans):.3f} |" in text
     assert len([l for l in text.splitlines() if l.startswith("| ")]) == 1 + len(WIDTHS)
+    assert "too few widths for a 95% CI" in text and "[-1.00, 1.00]" not in text
     with pytest.raises(DataError, match="spirals"):
         tables.format_markdown_table(doc, "spirals")
 

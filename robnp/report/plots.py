@@ -31,7 +31,8 @@ import numpy as np
 
 from robnp._io import atomic_savefig
 from robnp.report.records import attack_label
-from robnp.report.stats import document_statistics, table_attacks, width_table
+from robnp.report.stats import (TOO_FEW_WIDTHS, document_statistics, shown_interval,
+                                table_attacks, width_table)
 
 #: File names of the figures, in the order :func:`write_figures` returns them.
 FIGURE_FILES: tuple[str, ...] = ("clean_vs_robust.png", "robustness_gap.png", "param_scaling.png")
@@ -255,10 +256,11 @@ def _trend_text(trend, n_widths: int) -> str:
     def number(value, digits=2):
         return "n/a" if value is None else f"{value:.{digits}f}"
 
-    interval = trend["pearson_r_ci95"]
-    # Fisher's interval needs n > 3 points; at n = 3 it is [-1, 1] by construction.
-    if interval is None or n_widths <= 3:
-        ci = "too few widths for a 95% CI"
+    interval = shown_interval(trend, n_widths)
+    if n_widths <= 3:
+        ci = TOO_FEW_WIDTHS
+    elif interval is None:
+        ci = "95% CI n/a"
     else:
         ci = f"95% CI [{interval[0]:.2f}, {interval[1]:.2f}]"
     return (f"Pearson r = {number(trend['pearson_r'])} (p = "

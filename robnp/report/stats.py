@@ -224,6 +224,21 @@ def correlation_trend(log_params, gaps) -> dict:
     return trend
 
 
+#: What tables and figures say in place of Pearson's interval at three widths or fewer.
+TOO_FEW_WIDTHS = "too few widths for a 95% CI"
+
+
+def shown_interval(trend, n_widths: int) -> list | None:
+    """The 95% confidence interval of a trend's Pearson r as tables and figures show
+    it: None at three widths or fewer (:data:`TOO_FEW_WIDTHS`), where Fisher's
+    interval, of standard error ``1 / sqrt(n - 3)``, is ``[-1, 1]`` by construction
+    and says nothing (results.json keeps the value :func:`correlation_trend`
+    computed); otherwise the stored interval (None where r is undefined)."""
+    if n_widths <= 3:
+        return None
+    return trend.get("pearson_r_ci95")
+
+
 def summarize_dataset(records) -> dict:
     """Per-width summary and scaling trends of one dataset.
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from robnp.errors import DataError
 from robnp.report.records import attack_label
-from robnp.report.stats import document_statistics, table_attacks, width_table
+from robnp.report.stats import (TOO_FEW_WIDTHS, document_statistics, shown_interval,
+                                table_attacks, width_table)
 
 __all__ = ["format_summary_table", "format_markdown_table", "failed_trainings",
            "training_flops"]
@@ -48,6 +49,13 @@ def _interval(bounds, digits: int = 4) -> str:
     if bounds is None:
         return "n/a"
     return f"[{_number(bounds[0], digits)}, {_number(bounds[1], digits)}]"
+
+
+def _interval_phrase(trend, n_widths: int, label: str, digits: int = 4) -> str:
+    """``"<label> [lo, hi]"``, or :data:`TOO_FEW_WIDTHS` as the figures say it."""
+    if n_widths <= 3:
+        return TOO_FEW_WIDTHS
+    return f"{label} {_interval(shown_interval(trend, n_widths), digits)}"
 
 
 def _seeds_phrase(rows) -> str:
@@ -107,7 +115,7 @@ def format_summary_table(results_doc) -> str:
             trend = summary[f"trend_{attack}_gap"]
             lines.append(f"  {f'{label} trend p-value (Pearson):':<{25 + width}} "
                          f"{_number(trend['pearson_p_value'])}, "
-                         f"95% CI for r: {_interval(trend['pearson_r_ci95'])}")
+                         + _interval_phrase(trend, len(summary["widths"]), "95% CI for r:"))
         lines += _analysis_lines(results_doc, name, attacks)
         blocks.append("\n".join(lines))
     if failed:
@@ -197,7 +205,7 @@ def format_markdown_table(results_doc, dataset: str) -> str:
         trend = summary[f"trend_{attack}_gap"]
         trends.append(f"{label} r = {_number(trend['pearson_r'], 2)} "
                       f"(p = {_number(trend['pearson_p_value'], 3)}, "
-                      f"95% CI {_interval(trend['pearson_r_ci95'], 2)})")
+                      f"{_interval_phrase(trend, len(summary['widths']), '95% CI', 2)})")
     lines += ["", "Pearson correlation of log10(params) with the mean gap: "
               + "; ".join(trends) + "."]
     return "\n".join(lines) + "\n"
