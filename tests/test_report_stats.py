@@ -342,3 +342,48 @@ def test_reporting_layer_does_not_import_the_engine(module):
             assert not name.startswith(("numba", "matplotlib.pyplot"))
             if name.startswith("robnp"):
                 assert name in allowed_robnp, f"{module} imports {name}"
+
+
+def _rows_with_exact(values):
+    """Circles rows at one eps, one seed per model, with the exact analysis:
+    ``values`` holds per model (exact or None, certified, pgd accuracy)."""
+    rows = []
+    for seed, (exact, certified, pgd) in enumerate(values, start=1):
+        row = study_records(("circles",), (seed,), (8,), (0.1,), param_count=params_of,
+                            epochs=lambda w: 40, final_loss=0.2,
+                            clean=lambda d, s, w: 0.9,
+                            robust=lambda attack, d, s, w, e, pgd=pgd: pgd + (
+                                0.05 if attack == "fgsm" else 0.0))[0]
+        row.update({"exact_acc": exact, "certified_acc": certified,
+                    "undecided": 0 if exact is not None else 3})
+        rows.append(row)
+    return rows
+
+
+def test_exact_bracket_holds_the_mean_exact_accuracy_of_every_model():
+    # One model decided at 0.40, one undecided in [0.70, 0.80] (certified, PGD):
+    # averaging the decided model alone gave 0.40, below the certified mean 0.55.
+    rows = _rows_with_exact([(0.40, 0.40, 0.45), (None, 0.70, 0.80)])
+    assert stats.exact_bracket(rows, ("fgsm", "pgd")) == {
+        0.1: (pytest.approx(0.55), None, pytest.approx(0.60))}
+    decided = _rows_with_exact([(0.40, 0.40, 0.45), (0.75, 0.75, 0.80)])
+    low, exact, high = stats.exact_bracket(decided, ("fgsm", "pgd"))[0.1]
+    assert low == exact == high == pytest.approx(0.575)
+    assert stats.exact_bracket(make_records(), ("fgsm", "pgd")) == {}
+
+
+def test_what_the_data_allows_shows_a_bracket_that_is_one():
+    rows = _rows_with_exact([(0.40, 0.40, 0.45), (None, 0.70, 0.80)])
+    doc = document.build_results(rows, {**CONFIG, "datasets": [{"name": "circles",
+                                                               "noise": 0.1}]}, ENVIRONMENT)
+    text = tables.format_summary_table(doc)
+    block = text[text.index("What the data allows"):].splitlines()
+    header = block[1].split()
+    assert "exact: [certified, best attack] means where a model is undecided" in block[0]
+    line = block[2]
+    assert "[0.5500, 0.6000]" in line and line.split()[header.index("Certified") + 1] == "0.5500"
+    decided = _rows_with_exact([(0.40, 0.40, 0.45), (0.75, 0.75, 0.80)])
+    doc = document.build_results(decided, doc["config"], ENVIRONMENT)
+    text = tables.format_summary_table(doc)
+    line = text[text.index("What the data allows"):].splitlines()[2].split()
+    assert line[1:] == ["0.6750", "0.6250", "0.5750", "0.5750"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from robnp.errors import DataError
 from robnp.report.records import attack_label
-from robnp.report.stats import (TOO_FEW_WIDTHS, document_statistics, shown_interval,
-                                table_attacks, width_table)
+from robnp.report.stats import (TOO_FEW_WIDTHS, document_statistics, exact_bracket,
+                                shown_interval, table_attacks, width_table)
 
 __all__ = ["format_summary_table", "format_markdown_table", "failed_trainings",
            "training_flops"]
@@ -133,7 +133,10 @@ _ANALYSIS_COLUMNS = (("exact_acc", "Exact"), ("certified_acc", "Certified"),
 def _analysis_lines(results_doc, dataset: str, attacks) -> list[str]:
     """Per eps, means over every model of ``dataset``: each attack's robust accuracy,
     the analyses the rows hold (null values left out) and the invalid share of the
-    last attack; nothing when the run had no analyses."""
+    last attack; nothing when the run had no analyses. The exact column is the mean
+    where every model is decided and otherwise the bracket ``[lower, upper]`` of
+    :func:`~robnp.report.stats.exact_bracket` over the same models, so it never
+    falls below the certified mean."""
     rows = [row for row in results_doc.get("results", []) if row.get("dataset") == dataset]
     shown = [(key, header) for key, header in _ANALYSIS_COLUMNS
              if any(key in row for row in rows)]
@@ -149,13 +152,28 @@ def _analysis_lines(results_doc, dataset: str, attacks) -> list[str]:
         values = [v for v in values if v is not None]
         return f"{sum(values) / len(values):.4f}" if values else "n/a"
 
-    lines = ["", "  What the data allows (means over the models; robust accuracy, exact only "
-                 "where nothing is undecided; invalid share of the broken points):",
-             f"  {'eps':>8}" + "".join(f" {header:>12}" for _, header in columns)]
-    for eps in sorted({row["epsilon"] for row in rows}):
-        at = [row for row in rows if row["epsilon"] == eps]
-        lines.append(f"  {eps:>8g}" + "".join(f" {mean([r.get(k) for r in at]):>12}"
-                                              for k, _ in columns))
+    bracket = exact_bracket(rows, attacks)
+
+    def cell(key, at, eps):
+        if key == "exact_acc" and eps in bracket:
+            low, exact, high = bracket[eps]
+            return f"{exact:.4f}" if exact is not None else f"[{low:.4f}, {high:.4f}]"
+        return mean([r.get(key) for r in at])
+
+    epsilons = sorted({row["epsilon"] for row in rows})
+    cells = {eps: [cell(k, [r for r in rows if r["epsilon"] == eps], eps) for k, _ in columns]
+             for eps in epsilons}
+    widths = [max([12, len(header)] + [len(cells[eps][i]) for eps in epsilons])
+              for i, (_, header) in enumerate(columns)]
+    note = ("; exact: [certified, best attack] means where a model is undecided"
+            if any(exact is None for _, exact, _ in bracket.values()) else "")
+    lines = ["", "  What the data allows (means over the models; robust accuracy"
+                 f"{note}; invalid share of the broken points):",
+             f"  {'eps':>8}" + "".join(f" {header:>{w}}"
+                                       for (_, header), w in zip(columns, widths))]
+    for eps in epsilons:
+        lines.append(f"  {eps:>8g}" + "".join(f" {text:>{w}}"
+                                              for text, w in zip(cells[eps], widths)))
     return lines
 
 
