@@ -307,7 +307,7 @@ def test_protocol_path_returns_plain_floats_as_the_mlp_path(trained_model, test_
 
 
 @pytest.mark.parametrize("method", ["logits", "input_gradient"])
-@pytest.mark.parametrize("call", ["accuracy", "robust_accuracy", "evaluate", "pgd"])
+@pytest.mark.parametrize("call", ["accuracy", "robust_accuracy", "evaluate", "pgd", "fab"])
 def test_nan_from_a_protocol_model_is_refused_naming_the_method(trained_model, test_split,
                                                                 method, call):
     from robnp.errors import DataError
@@ -317,7 +317,8 @@ def test_nan_from_a_protocol_model_is_refused_naming_the_method(trained_model, t
     run = {"accuracy": lambda: robnp.accuracy(model, X, y),
            "robust_accuracy": lambda: robnp.robust_accuracy(model, X, y, "pgd", eps=(0.1,)),
            "evaluate": lambda: robnp.evaluate(model, X, y, (0.1,), ["fgsm", "pgd"]),
-           "pgd": lambda: robnp.pgd(model, X, y, 0.1, steps=3)}[call]
+           "pgd": lambda: robnp.pgd(model, X, y, 0.1, steps=3),
+           "fab": lambda: robnp.robust_accuracy(model, X, y, "fab", eps=(0.1,), n_iter=3)}[call]
     if call == "accuracy" and method == "input_gradient":
         run()  # accuracy asks for no gradient
         return
