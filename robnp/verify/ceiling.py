@@ -58,8 +58,9 @@ duplicates, while circles' Bayes accuracy at noise 0.15 is about 0.95
 ``eps > 0``, balls overlap more and the ceiling falls towards the population's;
 :func:`population_ceiling` shows that convergence.  At small ``eps`` it is slow: on
 circles at noise 0.15 a fresh draw of 1000 points (``population_ceiling`` with
-``sizes=(1000,)``, seed 0) has a ceiling of 0.992 at ``eps = 0.01``, while no classifier's robust accuracy on the population exceeds its
-clean accuracy, and no clean accuracy exceeds the Bayes accuracy (about 0.95).  The
+``sizes=(1000,)``, seed 0) has a ceiling of 0.992 at ``eps = 0.01``, while no
+classifier's robust accuracy on the population exceeds its clean accuracy, and no
+clean accuracy exceeds the Bayes accuracy (about 0.95).  The
 population's best robust accuracy therefore lies at or below the Bayes accuracy at
 every ``eps``; :attr:`PopulationCeiling.capped` is the sample ceiling cut to it (still
 an estimate, biased upwards where the cut does not bind), and a value above it is
