@@ -71,13 +71,15 @@ def boundary(model_file, dataset, seed, eps, attack, n_samples, noise, test_frac
 @plot.command()
 @click.argument("results_dir", type=click.Path(file_okay=False))
 @click.option("--population-size", type=int, default=1000, show_default=True,
-              help="Points of the fresh draw whose sample ceiling is drawn as the "
-                   "population ceiling (0: none).")
+              help="Points of a fresh draw whose sample ceiling, cut to the Bayes "
+                   "accuracy, estimates the population's best robust accuracy "
+                   "(optimistic; 0: none).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file.")
 def robustness(results_dir, population_size, out):
     """Robust accuracy against eps for a sweep run with --analyses: every attack, the
-    exact value, the sample and population ceilings and the Bayes classifier, at the
-    largest width (means across seeds)."""
+    exact value, the test split's sample ceiling, an estimate of the population's best
+    robust accuracy with the Bayes accuracy that bounds it, and the Bayes classifier,
+    at the largest width (means across seeds)."""
     from robnp._io import atomic_savefig
     from robnp.errors import ConfigError
     from robnp.report import load_results
@@ -97,6 +99,9 @@ def robustness(results_dir, population_size, out):
             result = population_ceiling(entry["name"], eps, sizes=(population_size,),
                                         noise=entry["noise"], input_dim=config["input_dim"],
                                         n_classes=config.get("n_classes"))
-            population[entry["name"]] = (eps, list(result.ceilings[0]), population_size)
+            population[entry["name"]] = {
+                "eps": eps, "ceiling": list(result.ceilings[0]), "size": population_size,
+                "bayes_accuracy": (None if result.bayes_accuracy is None
+                                   else float(result.bayes_accuracy[0]))}
     atomic_savefig(robustness_figure(doc, population), out, dpi=130)
     click.echo(f"wrote {out}")

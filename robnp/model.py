@@ -355,7 +355,11 @@ def save_model(model: MLP, path) -> None:
     """Write ``model`` to ``path`` as ``.npz``: ``coef_l`` of shape (fan_in, fan_out),
     ``intercept_l``, and ``meta``, a JSON string (robnp version, activation, layer
     sizes, dtype). The file is written to a temporary name and renamed into place."""
-    path = os.fspath(path)
+    if not isinstance(model, MLP):
+        swapped = isinstance(path, MLP) and isinstance(model, (str, bytes, os.PathLike))
+        raise ConfigError("save_model takes (model, path): the arguments are swapped"
+                          if swapped else f"model must be an MLP, got {type(model).__name__}")
+    path = _check_path(path)
     if not path.endswith(".npz"):
         path += ".npz"
     coefs, intercepts = model.coefs_, model.intercepts_
@@ -387,10 +391,19 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
+def _check_path(path) -> str:
+    """``path`` as a string; a one-line error unless it is a file path."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise ConfigError(f"path must be a file path (str or os.PathLike), got "
+                          f"{type(path).__name__}")
+    path = os.fspath(path)
+    return os.fsdecode(path) if isinstance(path, bytes) else path
+
+
 def load_model(path) -> MLP:
     """Read a model written by :func:`save_model`. Never unpickles; a missing,
     truncated or inconsistent file raises :class:`~robnp.errors.ModelFileError`."""
-    path = os.fspath(path)
+    path = _check_path(path)
     unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile)
     try:
         archive = np.load(path, allow_pickle=False)

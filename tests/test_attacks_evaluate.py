@@ -344,3 +344,85 @@ def test_the_clean_gradient_is_computed_once_per_evaluation(trained_model, circl
     for name in ("fgsm", "pgd"):
         alone = robnp.robust_accuracy(trained_model, X, y, name, eps=EPS)
         assert shared.robust_accuracy(name) == alone
+
+
+class _Protocol:
+    """``model`` seen only through the attack protocol, in float64; ``nan_in`` puts a
+    NaN into one row of what the named method returns."""
+
+    def __init__(self, model, nan_in=None, row=3):
+        self._model, self._nan_in, self._row = model, nan_in, row
+
+    def logits(self, X):
+        Z = np.array(self._model.logits(X), np.float64)
+        if self._nan_in == "logits" and len(Z) > self._row:
+            Z[self._row, 0] = np.nan
+        return Z
+
+    def input_gradient(self, X, y, loss, y_target=None):
+        G = np.array(self._model.input_gradient(X, y, loss), np.float64)
+        if self._nan_in == "input_gradient" and len(G) > self._row:
+            G[self._row, 1] = np.nan
+        return G
+
+
+def test_protocol_path_returns_plain_floats_as_the_mlp_path(trained_model, test_split):
+    X, y = test_split
+    for model in (trained_model, _Protocol(trained_model)):
+        assert type(robnp.accuracy(model, X, y)) is float
+        values = robnp.robust_accuracy(model, X, y, "fgsm", eps=(0.05, 0.1))
+        assert all(type(v) is float for v in values.values()), values
+
+
+@pytest.mark.parametrize("method", ["logits", "input_gradient"])
+@pytest.mark.parametrize("call", ["accuracy", "robust_accuracy", "evaluate", "pgd", "fab"])
+def test_nan_from_a_protocol_model_is_refused_naming_the_method(trained_model, test_split,
+                                                                method, call):
+    from robnp.errors import DataError
+
+    X, y = test_split
+    model = _Protocol(trained_model, nan_in=method)
+    run = {"accuracy": lambda: robnp.accuracy(model, X, y),
+           "robust_accuracy": lambda: robnp.robust_accuracy(model, X, y, "pgd", eps=(0.1,)),
+           "evaluate": lambda: robnp.evaluate(model, X, y, (0.1,), ["fgsm", "pgd"]),
+           "pgd": lambda: robnp.pgd(model, X, y, 0.1, steps=3),
+           "fab": lambda: robnp.robust_accuracy(model, X, y, "fab", eps=(0.1,), n_iter=3)}[call]
+    if call == "accuracy" and method == "input_gradient":
+        run()  # accuracy asks for no gradient
+        return
+    with pytest.raises(DataError, match=rf"model\.{method} returned NaN \(first in row 3 "):
+        run()
+
+
+_SMALL_BUDGETS = {"pgd": {"steps": 5}, "pgd-cw": {"steps": 5}, "apgd-ce": {"n_iter": 5},
+                  "apgd-dlr": {"n_iter": 5}, "apgd-t": {"n_iter": 5, "n_target_classes": 2},
+                  "square": {"n_queries": 20}, "fab": {"n_iter": 5},
+                  "fab-t": {"n_iter": 5, "n_target_classes": 2}}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_radius_the_dtype_cannot_hold_is_refused_naming_eps(blobs_model, dtype):
+    import warnings
+
+    trained, X, y = blobs_model
+    model = robnp.MLP(4, (12, 12), 5, dtype=dtype, seed=7)
+    model.params[:] = trained.params
+    X = X[:20].astype(dtype)
+    limit = float(np.finfo(dtype).max)
+    inside = (limit - float(np.abs(X).max())) / 2 * (1 - 1e-6)
+    with pytest.raises(ConfigError, match=rf"eps must keep the ball around the data within "
+                                          rf"the model's {np.dtype(dtype).name} range .*"
+                                          rf"got 1e\+308"):
+        robnp.robust_accuracy(model, X, y[:20], "fgsm", eps=(0.1, 1e308))
+    with pytest.raises(ConfigError, match="eps must keep the ball"):
+        robnp.evaluate(model, X, y[:20], (inside * 1.01,), ["fgsm"])
+    # Just inside the limit, each single attack's arithmetic stays finite: no overflow
+    # warning, finite points.
+    singles = [name for name in robnp.attacks.attack_names() if name in _SMALL_BUDGETS]
+    assert len(singles) == len(_SMALL_BUDGETS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluation = robnp.evaluate(model, X, y[:20], (inside,),
+                                    {name: _SMALL_BUDGETS[name] for name in singles})
+    for result in evaluation.attacks.values():
+        assert np.isfinite(result.adversarial).all()

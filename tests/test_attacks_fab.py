@@ -386,7 +386,7 @@ def test_bad_options_are_one_line_config_errors():
         ({"eta": 0.9}, r"eta must be .*>= 1.*0.9"),
         ({"beta": 1.0}, r"beta must be .*\(0, 1\).*1.0"),
         ({"beta": 0.0}, r"beta .*0.0"),
-        ({"n_iter": -1}, r"n_iter must be an integer >= 0, got -1"),
+        ({"n_iter": 0}, r"n_iter must be an integer >= 1, got 0"),
         ({"n_restarts": 0}, r"n_restarts must be an integer >= 1, got 0"),
     ]:
         for cls in (FABOptions, FABTOptions):

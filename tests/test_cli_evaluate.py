@@ -72,6 +72,12 @@ def test_attack_prints_a_table_and_writes_json(model_file, tmp_path):
     (["--input-dim", "3"], "takes 2 input features"),
     (["--dataset", "nowhere"], "unknown dataset 'nowhere'"),
     (["--attacks", "fgsm,apgd-dlr"], "loss 'dlr' needs at least 3 classes, the model has 2"),
+    (["--eps", "1e308"], "eps must keep the ball around the data within the model's float32 "
+                         "range (max|X| + 2 eps <= 3.403e+38"),
+    (["--attacks", "square", "--option", "square.n_queries=0"],
+     "n_queries must be an integer >= 1, got 0"),
+    (["--attacks", "apgd-ce", "--option", "apgd-ce.n_iter=0"], "n_iter must be an integer >= 1"),
+    (["--attacks", "fab", "--option", "fab.n_iter=0"], "n_iter must be an integer >= 1"),
 ])
 def test_bad_attack_input_is_one_line_and_exit_2(model_file, args, needle):
     assert needle in one_error_line(run("attack", model_file, *args))

@@ -123,6 +123,10 @@ def test_errors_are_one_line_with_exit_code_2(table_csv, tmp_path):
         ([table_csv, "--approach", "4"], "'4' is not one of"),
         ([table_csv, "--n-boot", "-1"], "n_boot must be >= 0, got -1"),
         ([table_csv, "--level", "2"], "level must be in (0, 1)"),
+        ([table_csv, "--base-quality", "1"], "base_quality is the first stage of "
+                                             "quality_fit='two-stage'"),
+        ([table_csv, "--approach", "3", "--quality-fit", "two-stage"],
+         "quality_fit='two-stage' is a setting of Approach 2"),
         ([table_csv, "--out", tmp_path / "afile" / "sub"], "cannot create output directory"),
     ]
     # Options given by a case come last, so they override these defaults.

@@ -84,6 +84,8 @@ def test_a_small_budget_prints_the_bracket(trained_model, tmp_path):
     (["--test-fraction", "1.5"], "test_fraction"),
     (["--dataset", "helix"], "unknown dataset"),
     (["--dataset", "spirals"], "has 2 outputs but dataset 'spirals' has 3 classes"),
+    (["--eps", "0.1,1e308"], "eps must keep the ball around the data within the model's "
+                             "float32 range"),
 ])
 def test_bad_options_are_one_line_and_exit_2(model_file, extra, needle):
     args = ["verify", model_file, "--dataset", "moons", "--seed", 1, "--n-samples", 300, *extra]

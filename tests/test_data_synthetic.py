@@ -222,13 +222,21 @@ def test_split_names_the_first_non_finite_row():
         robnp.train_test_split(X, np.zeros(6), 0.5)
 
 
-@pytest.mark.parametrize("fraction", [1, 1.0, -0.1, float("nan"), True, "0.2"])
+@pytest.mark.parametrize("fraction", [0, 0.0, 1, 1.0, -0.1, float("nan"), True, "0.2"])
 def test_split_fraction_must_lie_in_zero_one(fraction):
-    with pytest.raises(ConfigError, match=r"test_fraction must be a number in \[0, 1\)"):
+    with pytest.raises(ConfigError, match=r"test_fraction must be a number in \(0, 1\)"):
         robnp.train_test_split(np.zeros((10, 2)), np.zeros(10), fraction)
 
 
-def test_split_with_fraction_zero_keeps_every_row_for_training():
-    X = np.arange(10.0).reshape(5, 2)
-    X_train, X_test, y_train, y_test = robnp.train_test_split(X, np.arange(5), 0)
-    assert X_train.shape == (5, 2) and X_test.shape == (0, 2) and y_test.shape == (0,)
+def test_split_refuses_a_fraction_that_rounds_to_no_test_row():
+    # The command line refuses an empty test set, and so does the library: 5 rows at
+    # 0.1 give int(0.5) = 0 test rows.
+    with pytest.raises(ConfigError, match="at least one train and one test row.*0 test "
+                                          "and 5 train rows"):
+        robnp.train_test_split(np.arange(10.0).reshape(5, 2), np.arange(5), 0.1)
+
+
+def test_split_keeps_a_single_train_row():
+    X_train, X_test, _, _ = robnp.train_test_split(np.arange(10.0).reshape(5, 2),
+                                                   np.arange(5), 0.999)
+    assert X_train.shape == (1, 2) and X_test.shape == (4, 2)

@@ -156,3 +156,23 @@ def test_constructor_arguments_of_the_wrong_type(kwargs, message):
     args = {"n_features": 2, "hidden": (4,), "n_classes": 2} | kwargs
     with pytest.raises(ConfigError, match=message):
         robnp.MLP(**args)
+
+
+def test_save_model_names_swapped_arguments(tmp_path, trained_model):
+    with pytest.raises(ConfigError, match=r"save_model takes \(model, path\): the arguments "
+                                          r"are swapped"):
+        robnp.save_model(str(tmp_path / "abc"), trained_model)
+    with pytest.raises(ConfigError, match="model must be an MLP, got dict"):
+        robnp.save_model({}, tmp_path / "abc.npz")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("path", [None, 3, ["m.npz"]])
+def test_load_model_refuses_what_is_not_a_path(path):
+    with pytest.raises(ConfigError, match=f"path must be a file path .*got {type(path).__name__}"):
+        robnp.load_model(path)
+
+
+def test_save_model_refuses_what_is_not_a_path(trained_model):
+    with pytest.raises(ConfigError, match="path must be a file path .*got NoneType"):
+        robnp.save_model(trained_model, None)

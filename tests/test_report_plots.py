@@ -152,3 +152,41 @@ def test_figures_of_a_recipe_say_how_the_models_were_trained():
     for build in (plots.figure_clean_vs_robust, plots.figure_robustness_gap,
                   plots.figure_param_scaling):
         assert build(doc)._suptitle.get_text().endswith("\nmodels trained by trades at eps 0.1")
+
+
+def _many_attacks_doc(attacks, datasets=("circles", "moons")):
+    def robust(attack, dataset, seed, width, eps):
+        return 0.85 - eps - 0.01 * attacks.index(attack) - 0.002 * seed * WIDTHS.index(width)
+
+    records = study_records(datasets, SEEDS, WIDTHS, EPSILONS, attacks=attacks,
+                            clean=lambda dataset, seed, width: 0.9, robust=robust)
+    config = {"datasets": [{"name": name, "noise": 0.1} for name in datasets],
+              "hidden_widths": list(WIDTHS), "epsilons": list(EPSILONS), "seeds": list(SEEDS)}
+    return document.build_results(records, config, ENVIRONMENT)
+
+
+@pytest.mark.parametrize("attacks,grid", [
+    (("fgsm", "pgd"), (1, 2)), (("fgsm", "pgd", "square"), (1, 3)),
+    (("fgsm", "pgd", "apgd_ce", "square"), (2, 2)),
+    (("fgsm", "pgd", "apgd_ce", "square", "fab"), (2, 3)),
+    (("fgsm", "pgd", "pgd_cw", "apgd_ce", "apgd_dlr", "square", "fab"), (3, 3))])
+def test_many_attacks_wrap_into_a_grid_per_dataset(attacks, grid):
+    # Five attacks once gave one row of five panels per dataset (3288 x 492 pixels at
+    # 120 dpi): unreadable. At most three panels side by side.
+    doc = _many_attacks_doc(attacks)
+    rows, columns = grid
+    for build in (plots.figure_clean_vs_robust, plots.figure_robustness_gap,
+                  plots.figure_param_scaling):
+        fig = _drawn(build(doc))
+        assert len(fig.axes) == 2 * len(attacks)  # no empty panel left in the grid
+        width, height = fig.get_size_inches()
+        assert width == pytest.approx(columns * 5.2 + 1.4)
+        assert height == pytest.approx(2 * rows * 3.5 + 0.6)
+        circles = [ax for ax in fig.axes if ax.get_title().startswith("circles")]
+        assert len(circles) == len(attacks)
+        # one dataset's panels share one y range, across the rows of its block
+        assert len({ax.get_ylim() for ax in circles}) == 1
+        spots = {(ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start)
+                 for ax in fig.axes}
+        assert max(col for _, col in spots) == columns - 1
+        assert max(row for row, _ in spots) == 2 * rows - 1

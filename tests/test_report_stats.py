@@ -227,14 +227,32 @@ def test_format_summary_table_shows_means_stds_and_trends():
     moons_block = text[text.index("[MOONS]"):]
     assert f"Corr(log params, FGSM gap): {r:.4f}" in moons_block
     assert "FGSM trend p-value (Pearson):" in moons_block
-    assert "95% CI for r: [" in moons_block
+    # Three widths: Fisher's interval is [-1, 1] by construction; the table says what
+    # the figure says.
+    assert "too few widths for a 95% CI" in moons_block and "95% CI for r" not in text
+    assert doc["dataset_summaries"]["moons"]["trend_fgsm_gap"]["pearson_r_ci95"] == [-1.0, 1.0]
+
+
+def test_format_summary_table_shows_the_interval_from_four_widths():
+    widths = (8, 16, 32, 64)
+    records = study_records(
+        DATASETS, SEEDS, widths, EPSILONS, param_count=params_of, epochs=lambda w: 40 + w,
+        final_loss=0.2, clean=lambda d, s, w: 0.9,
+        robust=lambda attack, d, s, w, e: 0.8 - 0.01 * widths.index(w) ** 2 - 0.01 * s)
+    doc = document.build_results(records, {**CONFIG, "hidden_widths": list(widths)},
+                                 ENVIRONMENT)
+    text = tables.format_summary_table(doc)
+    low, high = doc["dataset_summaries"]["moons"]["trend_fgsm_gap"]["pearson_r_ci95"]
+    assert f"95% CI for r: [{low:.4f}, {high:.4f}]" in text[text.index("[MOONS]"):]
+    assert "too few widths" not in text
+    assert f"95% CI [{low:.2f}, {high:.2f}]" in tables.format_markdown_table(doc, "moons")
 
 
 def test_format_summary_table_says_n_a_without_enough_widths():
     doc = document.build_results(make_records(widths=(8, 16)), CONFIG, ENVIRONMENT)
     text = tables.format_summary_table(doc)
     assert "Corr(log params, FGSM gap): n/a" in text
-    assert "95% CI for r: n/a" in text
+    assert "n/a, too few widths for a 95% CI" in text
 
 
 def test_format_markdown_table():
@@ -244,6 +262,7 @@ def test_format_markdown_table():
     cleans = [clean_of("circles", s, 32) for s in SEEDS]
     assert f"| 32 | 1,218 | {np.mean(cleans):.3f} ± {np.std(cleans):.3f} |" in text
     assert len([l for l in text.splitlines() if l.startswith("| ")]) == 1 + len(WIDTHS)
+    assert "too few widths for a 95% CI" in text and "[-1.00, 1.00]" not in text
     with pytest.raises(DataError, match="spirals"):
         tables.format_markdown_table(doc, "spirals")
 
@@ -323,3 +342,48 @@ def test_reporting_layer_does_not_import_the_engine(module):
             assert not name.startswith(("numba", "matplotlib.pyplot"))
             if name.startswith("robnp"):
                 assert name in allowed_robnp, f"{module} imports {name}"
+
+
+def _rows_with_exact(values):
+    """Circles rows at one eps, one seed per model, with the exact analysis:
+    ``values`` holds per model (exact or None, certified, pgd accuracy)."""
+    rows = []
+    for seed, (exact, certified, pgd) in enumerate(values, start=1):
+        row = study_records(("circles",), (seed,), (8,), (0.1,), param_count=params_of,
+                            epochs=lambda w: 40, final_loss=0.2,
+                            clean=lambda d, s, w: 0.9,
+                            robust=lambda attack, d, s, w, e, pgd=pgd: pgd + (
+                                0.05 if attack == "fgsm" else 0.0))[0]
+        row.update({"exact_acc": exact, "certified_acc": certified,
+                    "undecided": 0 if exact is not None else 3})
+        rows.append(row)
+    return rows
+
+
+def test_exact_bracket_holds_the_mean_exact_accuracy_of_every_model():
+    # One model decided at 0.40, one undecided in [0.70, 0.80] (certified, PGD):
+    # averaging the decided model alone gave 0.40, below the certified mean 0.55.
+    rows = _rows_with_exact([(0.40, 0.40, 0.45), (None, 0.70, 0.80)])
+    assert stats.exact_bracket(rows, ("fgsm", "pgd")) == {
+        0.1: (pytest.approx(0.55), None, pytest.approx(0.60))}
+    decided = _rows_with_exact([(0.40, 0.40, 0.45), (0.75, 0.75, 0.80)])
+    low, exact, high = stats.exact_bracket(decided, ("fgsm", "pgd"))[0.1]
+    assert low == exact == high == pytest.approx(0.575)
+    assert stats.exact_bracket(make_records(), ("fgsm", "pgd")) == {}
+
+
+def test_what_the_data_allows_shows_a_bracket_that_is_one():
+    rows = _rows_with_exact([(0.40, 0.40, 0.45), (None, 0.70, 0.80)])
+    doc = document.build_results(rows, {**CONFIG, "datasets": [{"name": "circles",
+                                                               "noise": 0.1}]}, ENVIRONMENT)
+    text = tables.format_summary_table(doc)
+    block = text[text.index("What the data allows"):].splitlines()
+    header = block[1].split()
+    assert "exact: [certified, best attack] means where a model is undecided" in block[0]
+    line = block[2]
+    assert "[0.5500, 0.6000]" in line and line.split()[header.index("Certified") + 1] == "0.5500"
+    decided = _rows_with_exact([(0.40, 0.40, 0.45), (0.75, 0.75, 0.80)])
+    doc = document.build_results(decided, doc["config"], ENVIRONMENT)
+    text = tables.format_summary_table(doc)
+    line = text[text.index("What the data allows"):].splitlines()[2].split()
+    assert line[1:] == ["0.6750", "0.6250", "0.5750", "0.5750"]

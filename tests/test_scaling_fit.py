@@ -151,6 +151,10 @@ def test_bad_fit_config():
         FitConfig(huber_delta=-1)
     with pytest.raises(ConfigError, match="quality_fit must be one of"):
         FitConfig(quality_fit="both")
+    with pytest.raises(ConfigError, match="base_quality is the first stage of quality_fit="
+                                          "'two-stage' .*got base_quality=1.0 with "
+                                          "quality_fit='joint'"):
+        FitConfig(base_quality=1.0)
     with pytest.raises(ConfigError, match="base_quality .* is not a quality level"):
         fit_approach2(synthetic(TRUTH2, qualities=(0.1, 1.0), n_N=3, n_D=3),
                       FitConfig(grid="small", quality_fit="two-stage", base_quality=0.5))

@@ -446,6 +446,9 @@ def test_train_eps_fills_the_recipes_eps(noisy_recipe):
     (dict(momentum=-0.1), "momentum must be"),
     (dict(optimizer="sgd", nesterov=True), "nesterov needs momentum > 0"),
     (dict(nesterov=True, momentum=0.9), "nesterov is an option of the sgd optimizer"),
+    (dict(momentum=0.9), "momentum is an option of the sgd optimizer .*got momentum=0.9 "
+                         "with optimizer 'adam'"),
+    (dict(optimizer="adamw", momentum=0.5), "momentum is an option of the sgd optimizer"),
     (dict(weight_decay=-1e-4), "weight_decay must be a finite number >= 0"),
     (dict(weight_decay=float("nan")), "weight_decay must be"),
     (dict(schedule="linear"), "unknown schedule 'linear'"),
@@ -522,6 +525,8 @@ def test_train_with_the_loops_options_reports_them(tmp_path):
     (["--train-eps", "-0.5"], "train_eps must be"),
     (["--train-eps", "nan"], "train_eps must be"),
     (["--momentum", "1.5"], "momentum must be"),
+    (["--momentum", "0.9"], "momentum is an option of the sgd optimizer"),
+    (["--nesterov"], "nesterov is an option of the sgd optimizer"),
     (["--schedule", "cosine"], "its length is undefined; set patience off"),
     (["--select", "robust"], "val_fraction must be"),
 ])

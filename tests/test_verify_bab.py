@@ -319,3 +319,25 @@ def test_boxes_stay_compact_so_a_slope_free_side_is_split_too():
             lo[0, dim] = mid
         width = hi - lo
         assert width.max() <= 2 * _MAX_ASPECT * width.min()
+
+
+@pytest.mark.parametrize("call", ["verify", "verify_radii", "exact_robust_accuracy",
+                                  "margin_bounds", "box_margin_bounds"])
+def test_the_verifier_says_it_needs_an_mlp(call):
+    class LogitsOnly:
+        """A model of the attack protocol: logits and input gradients, no weights."""
+
+        def logits(self, X):
+            return np.asarray(X, np.float64)
+
+        def input_gradient(self, X, y, loss="cross_entropy"):
+            return np.zeros_like(np.asarray(X, np.float64))
+
+    X, y, model = np.zeros((2, 2)), np.array([0, 1]), LogitsOnly()
+    run = {"verify": lambda: verify(model, X, y, 0.1),
+           "verify_radii": lambda: verify_radii(model, X, y, [0.1]),
+           "exact_robust_accuracy": lambda: exact_robust_accuracy(model, X, y, 0.1),
+           "margin_bounds": lambda: robnp.verify.margin_bounds(model, X, y, 0.1),
+           "box_margin_bounds": lambda: robnp.verify.box_margin_bounds(model, X, X + 1, y)}
+    with pytest.raises(ConfigError, match="the verifier needs an MLP .*got LogitsOnly"):
+        run[call]()

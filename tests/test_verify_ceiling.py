@@ -178,7 +178,32 @@ def test_population_ceiling_by_size_is_reproducible_and_above_bayes_at_eps_zero(
     np.testing.assert_array_equal(result.ceilings[:, 0], 1.0)  # no duplicates: optimistic
     assert result.ceilings[-1, 1] < result.ceilings[0, 1] < 1
     fig = ceiling_figure(result, bayes_accuracy=0.9504)
-    assert len(fig.axes[0].lines) == 3
+    labelled = [line for line in fig.axes[0].lines if not line.get_label().startswith("_")]
+    assert len(labelled) == 3
+    # the eps = 0 ceilings (1.0) lie above the Bayes accuracy: drawn hollow as well
+    hollow = [line for line in fig.axes[0].lines if line.get_markerfacecolor() == "white"]
+    assert len(hollow) == 1 and list(hollow[0].get_ydata()) == [1.0, 1.0, 1.0]
+
+
+def test_population_ceiling_is_cut_to_the_bayes_accuracy_it_cannot_exceed():
+    # A fresh draw of 1000 circles points has a ceiling near 1 at eps 0.01, above the
+    # Bayes accuracy (about 0.95): no classifier attains that on the population.
+    from robnp.data.bayes import bayes_error
+
+    result = population_ceiling("circles", [0.0, 0.01, 0.2], sizes=(250, 1000), seed=0)
+    bayes = 1 - bayes_error("circles", n_samples=1000, noise=0.15)
+    np.testing.assert_allclose(result.bayes_accuracy, [bayes, bayes], rtol=1e-12)
+    assert result.ceilings[1, 1] > bayes + 0.02
+    np.testing.assert_array_equal(result.capped,
+                                  np.minimum(result.ceilings, bayes))
+    assert np.all(result.capped <= bayes)
+    np.testing.assert_array_equal(result.above_bayes, result.ceilings > bayes)
+    assert result.above_bayes[:, 0].all() and not result.above_bayes[:, 2].any()
+    # moons' arcs depend on the size, and so does its Bayes accuracy
+    moons = population_ceiling("moons", 0.05, sizes=(200, 400), seed=0)
+    assert moons.bayes_accuracy[0] == pytest.approx(
+        1 - bayes_error("moons", n_samples=200, noise=0.15), rel=1e-12)
+    assert moons.bayes_accuracy[0] != moons.bayes_accuracy[1]
 
 
 def test_bad_arguments_are_named(tmp_path):

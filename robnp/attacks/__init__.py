@@ -70,7 +70,8 @@ from ._pgd import PGDCWOptions, PGDOptions, pgd
 from ._registry import (ATTACKS, Attack, AttackOptions, attack_names, get_attack,
                         register_attack)
 from ._square import SquareOptions, square
-from ._threat import NORMS, AttackedModel, as_generator, check_bounds, check_eps, check_radii
+from ._threat import (NORMS, AttackedModel, as_generator, check_bounds, check_eps, check_radii,
+                      check_reach)
 
 #: The earlier name of :class:`AttackedModel`, kept because it was public.
 Target = AttackedModel
@@ -83,7 +84,8 @@ __all__ = ["fgsm", "fgsm_from_gradient", "pgd", "apgd", "square", "fab", "checkp
            "accuracy", "robust_accuracy", "as_generator", "evaluate", "Evaluation",
            "AttackResult", "predict",
            "ATTACKS", "Attack", "AttackOptions", "attack_names", "get_attack",
-           "register_attack", "NORMS", "check_bounds", "check_eps", "check_radii"]
+           "register_attack", "NORMS", "check_bounds", "check_eps", "check_radii",
+           "check_reach"]
 
 # -- the registry ----------------------------------------------------------------
 register_attack("fgsm", _fgsm.run, FGSMOptions,

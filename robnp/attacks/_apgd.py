@@ -78,8 +78,9 @@ class APGDOptions(AttackOptions):
 
     Attributes
     ----------
-    n_iter : int >= 0
-        Iterations per run (100 in AutoAttack).
+    n_iter : int >= 1
+        Iterations per run (100 in AutoAttack). 0 is refused: a run would be its
+        start alone, not the attack.
     loss : {"cross_entropy", "dlr"}
     norm : {"linf", "l2"}
         L2 projects exactly onto ball and box (the reference clips after the ball).
@@ -101,7 +102,7 @@ class APGDOptions(AttackOptions):
 
     randomized = True
 
-    constraints = {"n_iter": Integer(0),
+    constraints = {"n_iter": Integer(1),
                    "loss": Satisfies(loss_code),
                    "norm": Coerced(check_norm),
                    "n_restarts": Integer(1),

@@ -16,7 +16,7 @@ from ..model import MLP
 from ._autoattack import SuiteOptions, run_stages
 from ._clean import CleanPoints
 from ._registry import get_attack
-from ._threat import AttackedModel, as_generator, check_radii
+from ._threat import AttackedModel, as_generator, check_radii, check_reach, refuse_nan
 
 __all__ = ["accuracy", "robust_accuracy", "evaluate", "Evaluation",
            "AttackResult", "predict"]
@@ -27,7 +27,8 @@ def accuracy(model, X, y) -> float:
     """Fraction of rows whose arg-max logit is the label (the first index on ties)."""
     if not isinstance(model, MLP):
         X, y = _inputs(model, X, y)
-        return np.count_nonzero(predict(model, X) == y) / X.shape[0]
+        # A plain float on both paths (NumPy's count would make this np.float64).
+        return int(np.count_nonzero(predict(model, X) == y)) / X.shape[0]
     X = model.check_input(X)
     y = model.check_labels(y, X.shape[0])
     acts = model.workspace(X.shape[0]).acts
@@ -59,6 +60,7 @@ def robust_accuracy(model, X, y, attack="pgd", eps: Iterable[float] = (0.01, 0.0
     """
     radii = check_radii(eps)
     X, y = _inputs(model, X, y)
+    check_reach(radii, X)
     if isinstance(attack, str):
         spec = get_attack(attack)
         seed = attack_options.pop("seed", 0)
@@ -86,9 +88,15 @@ def _inputs(model, X, y):
     return X, target.check_labels(y, X)
 
 
+def _logits(model, X) -> np.ndarray:
+    """``model.logits(X)`` as an array; NaN refused (:func:`refuse_nan`)."""
+    return refuse_nan(np.asarray(model.logits(X)), "model.logits")
+
+
 def predict(model, X) -> np.ndarray:
-    """Arg-max class of every row (the first index on ties, as the kernels count)."""
-    return np.asarray(model.logits(X)).argmax(axis=1)
+    """Arg-max class of every row (the first index on ties, as the kernels count).
+    Logits holding NaN are a :class:`~robnp.errors.DataError`."""
+    return _logits(model, X).argmax(axis=1)
 
 
 def _attack_list(attacks) -> list[tuple[str, object]]:
@@ -274,8 +282,9 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
     """
     radii = check_radii(eps)
     X, y = _inputs(model, X, y)
+    check_reach(radii, X)
     chosen = _attack_list(attacks)
-    logits = np.asarray(model.logits(X))
+    logits = _logits(model, X)
     for _, options in chosen:
         options.check_classes(logits.shape[1])
     clean_correct = logits.argmax(axis=1) == y

@@ -114,8 +114,9 @@ class FABOptions(AttackOptions):
     ----------
     norm : {"linf", "l2", "l1"}
         The norm the perturbation is smallest in (and the ball of the radii).
-    n_iter : int >= 0
-        Iterations per run; 0 runs no step, so nothing is broken.
+    n_iter : int >= 1
+        Iterations per run. 0 is refused: it would run no step and break nothing,
+        reporting clean accuracy as robust.
     n_restarts : int >= 1
         Runs per point (per target for ``fab-t``); the ones after the first start
         from random points (see the module docstring).
@@ -143,7 +144,7 @@ class FABOptions(AttackOptions):
     targeted = False
 
     constraints = {"norm": Satisfies(check_fab_norm),
-                   "n_iter": Integer(0),
+                   "n_iter": Integer(1),
                    "n_restarts": Integer(1),
                    "alpha_max": Real(0, 1, low_open=True),
                    "eta": Real(1),

@@ -21,6 +21,7 @@ import numpy as np
 from .. import kernels
 from ..errors import DataError
 from ..threads import single_blas_thread
+from ._threat import refuse_nan
 
 __all__ = ["logit_jacobian", "logits_and_jacobian", "margin_gradients"]
 
@@ -125,6 +126,7 @@ def margin_gradients(target, X, y, t=None):
         if J.shape != (n, K, X.shape[1]):
             raise DataError(f"model.logit_jacobian returned shape {J.shape} for X of shape "
                             f"{X.shape} and {K} classes")
+        refuse_nan(J, "model.logit_jacobian")
         G = J - J[rows, y][:, None, :]
         return Z, (G[rows, t][:, None, :] if t is not None else G)
 
@@ -133,7 +135,7 @@ def margin_gradients(target, X, y, t=None):
         if grad.shape != X.shape:
             raise DataError(f"model.input_gradient returned shape {grad.shape} for X of "
                             f"shape {X.shape}")
-        return grad
+        return refuse_nan(grad, "model.input_gradient")
 
     # The label's own cross-entropy gradient vanishes where the softmax saturates;
     # another label's does not, so the scale is read off one of those.

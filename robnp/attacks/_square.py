@@ -56,8 +56,9 @@ class SquareOptions(AttackOptions):
 
     Attributes
     ----------
-    n_queries : int >= 0
-        Iterations (one model query each) per run after the start.
+    n_queries : int >= 1
+        Iterations (one model query each) per run after the start. 0 is refused: a
+        run would be its random start alone, not the attack.
     p_init : float in (0, 1]
     n_restarts : int >= 1
     bounds : (float, float) or None
@@ -74,7 +75,7 @@ class SquareOptions(AttackOptions):
     #: Uses only the logits: the attack that exposes gradient masking.
     black_box = True
 
-    constraints = {"n_queries": Integer(0),
+    constraints = {"n_queries": Integer(1),
                    "p_init": Real(0, 1, low_open=True),
                    "n_restarts": Integer(1),
                    "bounds": Satisfies(check_bounds),

@@ -15,9 +15,9 @@ import numpy as np
 from .. import _checks, kernels
 from ..errors import ConfigError, DataError
 
-__all__ = ["check_eps", "check_radii", "check_bounds", "gradient_sign", "NORMS",
+__all__ = ["check_eps", "check_radii", "check_reach", "check_bounds", "gradient_sign", "NORMS",
            "check_norm", "check_threads", "thread_count", "over_chunks", "AttackedModel",
-           "top_wrong_class", "ATTACK_CHUNK_ROWS", "as_generator"]
+           "top_wrong_class", "ATTACK_CHUNK_ROWS", "as_generator", "refuse_nan"]
 
 #: Norms of the balls attacks work in.
 NORMS = _checks.NORMS
@@ -41,6 +41,23 @@ def check_radii(eps) -> tuple[float, ...]:
     if not radii:
         raise ConfigError("eps must list at least one radius")
     return radii
+
+
+def check_reach(radii, X: np.ndarray) -> None:
+    """A one-line ``ConfigError`` naming ``eps`` unless every radius keeps the ball
+    around the data, and a step across it, inside the range of ``X``'s dtype (the
+    model's): ``max|X| + 2 eps <= finfo.max``. An attack's arithmetic reaches that
+    far (a step of twice the radius in APGD, the difference of two points of the
+    ball); beyond it a radius overflows to inf on the way to the model, and the
+    points that come back are not finite."""
+    limit = float(np.finfo(X.dtype).max)
+    reach = float(np.max(np.abs(X))) if X.size else 0.0
+    for eps in radii:
+        if not reach + 2 * eps <= limit:
+            raise ConfigError(
+                f"eps must keep the ball around the data within the model's {X.dtype} "
+                f"range (max|X| + 2 eps <= {limit:.4g}, max|X| = {reach:.4g}), got "
+                f"{eps!r}")
 
 
 def check_bounds(bounds) -> tuple[float, float, bool]:
@@ -110,6 +127,20 @@ def over_chunks(work, n_rows: int, n_threads) -> None:
             future.result()
 
 
+def refuse_nan(values: np.ndarray, method: str) -> np.ndarray:
+    """``values`` unless it holds NaN: a model method that returns NaN would make
+    every comparison after it false without a word (an arg-max picks the NaN, a
+    gradient sign is NaN), so the method is named instead. Infinite values pass (a
+    log posterior may be -inf)."""
+    if values.dtype.kind not in "fc" or not np.isnan(values).any():
+        return values
+    if values.ndim == 0:
+        raise DataError(f"{method} returned NaN")
+    rows = np.isnan(values).reshape(values.shape[0], -1).any(axis=1)
+    raise DataError(f"{method} returned NaN (first in row {int(np.argmax(rows))} of "
+                    f"{values.shape[0]})")
+
+
 class AttackedModel:
     """The model under attack, seen through the attack protocol.
 
@@ -169,7 +200,7 @@ class AttackedModel:
         Z = np.ascontiguousarray(self.model.logits(X), dtype=self.dtype)
         if Z.ndim != 2 or Z.shape[0] != X.shape[0]:
             raise DataError(f"model.logits returned shape {Z.shape} for {X.shape[0]} rows")
-        return Z
+        return refuse_nan(Z, "model.logits")
 
     def evaluate(self, X, y, t, loss: str, want_grad: bool = True):
         """Per-row loss (float64), predicted class and the input gradient (or None)
@@ -190,7 +221,8 @@ class AttackedModel:
         if grad.shape != X.shape:
             raise DataError(f"model.input_gradient returned shape {grad.shape} for X of "
                             f"shape {X.shape}")
-        return row_loss, pred, np.ascontiguousarray(grad, dtype=self.dtype)
+        return row_loss, pred, refuse_nan(np.ascontiguousarray(grad, dtype=self.dtype),
+                                          "model.input_gradient")
 
 
 def top_wrong_class(Z: np.ndarray, y: np.ndarray, rank: int = 1) -> np.ndarray:

@@ -215,11 +215,11 @@ def train_test_split(X, y, test_fraction: float = 0.2):
     ----------
     X : array_like of shape (n_samples, ...), finite numbers
     y : array_like of shape (n_samples,)
-    test_fraction : float in [0, 1)
-        The rule for this function.  ``0`` is legal and gives an empty test set
-        (a plain split has no reason to forbid it); ``1`` is not, since it would
-        leave nothing to train on.  The study asks for more (a non-empty train
-        *and* test set), which its configuration checks itself.
+    test_fraction : float in (0, 1)
+        Share of the rows held out.  The split must leave at least one row on
+        each side (``int(n * test_fraction)`` test rows), as the study and the
+        command line demand: an empty test set would make every accuracy
+        measured on it undefined.
 
     Returns
     -------
@@ -229,13 +229,15 @@ def train_test_split(X, y, test_fraction: float = 0.2):
     Raises
     ------
     ConfigError
-        ``test_fraction`` not a number in [0, 1).
+        ``test_fraction`` not a number in (0, 1), or one that leaves an empty
+        train or test set for these rows.
     DataError
         ``X`` and ``y`` of different lengths, or a NaN or infinite value in ``X``
         (the message names the first such row).
     """
     # Checked, not converted: the split below uses the value as given.
-    _checks.real("test_fraction", test_fraction, 0, 1, high_open=True, finite=False)
+    _checks.real("test_fraction", test_fraction, 0, 1, low_open=True, high_open=True,
+                 finite=False)
     X = np.asarray(X)
     y = np.asarray(y)
     if X.ndim < 1 or y.ndim < 1:
@@ -252,5 +254,10 @@ def train_test_split(X, y, test_fraction: float = 0.2):
     if not finite.all():
         row = int(np.argmin(finite))
         raise DataError(f"X must be finite; row {row} holds NaN or inf: {X[row].tolist()}")
-    n_train = n - int(n * test_fraction)
+    n_test = int(n * test_fraction)
+    if n_test < 1 or n - n_test < 1:
+        raise ConfigError(f"test_fraction must leave at least one train and one test "
+                          f"row, got {test_fraction!r} of {n} rows: {n_test} test and "
+                          f"{n - n_test} train rows")
+    n_train = n - n_test
     return X[:n_train], X[n_train:], y[:n_train], y[n_train:]

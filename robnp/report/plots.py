@@ -13,7 +13,8 @@ Three figures, named as in the reproduced study:
     trend of :func:`robnp.stats.correlation_trend`.
 
 Every figure has one row of panels per dataset, FGSM on the left and PGD on
-the right.  Lines are means across seeds; the shaded bands and error bars are
+the right; with more than :data:`MAX_COLUMNS` attacks a dataset's panels wrap onto
+rows of a grid (four attacks: 2 x 2; five or six: 2 x 3), which share one y axis.  Lines are means across seeds; the shaded bands and error bars are
 one standard deviation across seeds (population, as in :mod:`robnp.stats`).
 
 Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas and
@@ -31,7 +32,8 @@ import numpy as np
 
 from robnp._io import atomic_savefig
 from robnp.report.records import attack_label
-from robnp.report.stats import document_statistics, table_attacks, width_table
+from robnp.report.stats import (TOO_FEW_WIDTHS, document_statistics, shown_interval,
+                                table_attacks, width_table)
 
 #: File names of the figures, in the order :func:`write_figures` returns them.
 FIGURE_FILES: tuple[str, ...] = ("clean_vs_robust.png", "robustness_gap.png", "param_scaling.png")
@@ -39,6 +41,8 @@ FIGURE_FILES: tuple[str, ...] = ("clean_vs_robust.png", "robustness_gap.png", "p
 _ATTACK_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown")
 _DPI = 120
 _PANEL_SIZE = (5.2, 3.5)  # inches per panel: readable with two panels side by side
+#: Most panels side by side; more attacks wrap onto further rows.
+MAX_COLUMNS = 3
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,30 @@ def _new_figure(n_rows: int, n_cols: int, title: str):
     return fig
 
 
+def _grid_shape(n_panels: int) -> tuple[int, int]:
+    """``(rows, columns)`` of one dataset's panels: one row up to
+    :data:`MAX_COLUMNS`, else as few rows as that allows, filled evenly."""
+    rows = -(-n_panels // MAX_COLUMNS)
+    return rows, -(-n_panels // rows)
+
+
+def _panels(data: _PlotData, title: str):
+    """The figure and its panels: ``panels[dataset][attack]`` (indices), each
+    dataset's block of rows sharing one y axis; the grid's unused cells removed."""
+    rows, columns = _grid_shape(len(data.attacks))
+    fig = _new_figure(len(data.datasets) * rows, columns, title)
+    axes = fig.subplots(len(data.datasets) * rows, columns, squeeze=False, sharey="row")
+    panels = []
+    for d in range(len(data.datasets)):
+        block = axes[d * rows:(d + 1) * rows]
+        for row in block[1:]:
+            row[0].sharey(block[0, 0])  # the row's others follow its first panel
+        panels.append([block[i // columns, i % columns] for i in range(len(data.attacks))])
+        for i in range(len(data.attacks), rows * columns):
+            block[i // columns, i % columns].remove()
+    return fig, axes, panels
+
+
 def _width_axis(ax, widths) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xticks(widths)
@@ -148,17 +176,14 @@ def _draw_per_eps(data: _PlotData, metric: str):
     """Shared body of the two per-eps figures; `metric` is "acc" or "gap"."""
     accuracy = metric == "acc"
     title = ("Clean vs robust accuracy" if accuracy else "Robustness gap (clean - robust accuracy)")
-    fig = _new_figure(len(data.datasets), len(data.attacks),
-                      f"{title}: mean across {data.n_seeds} seeds, band = ±1 std"
-                      f"{data.training}")
-    axes = fig.subplots(len(data.datasets), len(data.attacks), squeeze=False,
-                        sharey="row")
+    fig, axes, panels = _panels(data, f"{title}: mean across {data.n_seeds} seeds, "
+                                      f"band = ±1 std{data.training}")
     colors = _eps_colors(data.epsilons)
     for row_index, dataset in enumerate(data.datasets):
         table_rows = [row for row in data.table if row["dataset"] == dataset]
         widths = sorted(row["hidden_width"] for row in table_rows)
         for col_index, (attack, label) in enumerate(data.attacks):
-            ax = axes[row_index, col_index]
+            ax = panels[row_index][col_index]
             if accuracy:
                 # Drawn above every eps line (a small eps nearly equals clean accuracy
                 # and would hide it), dashed and unfilled so the line below shows through.
@@ -202,19 +227,17 @@ def _seed_points(results, dataset, attack) -> tuple[list, list]:
 
 
 def _draw_param_scaling(data: _PlotData, results):
-    fig = _new_figure(len(data.datasets), len(data.attacks),
-                      f"Mean robustness gap over eps vs parameter count "
-                      f"(line: mean across {data.n_seeds} seeds, bars: ±1 std, dots: each seed)"
-                      f"{data.training}")
-    axes = fig.subplots(len(data.datasets), len(data.attacks), squeeze=False,
-                        sharey="row")
+    fig, axes, panels = _panels(
+        data, f"Mean robustness gap over eps vs parameter count "
+              f"(line: mean across {data.n_seeds} seeds, bars: ±1 std, dots: each seed)"
+              f"{data.training}")
     for row_index, dataset in enumerate(data.datasets):
         rows = sorted((row for row in data.table if row["dataset"] == dataset),
                       key=lambda row: row["hidden_width"])
         params = [row["param_count"] for row in rows]
         lows, highs, noise = [], [], []
         for col_index, (attack, label) in enumerate(data.attacks):
-            ax = axes[row_index, col_index]
+            ax = panels[row_index][col_index]
             means = np.array([row[f"{attack}_gap_mean"] for row in rows])
             stds = np.array([row[f"{attack}_gap_std"] for row in rows])
             color = _ATTACK_COLORS[col_index % len(_ATTACK_COLORS)]
@@ -245,7 +268,7 @@ def _draw_param_scaling(data: _PlotData, results):
         low, high = min(lows), max(highs)
         span = max(high - low, 4 * max(noise), 0.05) * 1.1
         middle = (low + high) / 2
-        axes[row_index, 0].set_ylim(middle - span / 2, middle + span / 2)
+        panels[row_index][0].set_ylim(middle - span / 2, middle + span / 2)
     _label_every_panel(axes)
     _legend(fig, axes, None, loc="outside lower center", ncols=2)
     return fig
@@ -255,10 +278,11 @@ def _trend_text(trend, n_widths: int) -> str:
     def number(value, digits=2):
         return "n/a" if value is None else f"{value:.{digits}f}"
 
-    interval = trend["pearson_r_ci95"]
-    # Fisher's interval needs n > 3 points; at n = 3 it is [-1, 1] by construction.
-    if interval is None or n_widths <= 3:
-        ci = "too few widths for a 95% CI"
+    interval = shown_interval(trend, n_widths)
+    if n_widths <= 3:
+        ci = TOO_FEW_WIDTHS
+    elif interval is None:
+        ci = "95% CI n/a"
     else:
         ci = f"95% CI [{interval[0]:.2f}, {interval[1]:.2f}]"
     return (f"Pearson r = {number(trend['pearson_r'])} (p = "

@@ -224,6 +224,21 @@ def correlation_trend(log_params, gaps) -> dict:
     return trend
 
 
+#: What tables and figures say in place of Pearson's interval at three widths or fewer.
+TOO_FEW_WIDTHS = "too few widths for a 95% CI"
+
+
+def shown_interval(trend, n_widths: int) -> list | None:
+    """The 95% confidence interval of a trend's Pearson r as tables and figures show
+    it: None at three widths or fewer (:data:`TOO_FEW_WIDTHS`), where Fisher's
+    interval, of standard error ``1 / sqrt(n - 3)``, is ``[-1, 1]`` by construction
+    and says nothing (results.json keeps the value :func:`correlation_trend`
+    computed); otherwise the stored interval (None where r is undefined)."""
+    if n_widths <= 3:
+        return None
+    return trend.get("pearson_r_ci95")
+
+
 def summarize_dataset(records) -> dict:
     """Per-width summary and scaling trends of one dataset.
 
@@ -305,6 +320,46 @@ def summarize_by_dataset_unchecked(records, attacks) -> dict[str, dict]:
     ``attacks`` (as :func:`aggregate_unchecked`)."""
     groups = _group(records, ("dataset",))
     return {name: _summarize(groups[(name,)], attacks) for (name,) in sorted(groups)}
+
+
+def exact_bracket(rows, attacks) -> dict[float, tuple[float, float | None, float]]:
+    """Per eps, ``(lower, exact, upper)``: means over every model whose rows hold the
+    ``exact`` analysis, bracketing the mean exact robust accuracy.
+
+    A model's exact accuracy is known where branch and bound left no point undecided
+    (``exact_acc`` not None) and lies between its ``certified_acc`` and its smallest
+    attack robust accuracy otherwise. ``lower`` and ``upper`` average, over the same
+    models, the exact value where known and those two bounds elsewhere, so
+    ``lower <= exact <= upper`` always holds; ``exact`` is the mean only when every
+    model is decided (it then equals both), else None. Averaging the decided models
+    alone would compare means over different models and could fall outside the
+    bracket.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Study rows (one dataset, any seeds and widths).
+    attacks : sequence of str
+        The attack keys of the rows (:func:`~robnp.report.records.record_attacks`).
+
+    Returns
+    -------
+    dict mapping eps to (float, float or None, float); empty without the analysis.
+    """
+    out = {}
+    held = [row for row in rows if "exact_acc" in row and "certified_acc" in row]
+    for eps in sorted({row["epsilon"] for row in held}):
+        at = [row for row in held if row["epsilon"] == eps]
+        lower, upper = [], []
+        for row in at:
+            exact = row["exact_acc"]
+            best_attack = min((row[f"{a}_acc"] for a in attacks), default=row["clean_acc"])
+            lower.append(row["certified_acc"] if exact is None else exact)
+            upper.append(best_attack if exact is None else exact)
+        decided = all(row["exact_acc"] is not None for row in at)
+        low, high = float(np.mean(lower)), float(np.mean(upper))
+        out[float(eps)] = (low, low if decided else None, high)
+    return out
 
 
 # --------------------------------------------------------------------------

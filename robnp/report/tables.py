@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from robnp.errors import DataError
 from robnp.report.records import attack_label
-from robnp.report.stats import document_statistics, table_attacks, width_table
+from robnp.report.stats import (TOO_FEW_WIDTHS, document_statistics, exact_bracket,
+                                shown_interval, table_attacks, width_table)
 
 __all__ = ["format_summary_table", "format_markdown_table", "failed_trainings",
            "training_flops"]
@@ -48,6 +49,13 @@ def _interval(bounds, digits: int = 4) -> str:
     if bounds is None:
         return "n/a"
     return f"[{_number(bounds[0], digits)}, {_number(bounds[1], digits)}]"
+
+
+def _interval_phrase(trend, n_widths: int, label: str, digits: int = 4) -> str:
+    """``"<label> [lo, hi]"``, or :data:`TOO_FEW_WIDTHS` as the figures say it."""
+    if n_widths <= 3:
+        return TOO_FEW_WIDTHS
+    return f"{label} {_interval(shown_interval(trend, n_widths), digits)}"
 
 
 def _seeds_phrase(rows) -> str:
@@ -107,7 +115,7 @@ def format_summary_table(results_doc) -> str:
             trend = summary[f"trend_{attack}_gap"]
             lines.append(f"  {f'{label} trend p-value (Pearson):':<{25 + width}} "
                          f"{_number(trend['pearson_p_value'])}, "
-                         f"95% CI for r: {_interval(trend['pearson_r_ci95'])}")
+                         + _interval_phrase(trend, len(summary["widths"]), "95% CI for r:"))
         lines += _analysis_lines(results_doc, name, attacks)
         blocks.append("\n".join(lines))
     if failed:
@@ -125,7 +133,10 @@ _ANALYSIS_COLUMNS = (("exact_acc", "Exact"), ("certified_acc", "Certified"),
 def _analysis_lines(results_doc, dataset: str, attacks) -> list[str]:
     """Per eps, means over every model of ``dataset``: each attack's robust accuracy,
     the analyses the rows hold (null values left out) and the invalid share of the
-    last attack; nothing when the run had no analyses."""
+    last attack; nothing when the run had no analyses. The exact column is the mean
+    where every model is decided and otherwise the bracket ``[lower, upper]`` of
+    :func:`~robnp.report.stats.exact_bracket` over the same models, so it never
+    falls below the certified mean."""
     rows = [row for row in results_doc.get("results", []) if row.get("dataset") == dataset]
     shown = [(key, header) for key, header in _ANALYSIS_COLUMNS
              if any(key in row for row in rows)]
@@ -141,13 +152,28 @@ def _analysis_lines(results_doc, dataset: str, attacks) -> list[str]:
         values = [v for v in values if v is not None]
         return f"{sum(values) / len(values):.4f}" if values else "n/a"
 
-    lines = ["", "  What the data allows (means over the models; robust accuracy, exact only "
-                 "where nothing is undecided; invalid share of the broken points):",
-             f"  {'eps':>8}" + "".join(f" {header:>12}" for _, header in columns)]
-    for eps in sorted({row["epsilon"] for row in rows}):
-        at = [row for row in rows if row["epsilon"] == eps]
-        lines.append(f"  {eps:>8g}" + "".join(f" {mean([r.get(k) for r in at]):>12}"
-                                              for k, _ in columns))
+    bracket = exact_bracket(rows, attacks)
+
+    def cell(key, at, eps):
+        if key == "exact_acc" and eps in bracket:
+            low, exact, high = bracket[eps]
+            return f"{exact:.4f}" if exact is not None else f"[{low:.4f}, {high:.4f}]"
+        return mean([r.get(key) for r in at])
+
+    epsilons = sorted({row["epsilon"] for row in rows})
+    cells = {eps: [cell(k, [r for r in rows if r["epsilon"] == eps], eps) for k, _ in columns]
+             for eps in epsilons}
+    widths = [max([12, len(header)] + [len(cells[eps][i]) for eps in epsilons])
+              for i, (_, header) in enumerate(columns)]
+    note = ("; exact: [certified, best attack] means where a model is undecided"
+            if any(exact is None for _, exact, _ in bracket.values()) else "")
+    lines = ["", "  What the data allows (means over the models; robust accuracy"
+                 f"{note}; invalid share of the broken points):",
+             f"  {'eps':>8}" + "".join(f" {header:>{w}}"
+                                       for (_, header), w in zip(columns, widths))]
+    for eps in epsilons:
+        lines.append(f"  {eps:>8g}" + "".join(f" {text:>{w}}"
+                                              for text, w in zip(cells[eps], widths)))
     return lines
 
 
@@ -197,7 +223,7 @@ def format_markdown_table(results_doc, dataset: str) -> str:
         trend = summary[f"trend_{attack}_gap"]
         trends.append(f"{label} r = {_number(trend['pearson_r'], 2)} "
                       f"(p = {_number(trend['pearson_p_value'], 3)}, "
-                      f"95% CI {_interval(trend['pearson_r_ci95'], 2)})")
+                      f"{_interval_phrase(trend, len(summary['widths']), '95% CI', 2)})")
     lines += ["", "Pearson correlation of log10(params) with the mean gap: "
               + "; ".join(trends) + "."]
     return "\n".join(lines) + "\n"

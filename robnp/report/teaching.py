@@ -10,9 +10,10 @@
     :func:`robnp.verify.boundary.boundary_map`: this module runs no model.
 ``robustness_figure``
     Robust accuracy against eps per dataset of a sweep run with analyses: every
-    attack, the exact (verified) value, the sample ceiling of the test split, a
-    population ceiling from a fresh draw, and the Bayes classifier's robust
-    accuracy.
+    attack, the exact (verified) value (a bracket where some model is undecided),
+    the sample ceiling of the test split, an estimate of the population's best
+    robust accuracy (a fresh draw's sample ceiling, optimistic, cut to the Bayes
+    accuracy), the Bayes accuracy, and the Bayes classifier's robust accuracy.
 
 Built on :class:`matplotlib.figure.Figure` with the Agg canvas, outside pyplot.
 """
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..errors import DataError
 from .records import attack_label, record_attacks
+from .stats import exact_bracket
 
 __all__ = ["boundary_figure", "robustness_figure"]
 
@@ -133,6 +135,52 @@ def _mean_by_eps(rows, key):
     return out
 
 
+def _draw_exact(ax, bracket) -> None:
+    """The mean exact robust accuracy where every model is decided, and elsewhere the
+    bracket ``[lower, upper]`` around it (:func:`~robnp.report.stats.exact_bracket`)
+    as a vertical bar."""
+    if not bracket:
+        return
+    style = dict(color="black", alpha=0.55)
+    decided = [e for e, (_, exact, _) in bracket.items() if exact is not None]
+    if decided:
+        ax.plot(decided, [bracket[e][1] for e in decided], linewidth=3.2, marker="s",
+                markersize=4, zorder=3, label="exact (verified)", **style)
+    open_eps = [e for e, (_, exact, _) in bracket.items() if exact is None]
+    if open_eps:
+        low = np.array([bracket[e][0] for e in open_eps])
+        high = np.array([bracket[e][2] for e in open_eps])
+        ax.errorbar(open_eps, (low + high) / 2, yerr=(high - low) / 2, fmt="none",
+                    elinewidth=3.2, capsize=4, zorder=3,
+                    label="exact lies here (some points undecided):\n"
+                          "[certified, best attack]", **style)
+
+
+def _draw_population(ax, entry) -> None:
+    """A fresh draw's sample ceiling as an estimate of the population's best robust
+    accuracy, cut to the Bayes accuracy (cut points hollow), and the Bayes accuracy."""
+    p_eps, ceiling, size = entry["eps"], np.asarray(entry["ceiling"], float), entry["size"]
+    bayes = entry.get("bayes_accuracy")
+    shown = ceiling if bayes is None else np.minimum(ceiling, bayes)
+    label = (f"population's best, estimated: ceiling of a fresh\ndraw of {size} "
+             f"(optimistic)")
+    if bayes is not None:
+        label += ", cut to the Bayes accuracy"
+    ax.plot(p_eps, shown, color="tab:green", linestyle=":", marker="v", markersize=4,
+            label=label)
+    if bayes is not None:
+        cut = ceiling > bayes
+        if cut.any():
+            ax.plot(np.asarray(p_eps)[cut], shown[cut], linestyle="none", marker="v",
+                    markersize=6, color="tab:green", markerfacecolor="white", zorder=6,
+                    label="cut: the fresh draw's ceiling exceeded\nthe Bayes accuracy")
+        ax.axhline(bayes, color="tab:purple", linestyle=(0, (1, 1)), linewidth=1.2,
+                   label="Bayes accuracy: no robust accuracy\non the population "
+                         "exceeds it")
+        ax.annotate(f"Bayes accuracy {bayes:.4f}", xy=(0.02, bayes), va="bottom",
+                    xycoords=("axes fraction", "data"), fontsize=7.5, color="tab:purple")
+
+
 def robustness_figure(results_doc, population: dict | None = None):
     """Robust accuracy against eps, one panel per dataset, at the largest width
     (means across seeds).
@@ -142,9 +190,14 @@ def robustness_figure(results_doc, population: dict | None = None):
     results_doc : dict
         A results document of a sweep run with ``--analyses`` (any of them; the
         lines drawn are those the rows hold).
-    population : dict of dataset name to (eps list, ceiling list, size), optional
-        Population ceilings (:func:`robnp.verify.population_ceiling` on a fresh
-        draw), drawn when given.
+    population : dict of dataset name to dict, optional
+        Per dataset, from :func:`robnp.verify.population_ceiling` on one fresh draw:
+        ``eps`` (list), ``ceiling`` (the draw's sample ceiling per eps), ``size``
+        (its points) and ``bayes_accuracy`` (float, or None without an exact
+        density). Drawn as what it is: an estimate of the population's best robust
+        accuracy, optimistic (a sample ceiling's expectation is at least the
+        population's), cut to the Bayes accuracy where the draw exceeds it (those
+        points hollow), beside the Bayes accuracy itself.
 
     Returns
     -------
@@ -157,9 +210,7 @@ def robustness_figure(results_doc, population: dict | None = None):
     attacks = record_attacks(rows)
     fig = _figure((5.4 * len(datasets) + 1.8, 4.4))
     axes = np.atleast_1d(fig.subplots(1, len(datasets), squeeze=False)[0])
-    styles = [("exact_acc", "exact (verified)",
-               dict(color="black", linewidth=3.2, marker="s", alpha=0.55, zorder=3)),
-              ("ceiling_acc", "sample ceiling (test split)",
+    styles = [("ceiling_acc", "sample ceiling of the test split (a bound for these points)",
                dict(color="tab:green", linestyle="--", marker="^")),
               ("bayes_robust_acc", "Bayes classifier",
                dict(color="tab:purple", linestyle="-.", marker="D", markerfacecolor="none",
@@ -178,6 +229,7 @@ def robustness_figure(results_doc, population: dict | None = None):
             values = _mean_by_eps(mine, f"{attack}_acc")
             ax.plot(eps, [values[e] for e in eps], color=color, marker="o", markersize=4,
                     linewidth=1.4, zorder=4, label=f"{attack_label(attack)} (attack)")
+        _draw_exact(ax, exact_bracket(mine, attacks))
         for key, label, style in styles:
             values = _mean_by_eps(mine, key)
             if any(v is not None for v in values.values()):
@@ -185,9 +237,7 @@ def robustness_figure(results_doc, population: dict | None = None):
                 ax.plot(shown, [values[e] for e in shown], label=label,
                         **{"markersize": 4, **style})
         if population and name in population:
-            p_eps, p_values, size = population[name]
-            ax.plot(p_eps, p_values, color="tab:green", linestyle=":", marker="v",
-                    markersize=4, label=f"population ceiling (fresh draw of {size})")
+            _draw_population(ax, population[name])
         ax.set_xscale("symlog", linthresh=0.01)
         ax.set_xticks(eps)
         ax.set_xticklabels([f"{e:g}" for e in eps])
@@ -197,5 +247,11 @@ def robustness_figure(results_doc, population: dict | None = None):
         ax.set_ylabel("robust accuracy (test split)")
         ax.set_title(f"{name}: width {width}, mean of {n_seeds} seed(s)", fontsize=10)
         ax.grid(True, alpha=0.3)
-    axes[-1].legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    # One legend for every panel: a line one panel lacks (a cut point) is still named.
+    handles = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    axes[-1].legend(list(handles.values()), list(handles), fontsize=7.5, loc="upper left",
+                    bbox_to_anchor=(1.01, 1.0))
     return fig

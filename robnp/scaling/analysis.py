@@ -74,6 +74,10 @@ class AnalysisConfig:
             raise ConfigError(f"quality must be > 0 (inf allowed), got {self.quality!r}")
         if any(not (math.isfinite(w) and w > 0) for w in self.omega_N):
             raise ConfigError("omega_N values must be finite and > 0")
+        if 2 not in self.approaches and self.fit.quality_fit != "joint":
+            raise ConfigError(f"quality_fit={self.fit.quality_fit!r} is a setting of "
+                              f"Approach 2, which approaches={tuple(self.approaches)!r} "
+                              f"does not run")
 
 
 @dataclass(frozen=True)

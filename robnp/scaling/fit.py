@@ -116,6 +116,7 @@ class FitConfig:
         level, then eps_q and zeta on the others).
     base_quality : float or None
         Quality level of the first stage; default the level with most runs.
+        Only with ``quality_fit="two-stage"``.
     n_polish : int
         Distinct best grid end points polished with SciPy's L-BFGS-B.
     batch_max_iter : int
@@ -145,6 +146,10 @@ class FitConfig:
             raise ConfigError(f"quality_fit must be one of {QUALITY_FIT_MODES}, got {self.quality_fit!r}")
         if self.base_quality is not None and not self.base_quality > 0:
             raise ConfigError(f"base_quality must be > 0 (inf allowed), got {self.base_quality!r}")
+        if self.base_quality is not None and self.quality_fit != "two-stage":
+            raise ConfigError(f"base_quality is the first stage of quality_fit='two-stage' "
+                              f"and applies to no other fit, got base_quality="
+                              f"{self.base_quality!r} with quality_fit={self.quality_fit!r}")
         for name in ("n_polish", "batch_max_iter", "polish_max_iter"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")

@@ -80,9 +80,10 @@ class TrainConfig:
     optimizer : {"adam", "adamw", "sgd"}
         PyTorch's ``Adam``, ``AdamW``, ``SGD`` (:mod:`robnp.training.optim`).
     momentum : float in [0, 1)
-        SGD's momentum (``dampening`` 0).
+        SGD's momentum (``dampening`` 0); anything but 0 with another optimizer is
+        refused.
     nesterov : bool
-        SGD with Nesterov momentum (needs ``momentum > 0``).
+        SGD with Nesterov momentum (needs ``momentum > 0``; sgd only).
     weight_decay : float >= 0
         With PyTorch's semantics: for ``adam`` and ``sgd`` L2 regularisation,
         ``weight_decay * params`` added to the gradient (so the moments or the
@@ -180,11 +181,19 @@ class TrainConfig:
             set_("seed", _checks.integer("seed", self.seed, 0))
         loss_code(self.loss)
         _checks.choice("optimizer", self.optimizer, OPTIMIZERS, "optimizer")
+        # SGD's own options are refused with another optimizer before SGD's rule
+        # between them (Nesterov needs momentum) is applied.
+        if self.optimizer != "sgd":
+            if _checks.flag("nesterov", self.nesterov):
+                raise ConfigError(f"nesterov is an option of the sgd optimizer, got "
+                                  f"optimizer {self.optimizer!r}")
+            momentum = _checks.real("momentum", self.momentum, 0, 1, high_open=True)
+            if momentum != 0:
+                raise ConfigError(f"momentum is an option of the sgd optimizer (Adam's is "
+                                  f"beta1), got momentum={momentum:g} with optimizer "
+                                  f"{self.optimizer!r}")
         _, momentum, _, weight_decay, nesterov = check_sgd_hyperparameters(
             self.lr, self.momentum, 0.0, self.weight_decay, self.nesterov)
-        if nesterov and self.optimizer != "sgd":
-            raise ConfigError(f"nesterov is an option of the sgd optimizer, got optimizer "
-                              f"{self.optimizer!r}")
         set_("momentum", momentum)
         set_("weight_decay", weight_decay)
         set_("nesterov", nesterov)

@@ -51,10 +51,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _checks
-from ..attacks import check_eps, pgd
+from ..attacks import check_eps, check_reach, pgd
 from ..errors import ConfigError
 from ..threads import single_blas_thread
-from .bounds import Box, Float64Net, input_region, region_margin_bounds
+from .bounds import (Box, Float64Net, check_verifiable, input_region,
+                     region_margin_bounds)
 
 __all__ = ["Verification", "Bracket", "verify", "verify_radii", "exact_robust_accuracy",
            "ROBUST", "NOT_ROBUST", "UNDECIDED"]
@@ -444,6 +445,7 @@ def _verify(model, X, y, eps, norm, budget, bounds, seed, extra=None,
 
 
 def _check_common(model, X, y, norm, budget, bounds):
+    check_verifiable(model)
     _checks.norm("norm", norm)
     budget = _check_budget(budget)
     X = model.check_input(X)
@@ -488,6 +490,7 @@ def verify(model, X, y, eps: float, norm: str = "linf", budget: int = 4096, boun
     """
     eps = check_eps(eps)
     X, y, budget, bounds = _check_common(model, X, y, norm, budget, bounds)
+    check_reach((eps,), X)
     return _verify(model, X, y, eps, norm, budget, bounds, seed)
 
 
@@ -503,6 +506,7 @@ def verify_radii(model, X, y, epsilons, norm: str = "linf", budget: int = 4096,
     """
     epsilons = [check_eps(e) for e in epsilons]
     X, y, budget, bounds = _check_common(model, X, y, norm, budget, bounds)
+    check_reach(epsilons, X)
     results = {}
     extra = None
     for eps in sorted(set(epsilons)):

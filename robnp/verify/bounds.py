@@ -82,7 +82,7 @@ from ..threads import single_blas_thread
 
 __all__ = ["MarginBounds", "input_region", "margin_bounds", "box_margin_bounds",
            "ball_margin_bounds", "METHODS", "Float64Net", "Box", "Ball",
-           "region_margin_bounds"]
+           "region_margin_bounds", "check_verifiable"]
 
 METHODS = ("crown", "ibp", "both")
 
@@ -129,6 +129,18 @@ def _clean_lower(x):
 # the network in float64
 # ---------------------------------------------------------------------------
 
+def check_verifiable(model) -> None:
+    """A one-line error unless ``model`` is an :class:`robnp.MLP`: the bounds are
+    propagated through its weights, which a model seen only through ``logits`` and
+    ``input_gradient`` (the attacks' protocol) does not expose."""
+    from ..model import MLP
+
+    if not isinstance(model, MLP):
+        raise ConfigError(f"the verifier needs an MLP (it bounds the network through its "
+                          f"weights), got {type(model).__name__}; a model with only "
+                          f"logits and input_gradient can be attacked but not verified")
+
+
 @dataclass(frozen=True)
 class Float64Net:
     """An MLP's weights in float64 (exact copies) and the unit roundoff it runs with:
@@ -143,6 +155,7 @@ class Float64Net:
     def of(cls, model) -> "Float64Net":
         if isinstance(model, Float64Net):
             return model
+        check_verifiable(model)
         u = 2.0 ** -24 if model.dtype == np.float32 else 2.0 ** -53
         return cls(tuple(np.array(W, np.float64) for W in model.coefs_),
                    tuple(np.array(b, np.float64) for b in model.intercepts_), u)
@@ -633,6 +646,7 @@ def input_region(model, X, eps: float, norm: str = "linf", bounds=None):
 
     Returns a :class:`Box` or a :class:`Ball`, for :func:`region_margin_bounds`.
     """
+    check_verifiable(model)
     X64 = np.asarray(model.check_input(X), np.float64)
     _checks.norm("norm", norm)
     r = _acceptance_radius(eps, model.dtype, norm, X64.shape[1])
