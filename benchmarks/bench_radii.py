@@ -14,7 +14,8 @@ it reports, per attack, the median ratio attack radius / exact radius (the exact
 radius's attack side, ``upper``, within 0.1% of the certified ``lower``), the share
 within 1% (ratio <= 1.01), the 90% quantile and the largest ratio, the share the attack
 did not break at all, and the count of points whose attack radius lies below the
-certified radius (must be 0).
+certified radius (must be 0). ``width`` is the median relative width
+``(upper - lower) / upper`` of the brackets left undecided.
 
 Run: ``python benchmarks/bench_radii.py [--n-test N] [--json FILE]``.
 """
@@ -74,7 +75,10 @@ def measure(label, task, n_test, rtol):
            "closed": int(closed.sum()),
            "undecided": int(np.sum(exact.status == "undecided")),
            "verify_calls": exact.verify_calls, "seconds": seconds,
-           "median_exact": float(np.median(exact.lower[closed]))}
+           "median_exact": float(np.median(exact.lower[closed])),
+           "undecided_width": float(np.median(
+               ((exact.upper - exact.lower) / exact.upper)[exact.status == "undecided"]))
+           if np.any(exact.status == "undecided") else 0.0}
     for name, result in found.items():
         ratio = result.norms[closed] / exact.upper[closed]
         row[name] = {"median_ratio": float(np.median(ratio)),
@@ -97,7 +101,7 @@ def main(argv=None):
     rows = []
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}")
-    head = (f"{'model':<14}{'points':>7}{'closed':>7}{'undec':>6}{'exact s':>9}"
+    head = (f"{'model':<14}{'points':>7}{'closed':>7}{'undec':>6}{'width':>7}{'exact s':>9}"
             f"{'FAB s':>7}{'FAB-T s':>8}   " + "  ".join(
                 f"{n + ': median, <=1%, q90, max, unbroken':<44}" for n in ("FAB", "FAB-T")))
     print(head)
@@ -110,6 +114,7 @@ def main(argv=None):
             f"{row[n]['not_broken']:.3f}{' (!)' if row[n]['below_certified'] else '':<8}"
             .ljust(44) for n in ("fab", "fab-t"))
         print(f"{label:<14}{row['n_points']:>7}{row['closed']:>7}{row['undecided']:>6}"
+              f"{row['undecided_width']:>7.4f}"
               f"{row['seconds']['exact']:>9.1f}{row['seconds']['fab']:>7.2f}"
               f"{row['seconds']['fab-t']:>8.2f}   {cells}", flush=True)
     if args.json_file:
