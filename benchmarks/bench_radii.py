@@ -69,6 +69,7 @@ def measure(label, task, n_test, rtol):
                               seed=task.seed)
     seconds["exact"] = time.perf_counter() - start
     closed = exact.status == "exact"
+    undecided = exact.status == "undecided"
     row = {"model": label, "n_points": int(X_test.shape[0]),
            "n_classes": int(model.n_classes), "width": task.width,
            "clean": float(np.mean(exact.status != "clean_error")),
@@ -77,8 +78,8 @@ def measure(label, task, n_test, rtol):
            "verify_calls": exact.verify_calls, "seconds": seconds,
            "median_exact": float(np.median(exact.lower[closed])),
            "undecided_width": float(np.median(
-               ((exact.upper - exact.lower) / exact.upper)[exact.status == "undecided"]))
-           if np.any(exact.status == "undecided") else 0.0}
+               (exact.upper[undecided] - exact.lower[undecided]) / exact.upper[undecided]))
+           if undecided.any() else 0.0}
     for name, result in found.items():
         ratio = result.norms[closed] / exact.upper[closed]
         row[name] = {"median_ratio": float(np.median(ratio)),
