@@ -186,3 +186,23 @@ def test_bad_input_is_one_line(tiny, kwargs, needle):
     with pytest.raises(ConfigError, match=needle) as info:
         robustness_radius(model, X, y, **kwargs)
     assert "\n" not in str(info.value)
+
+
+def test_probes_are_grouped_into_the_fewest_radii():
+    from robnp.verify.radius import _stab
+
+    rng = np.random.default_rng(0)
+    left = rng.uniform(0, 1, 200)
+    right = left + rng.uniform(0, 0.2, 200)
+    chosen = _stab(left, right)
+    assert np.all((left <= chosen) & (chosen <= right))
+    # optimal: the windows whose right end became a radius are pairwise disjoint, and
+    # disjoint windows need one radius each
+    radii = np.unique(chosen)
+    owners = [np.flatnonzero(right == r)[0] for r in radii]
+    for a in owners:
+        for b in owners:
+            if a != b:
+                assert right[a] < left[b] or right[b] < left[a]
+    assert np.array_equal(_stab(np.array([0.0, 0.5, 0.4]), np.array([1.0, 0.6, 0.45])),
+                          [0.6, 0.6, 0.45])
