@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _checks
-from ..attacks import MinimalPerturbation, check_eps, fab
+from ..attacks import check_eps, fab
 from ..attacks._projections import row_norm
 from ..errors import ConfigError
 from .bab import NOT_ROBUST, ROBUST, _check_common, _in_ball, _misclassified, _verify
