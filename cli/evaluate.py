@@ -280,8 +280,13 @@ def read_sidecar(model_path) -> dict:
               help="Also what the data allows: the verified bracket (certified <= exact <= "
                    "attacks), the Bayes classifier's robust accuracy and each attack's "
                    "share of adversarial points whose Bayes label changed.")
+@click.option("--radii", is_flag=True,
+              help="Also per point the smallest perturbation each attack found (quantiles) "
+                   "and the exact robustness radius (bisection on the verifier to 0.1%; "
+                   "undecided points as [certified, attack] brackets); in --json and "
+                   "--save-points too.")
 def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check, json_path,
-           points_path, truth, **data):
+           points_path, truth, radii, **data):
     """Attack a saved model on its dataset's test split: robust accuracy per attack and
     eps, the per-sample worst case, and the sanity checks that failed.
 
@@ -320,6 +325,7 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
     _print_suites(evaluation, model.n_classes)
     if truth:
         _print_truth(model, task, X_test, y_test, evaluation)
+    radius_report = _print_radii(model, task, X_test, y_test, evaluation) if radii else None
     for warning in evaluation.warnings:
         click.echo(f"warning: {warning}")
     if json_path:
@@ -328,9 +334,12 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
         document["data"] = {key: getattr(task, key) for key in
                             ("dataset", "seed", "noise", "n_samples", "test_fraction", "input_dim",
                              "n_classes")}
+        if radius_report:
+            document["radii"] = radius_report[0]
         click.echo(f"  wrote {atomic_write_json(json_path, document)}")
     if points_path:
-        click.echo(f"  wrote {_save_points(points_path, task, X_test, y_test, evaluation)}")
+        extra = radius_report[1] if radius_report else None
+        click.echo(f"  wrote {_save_points(points_path, task, X_test, y_test, evaluation, extra)}")
 
 
 def _print_suites(evaluation, n_classes: int) -> None:
@@ -349,7 +358,7 @@ def _print_suites(evaluation, n_classes: int) -> None:
         click.echo(f"note: {notice}")
 
 
-def _save_points(path, task, X_test, y_test, evaluation):
+def _save_points(path, task, X_test, y_test, evaluation, extra=None):
     """The ``--save-points`` file: :func:`robnp.verify.adversarial_points`, with the
     Bayes labels when the task's density is known, written atomically."""
     import io
@@ -366,6 +375,7 @@ def _save_points(path, task, X_test, y_test, evaluation):
                             task.n_classes if get_dataset(task.dataset).variable_classes
                             else None)
     arrays = adversarial_points(evaluation, X_test, y_test, source)
+    arrays.update(extra or {})
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return atomic_write_bytes(path, buffer.getvalue())
@@ -397,3 +407,52 @@ def _print_truth(model, task, X_test, y_test, evaluation) -> None:
     for name, share in invalid_share(evaluation, y_test, source).items():
         click.echo(f"  {('invalid ' + attack_label(name))[:14]:<14}" + cells(share))
     click.echo("  (invalid: share of the broken points whose Bayes label is not the clean label)")
+
+
+def _print_radii(model, task, X_test, y_test, evaluation):
+    """The rows ``--radii`` adds: quantiles of each attack's minimal perturbation and of
+    the exact robustness radius; returns ``(json section, arrays for --save-points)``."""
+    import numpy as np
+
+    from robnp.report.radii import QUANTILES, radius_quantiles
+    from robnp.report.records import attack_label
+    from robnp.verify import robustness_radius
+
+    def cells(values):
+        return "".join(f"{'inf':>9}" if v == np.inf else f"{v:>9.4f}" for v in values)
+
+    def listed(values):
+        return [float(v) if np.isfinite(v) else None for v in values]
+
+    norms = sorted({result.options.norm for result in evaluation.attacks.values()})
+    click.echo(f"  smallest perturbation found per point ({', '.join(norms)}; inf: none; "
+               f"clean errors 0)")
+    click.echo(f"  {'':<14}{'broken':>9}" + "".join(f"{f'{q:.0%}':>9}" for q in QUANTILES))
+    section, arrays = {"quantiles": list(QUANTILES), "attacks": {}}, {}
+    for name in evaluation.attacks:
+        found = evaluation.minimal_radius(X_test, name)
+        click.echo(f"  {attack_label(name):<14}{np.mean(np.isfinite(found)):>9.4f}"
+                   + cells(radius_quantiles(found)))
+        section["attacks"][name] = {"norm": evaluation.attacks[name].options.norm,
+                                    "minimal": listed(found),
+                                    "quantiles": listed(radius_quantiles(found))}
+        arrays[f"minimal_{name}"] = found
+    if len(norms) > 1 or norms[0] not in ("linf", "l2"):
+        click.echo("  (exact radii: the attacks must share one norm, linf or l2)")
+        return section, arrays
+    start = evaluation.minimal_perturbation(X_test)
+    bounds = {getattr(r.options, "bounds", None) for r in evaluation.attacks.values()}
+    exact = robustness_radius(model, X_test, y_test, norms[0], start=start,
+                              bounds=bounds.pop() if len(bounds) == 1 else None,
+                              seed=task.seed)
+    undecided = int(np.sum(exact.status == "undecided"))
+    click.echo(f"  {'exact':<14}{'':>9}" + cells(radius_quantiles(exact.lower)))
+    if undecided:
+        click.echo(f"  {'exact (attack)':<14}{'':>9}" + cells(radius_quantiles(exact.upper)))
+    click.echo(f"  (exact: bisection on the verifier to rtol {exact.rtol:g}, atol "
+               f"{exact.atol:g}; {undecided} undecided point(s) keep their bracket "
+               f"[certified, attack]; {exact.verify_calls} verifier calls)")
+    section["exact"] = {**exact.to_dict(), "quantiles": listed(radius_quantiles(exact.lower))}
+    arrays.update(radius_lower=exact.lower, radius_upper=exact.upper,
+                  radius_status=exact.status)
+    return section, arrays

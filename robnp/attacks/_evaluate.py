@@ -15,6 +15,8 @@ from ..threads import single_blas_thread
 from ..model import MLP
 from ._autoattack import SuiteOptions, run_stages
 from ._clean import CleanPoints
+from ._fab import MinimalPerturbation
+from ._projections import row_norm
 from ._registry import get_attack
 from ._threat import AttackedModel, as_generator, check_radii, check_reach, refuse_nan
 
@@ -150,6 +152,10 @@ class AttackResult:
         The attack's point (the clean point where it did not run).
     robust_acc : ndarray of shape (n_eps,), float64
         Share of points not successfully attacked.
+    minimal : MinimalPerturbation or None
+        For attacks whose run reports the smallest perturbation it found per point
+        (FAB's), that perturbation, beyond the radii too (``inf`` where none was found
+        or the attack did not run); None for the others.
     """
 
     name: str
@@ -158,6 +164,7 @@ class AttackResult:
     attacked: np.ndarray
     adversarial: np.ndarray
     robust_acc: np.ndarray
+    minimal: MinimalPerturbation | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +211,49 @@ class Evaluation:
         values = self.worst_robust_acc if attack is None else self.attacks[attack].robust_acc
         return {e: float(v) for e, v in zip(self.eps, values)}
 
+    def minimal_perturbation(self, X, attack: str | None = None) -> MinimalPerturbation:
+        """Per point the smallest perturbation an attack found, in the attacks' norm.
+
+        For an attack whose run reports its minimal perturbation (FAB's,
+        :attr:`AttackResult.minimal`), that one; for the others the nearest of their
+        successful points over the radii (its distance, and never more than the
+        radius it broke at); clean errors 0; ``inf`` where nothing was found. With
+        ``attack=None`` the smallest over every attack (all must share one norm).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_points, n_features)
+            The points evaluated (the evaluation does not keep them).
+        attack : str, optional
+
+        Returns
+        -------
+        MinimalPerturbation
+            ``points`` in X's dtype (the clean point where none was found), ``norms``
+            float64; ``norms > eps`` is robustness against these attacks at any eps.
+        """
+        names = list(self.attacks) if attack is None else [attack]
+        if attack is not None and attack not in self.attacks:
+            raise ConfigError(f"attack must be one of {', '.join(self.attacks)}, "
+                              f"got {attack!r}")
+        norms = sorted({self.attacks[name].options.norm for name in names})
+        if len(norms) > 1:
+            raise ConfigError(f"the attacks measure in different norms ({', '.join(norms)}); "
+                              f"name one attack")
+        X = np.asarray(X)
+        if X.shape[0] != self.clean_correct.size:
+            raise DataError(f"X has {X.shape[0]} rows but {self.clean_correct.size} points "
+                            f"were evaluated")
+        best = np.where(self.clean_correct, np.inf, 0.0)
+        points = X.copy()
+        for name in names:
+            _nearest_success(self.attacks[name], X, self.eps, norms[0], best, points)
+        return MinimalPerturbation(points, best)
+
+    def minimal_radius(self, X, attack: str | None = None) -> np.ndarray:
+        """The norms of :meth:`minimal_perturbation`: shape (n_points,), float64."""
+        return self.minimal_perturbation(X, attack).norms
+
     def records(self) -> list[dict]:
         """Long-form records: one per (attack, eps), with the attack's norm, its robust
         accuracy and the count of points it attacked successfully."""
@@ -232,6 +282,38 @@ class Evaluation:
             "warnings": list(self.warnings),
             **({"notices": list(self.notices)} if self.notices else {}),
         }
+
+
+def _nearest_success(result: AttackResult, X, radii, norm, best, points) -> None:
+    """Lower ``best`` (and set ``points``) in place to ``result``'s nearest successful
+    points: its reported minimal perturbation, and each success at each radius."""
+    if result.minimal is not None:
+        smaller = result.minimal.norms < best
+        best[smaller] = result.minimal.norms[smaller]
+        points[smaller] = result.minimal.points[smaller]
+    X64 = X.astype(np.float64)
+    for k, radius in enumerate(radii):
+        rows = np.flatnonzero(result.success[k])
+        if rows.size == 0:
+            continue
+        size = np.minimum(row_norm(result.adversarial[k, rows] - X64[rows], norm), radius)
+        smaller = size < best[rows]
+        best[rows[smaller]] = size[smaller]
+        points[rows[smaller]] = result.adversarial[k, rows[smaller]]
+
+
+def _found_minimal(found, minimal, rows, X):
+    """``minimal`` (a MinimalPerturbation over all points, or None) updated with what a
+    run on ``rows`` reported (its ``minimal`` attribute), keeping the smaller."""
+    reported = getattr(found, "minimal", None)
+    if reported is None:
+        return minimal
+    if minimal is None:
+        minimal = MinimalPerturbation(X.copy(), np.full(X.shape[0], np.inf))
+    smaller = reported.norms < minimal.norms[rows]
+    minimal.norms[rows[smaller]] = reported.norms[smaller]
+    minimal.points[rows[smaller]] = reported.points[smaller]
+    return minimal
 
 
 @single_blas_thread
@@ -309,6 +391,7 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
         adversarial = np.repeat(X[None], n_eps, axis=0)
         attacked = np.zeros((n_eps, n_points), bool)
         success = np.zeros((n_eps, n_points), bool)
+        minimal = None
         if isinstance(options, SuiteOptions):
             # the suite runs on every point it is handed, as any attack does
             attacked[:] = ~worst if cascade else True
@@ -321,13 +404,15 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
             for k, radius in enumerate(radii):
                 rows = np.flatnonzero(~worst[k])
                 if rows.size:
-                    adversarial[k, rows] = spec.run(model, X[rows], y[rows], (radius,),
-                                                    options, rng)[0]
+                    found = spec.run(model, X[rows], y[rows], (radius,), options, rng)
+                    adversarial[k, rows] = found[0]
                     attacked[k, rows] = True
+                    minimal = _found_minimal(found, minimal, rows, X)
         else:
-            adversarial[:] = np.stack(_run_on_clean(spec, model, X, y, radii, options, rng,
-                                                    clean))
+            found = _run_on_clean(spec, model, X, y, radii, options, rng, clean)
+            adversarial[:] = np.stack(found)
             attacked[:] = True
+            minimal = _found_minimal(found, minimal, np.arange(n_points), X)
         for k in range(n_eps):
             rows = np.flatnonzero(attacked[k])
             if rows.size:
@@ -338,7 +423,8 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
         # Counted, then divided: the same float as accuracy() gives for these points.
         broken = worst if cascade else success
         robust_acc = np.count_nonzero(~broken, axis=1) / n_points
-        results[name] = AttackResult(name, options, success, attacked, adversarial, robust_acc)
+        results[name] = AttackResult(name, options, success, attacked, adversarial, robust_acc,
+                                     minimal)
     gradient = clean.gradient("cross_entropy")
     zero_share = float(np.mean(~np.any(gradient != 0, axis=1)))
     evaluation = Evaluation(radii, clean_correct, results, worst,

@@ -95,8 +95,8 @@ from ._registry import AttackOptions
 from ._threat import (AttackedModel, as_generator, check_bounds, check_eps, check_threads,
                       over_chunks, top_wrong_class)
 
-__all__ = ["fab", "FABOptions", "FABTOptions", "MinimalPerturbation", "run",
-           "fab_single_run", "fab_start_points"]
+__all__ = ["fab", "FABOptions", "FABTOptions", "MinimalPerturbation", "PointsPerRadius",
+           "run", "fab_single_run", "fab_start_points"]
 
 
 def check_fab_norm(norm) -> str:
@@ -433,15 +433,30 @@ def fab(model, X, y, eps=None, *, norm: str = "linf", n_iter: int = 100,
     return MinimalPerturbation(np.ascontiguousarray(points[0]), norms[0])
 
 
+class PointsPerRadius(list):
+    """What :func:`run` returns: the registry's list of points, one array per radius,
+    which also carries ``minimal``, the :class:`MinimalPerturbation` of the search (per
+    point the smallest over every radius's runs, beyond the radii too), or None when no
+    radius is positive. :meth:`robnp.attacks.Evaluation.minimal_perturbation` reads
+    it; everything else sees a list."""
+
+    minimal: MinimalPerturbation | None = None
+
+
 def run(model, X, y, radii, options: FABOptions, rng) -> list[np.ndarray]:
     """Registry entry for ``fab`` and ``fab-t``: per radius, the smallest misclassified
-    point found where it lies within the radius, else the clean point."""
+    point found where it lies within the radius, else the clean point (a
+    :class:`PointsPerRadius`, carrying the minimal perturbation found)."""
     target = AttackedModel(model)
     live = [eps for eps in radii if eps > 0]
     if not live:
-        return [X.copy() for _ in radii]
+        return PointsPerRadius(X.copy() for _ in radii)
     points, norms = fab_search(target, X, y, tuple(live), options, rng)
-    out, k = [], 0
+    best = np.argmin(norms, axis=0)
+    rows = np.arange(X.shape[0])
+    out, k = PointsPerRadius(), 0
+    out.minimal = MinimalPerturbation(np.ascontiguousarray(points[best, rows]),
+                                      norms[best, rows])
     for eps in radii:
         if eps > 0:
             inside = norms[k] <= eps
