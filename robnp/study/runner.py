@@ -33,6 +33,7 @@ from ..errors import ConfigError, StoreError
 from ..limits import check_fits, training_memory
 from .config import StudyConfig
 from .executors import Executor, LocalExecutor, submission_order
+from .models import has_model, write_model
 from .store import STORE_NAME, TaskStore, check_writable, read_store
 from .tasks import Task, TaskResult
 
@@ -182,7 +183,12 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None,
     check_writable(out_dir)
     start = time.perf_counter()
     with TaskStore.open(out_dir, config, resume=resume) as store:
-        done = store.done_keys()
+        # A stored task counts as done only with its model beside the store (see
+        # robnp.study.models): a store written before models were kept, or a model
+        # deleted since, reruns the task, which gives the same numbers.
+        stored_keys = store.done_keys()
+        done = {task.key for task in tasks
+                if task.key in stored_keys and has_model(out_dir, task)}
         todo = [task for task in tasks if task.key not in done]
         if on_start is not None:
             on_start(len(todo), len(tasks) - len(todo))
@@ -192,6 +198,7 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None,
 
         def stored(task: Task, result: TaskResult) -> None:
             nonlocal n_done
+            write_model(out_dir, task, result)  # before the commit: a stored task has its model
             store.put(result)
             n_done += 1
             now = time.perf_counter()
