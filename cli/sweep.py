@@ -195,17 +195,41 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
 
 @click.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
-def report(out_dir):
+@click.option("--runs-table", "runs_path", type=click.Path(dir_okay=False),
+              help="Also write the runs table robnp scaling fit reads (.csv: N, D, loss, "
+                   "accuracy, flops per model; loss the adversarial test loss) from "
+                   "OUT_DIR's tasks.sqlite.")
+@click.option("--eps", type=float, default=None,
+              help="Radius of the runs table's loss and accuracy (needed when the study "
+                   "has several).")
+@click.option("--dataset", default=None,
+              help="Dataset of the runs table (needed when the study has several).")
+@click.option("--attack", default="pgd", show_default=True,
+              help="Attack whose points give the runs table's loss and accuracy.")
+def report(out_dir, runs_path, eps, dataset, attack):
     """Rebuild the summary table, results.json statistics and figures of OUT_DIR
     from its stored records, without training; from tasks.sqlite when results.json
     is missing. Refuses (exit 2, nothing rewritten) records robnp validate finds
-    inconsistent."""
+    inconsistent. With --runs-table, also write the table of runs robnp scaling fit
+    reads."""
     from pathlib import Path
 
+    from robnp._io import check_output_file
     from robnp.report import RESULTS_FILE, format_summary_table, regenerate
-    from robnp.study.runner import rebuild_report
+    from robnp.report.runs import write_runs_table
+    from robnp.study.runner import rebuild_report, runs_rows
     from robnp.study.store import STORE_NAME
 
+    rows = None
+    if runs_path is not None:
+        if not str(runs_path).lower().endswith(".csv"):
+            raise click.BadParameter(f"the runs table is a .csv file, got {runs_path!r}",
+                                     param_hint="--runs-table")
+        check_output_file(runs_path, "--runs-table file")
+        rows = runs_rows(out_dir, eps=eps, dataset=dataset, attack=attack)
+    elif (eps, dataset, attack) != (None, None, "pgd"):
+        raise click.BadParameter("--eps, --dataset and --attack choose the runs table's "
+                                 "rows: give them with --runs-table", param_hint="--runs-table")
     if not (Path(out_dir) / RESULTS_FILE).exists() and (Path(out_dir) / STORE_NAME).is_file():
         document, _ = rebuild_report(out_dir)
         source = STORE_NAME
@@ -214,6 +238,8 @@ def report(out_dir):
         source = "its records"
     click.echo(format_summary_table(document))
     click.echo(f"\nRegenerated results.json and figures in {out_dir} from {source}.")
+    if rows is not None:
+        click.echo(f"  wrote {write_runs_table(rows, runs_path)} ({len(rows)} runs)")
 
 
 @click.command()

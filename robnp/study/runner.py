@@ -37,7 +37,7 @@ from .models import has_model, write_model
 from .store import STORE_NAME, TaskStore, check_writable, read_store
 from .tasks import Task, TaskResult
 
-__all__ = ["run_study", "rebuild_report", "check_memory", "StudyOutcome", "Progress",
+__all__ = ["run_study", "rebuild_report", "runs_rows", "check_memory", "StudyOutcome", "Progress",
            "EtaEstimator", "environment"]
 
 
@@ -267,3 +267,63 @@ def rebuild_report(out_dir) -> tuple[dict, dict]:
             f"{' and others' if len(missing) > 1 else ''}); finish it with "
             f"robnp sweep --out {out_dir} --resume")
     return _write_study(config, stored, out_dir)
+
+
+def runs_rows(out_dir, *, eps: float | None = None, dataset: str | None = None,
+              attack: str = "pgd") -> list[dict]:
+    """The rows of the runs table (:mod:`robnp.report.runs`) of the study stored in
+    ``out_dir``: one per trained model of ``dataset`` (required when the study has
+    several), its adversarial test loss and robust accuracy under ``attack`` at
+    ``eps`` (required when the study has several radii).
+
+    Raises
+    ------
+    StoreError
+        When ``out_dir`` holds no finished task, or tasks stored by a robnp that did
+        not keep the adversarial loss.
+    ConfigError
+        For an eps, dataset or attack the study does not have.
+    """
+    found = read_store(out_dir)
+    if found is None:
+        raise StoreError(f"no {STORE_NAME} with finished tasks in {out_dir}: the runs table "
+                         f"is read from a sweep's store")
+    config, stored = found
+
+    def choose(name, value, choices, flag):
+        shown = ", ".join(format(c, "g") if isinstance(c, float) else str(c) for c in choices)
+        if value is None:
+            if len(choices) == 1:
+                return choices[0]
+            raise ConfigError(f"{flag} needed: the study in {out_dir} has several {name} "
+                              f"({shown}); the runs table takes one")
+        if value not in choices:
+            raise ConfigError(f"{flag} must be one of the study's {name} ({shown}), "
+                              f"got {value!r}")
+        return value
+
+    eps = choose("radii", None if eps is None else float(eps), list(config.epsilons), "--eps")
+    dataset = choose("datasets", dataset, list(config.datasets), "--dataset")
+    attack = choose("attacks", attack, list(config.attack_names), "--attack")
+    k = list(config.epsilons).index(eps)
+    rows = []
+    for task in config.tasks():
+        if task.dataset != dataset:
+            continue
+        if task.key not in stored:
+            raise StoreError(f"{out_dir / STORE_NAME} lacks task {task.label}; finish the "
+                             f"study with robnp sweep --out {out_dir} --resume")
+        result = stored[task.key]
+        if result.trained is None:
+            raise StoreError(f"{out_dir / STORE_NAME} was written by a robnp that did not "
+                             f"keep the adversarial test loss (task {task.label}); rerun "
+                             f"the study into another --out directory")
+        history = result.trained["record"]["history"]
+        accuracy = next(r["robust_acc"] for r in result.evaluations
+                        if r.get("attack") == attack and r.get("epsilon") == eps)
+        rows.append({"N": result.model["param_count"], "D": history["examples"],
+                     "loss": result.trained["adversarial_loss"][attack][k],
+                     "accuracy": accuracy, "flops": history["train_flops"],
+                     "dataset": task.dataset, "seed": task.seed, "width": task.width,
+                     "epsilon": eps, "attack": attack})
+    return rows
