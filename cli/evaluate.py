@@ -11,6 +11,7 @@ import click
 from robnp.study.config import DEFAULT_ATTACKS, StudyConfig
 
 from .options import FLOAT_LIST, NAME_LIST
+from .progress import DelayedProgress
 
 _DEFAULTS = StudyConfig()
 _DATA_OPTIONS = [
@@ -310,8 +311,13 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
     chosen = StudyConfig.merge_attacks(_attack_options(options) or None, attacks)
     if isinstance(chosen, tuple):
         chosen = {name: {} for name in chosen}
-    evaluation = evaluate(model, X_test, y_test, epsilons, chosen, seed=task.seed,
-                          cascade=cascade, check_convergence=not no_convergence_check)
+    progress = DelayedProgress("attack")
+    try:
+        evaluation = evaluate(model, X_test, y_test, epsilons, chosen, seed=task.seed,
+                              cascade=cascade, check_convergence=not no_convergence_check,
+                              progress=progress)
+    finally:
+        progress.close()
     click.echo(f"{model_path} on {task.label.rsplit(' width=', 1)[0]} test split: "
                f"{X_test.shape[0]} points, clean accuracy {evaluation.clean_acc:.4f}")
     head = f"  {'attack':<14}" + "".join(f"{f'eps={e:g}':>12}" for e in evaluation.eps)

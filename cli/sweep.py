@@ -9,6 +9,8 @@ import click
 from robnp.study.config import StudyConfig, format_setting
 
 from .options import FLOAT_LIST, INT_LIST, NAME_LIST
+from .progress import Status as _Status
+from .progress import format_seconds as _format_seconds
 
 _DEFAULTS = StudyConfig()
 
@@ -51,11 +53,6 @@ def study_options(command):
     return command
 
 
-def _format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
 _FLAGS = {field: flag for flag, field, _, _ in _STUDY_OPTIONS}
 
 
@@ -65,37 +62,6 @@ class _Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum, frame):
     raise _Terminated()
-
-
-class _Status:
-    """One progress line: on a terminal, a bar redrawn in place below the log
-    lines; elsewhere, nothing but the log lines."""
-
-    def __init__(self, total: int):
-        self.total = total
-        self.tty = sys.stderr.isatty()
-        self.shown = False
-
-    def log(self, line: str) -> None:
-        click.echo(f"\r\033[K{line}" if self.shown else line, err=True)
-        self.shown = False
-
-    def update(self, done: int, eta: float | None) -> None:
-        """Redraw the bar; ``eta`` is None until a task has finished."""
-        if not self.tty:
-            return
-        width = 30
-        filled = width * done // max(self.total, 1)
-        bar = "#" * filled + "-" * (width - filled)
-        eta_text = (f"  ETA {_format_seconds(eta)}"
-                    if eta is not None and done < self.total else "")
-        click.echo(f"\r\033[Ktasks [{bar}] {done}/{self.total}{eta_text}", err=True, nl=False)
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            click.echo("", err=True)
-            self.shown = False
 
 
 @click.command()

@@ -8,6 +8,7 @@ import click
 
 from .evaluate import data_options
 from .options import FLOAT_LIST
+from .progress import DelayedProgress
 
 _STUDY_EPSILONS = "0.01,0.05,0.1,0.2,0.5"
 
@@ -55,7 +56,12 @@ def verify(model_file, epsilons, norm, budget, json_file, **data):
                         f"--test-fraction {task.test_fraction})")
     dataset, seed = task.dataset, task.seed
     start = time.perf_counter()
-    results = verify_radii(model, X_test, y_test, epsilons, norm=norm, budget=budget, seed=seed)
+    progress = DelayedProgress("verify")
+    try:
+        results = verify_radii(model, X_test, y_test, epsilons, norm=norm, budget=budget,
+                               seed=seed, progress=progress)
+    finally:
+        progress.close()
     seconds = time.perf_counter() - start
     clean = robnp.accuracy(model, X_test, y_test)
     click.echo(f"verify {model_file}: layers {model.layer_sizes}, {dataset} seed {seed}, "

@@ -223,7 +223,8 @@ class Evaluation:
 
 @single_blas_thread
 def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd"), *,
-             seed=0, cascade: bool = False, check_convergence: bool = False) -> Evaluation:
+             seed=0, cascade: bool = False, check_convergence: bool = False,
+             progress=None) -> Evaluation:
     """Run several attacks at every radius and score the per-sample worst case.
 
     Parameters
@@ -247,6 +248,11 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
         Also rerun every attack with twice its budget (the option its options name in
         ``budget``: ``steps``, ``n_iter``, ``n_queries``) on the points it left robust,
         and warn where that breaks more.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each attack (each attack and radius
+        with ``cascade`` or in the convergence check), both in forward-pass
+        equivalents of the whole evaluation (:meth:`AttackOptions.passes` per point
+        and radius), for a progress bar; results do not depend on it.
 
     Returns
     -------
@@ -271,6 +277,10 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
     worst_points = np.repeat(X[None], n_eps, axis=0)
     clean = CleanPoints(AttackedModel(model), X, y)
     results = {}
+    # Work per radius of each attack, in forward passes per point: the progress units.
+    work = {name: float(options.passes(logits.shape[1])) for name, options in chosen}
+    total = (2.0 if check_convergence else 1.0) * n_eps * sum(work.values())
+    done = 0.0
     for name, options in chosen:
         spec = get_attack(name)
         rng = _attack_seed(seed, name)
@@ -284,10 +294,16 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
                     adversarial[k, rows] = spec.run(model, X[rows], y[rows], (radius,),
                                                     options, rng)[0]
                     attacked[k, rows] = True
+                done += work[name]
+                if progress is not None:
+                    progress(done, total)
         else:
             adversarial[:] = np.stack(_run_on_clean(spec, model, X, y, radii, options, rng,
                                                     clean))
             attacked[:] = True
+            done += n_eps * work[name]
+            if progress is not None:
+                progress(done, total)
         for k in range(n_eps):
             rows = np.flatnonzero(attacked[k])
             if rows.size:
@@ -306,7 +322,13 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
                             zero_share, bool(cascade), ())
     found = _sanity_warnings(evaluation, X, y)
     if check_convergence:
-        found += _convergence_warnings(model, X, y, evaluation, seed)
+        def rerun_done(name):
+            nonlocal done
+            done += work[name]
+            progress(done, total)
+
+        found += _convergence_warnings(model, X, y, evaluation, seed,
+                                       None if progress is None else rerun_done)
     return dataclasses.replace(evaluation, warnings=tuple(found))
 
 
@@ -370,26 +392,32 @@ def _sanity_warnings(evaluation: Evaluation, X, y) -> list[str]:
     return found
 
 
-def _convergence_warnings(model, X, y, evaluation: Evaluation, seed) -> list[str]:
+def _convergence_warnings(model, X, y, evaluation: Evaluation, seed,
+                          progress=None) -> list[str]:
     """Rerun every attack whose options name a ``budget`` (PGD's steps, APGD's
     iterations, Square's queries) with twice that budget on the points it attacked and
-    left robust; each point it now breaks means it had not converged."""
+    left robust; each point it now breaks means it had not converged. ``progress``
+    is called with the attack's name after each radius (skipped ones included)."""
     found = []
     for name, result in evaluation.attacks.items():
         options = result.options
         budget = options.budget
         if budget is None or getattr(options, budget) == 0:
+            if progress is not None:
+                for _ in evaluation.eps:
+                    progress(name)
             continue
         doubled = dataclasses.replace(options, **{budget: 2 * getattr(options, budget)})
         spec, rng = get_attack(name), _attack_seed(seed, f"{name}/doubled")
         for k, radius in enumerate(evaluation.eps):
             rows = np.flatnonzero(result.attacked[k] & ~result.success[k])
-            if not rows.size:
-                continue
-            X_adv = spec.run(model, X[rows], y[rows], (radius,), doubled, rng)[0]
-            broken = int(np.sum(predict(model, X_adv) != y[rows]))
-            if broken:
-                found.append(f"{name} with {budget} {getattr(doubled, budget)} instead of "
-                             f"{getattr(options, budget)} breaks {broken} more point(s) at "
-                             f"eps={radius:g}: not converged")
+            if rows.size:
+                X_adv = spec.run(model, X[rows], y[rows], (radius,), doubled, rng)[0]
+                broken = int(np.sum(predict(model, X_adv) != y[rows]))
+                if broken:
+                    found.append(f"{name} with {budget} {getattr(doubled, budget)} instead "
+                                 f"of {getattr(options, budget)} breaks {broken} more "
+                                 f"point(s) at eps={radius:g}: not converged")
+            if progress is not None:
+                progress(name)
     return found
