@@ -77,7 +77,8 @@ def _raise_terminated(signum, frame):
               help="Continue the study stored in --out with its stored settings "
                    "(options given must agree with them).")
 @click.option("--quiet", "-q", is_flag=True, help="No line per finished task.")
-def sweep(config_file, out_dir, jobs, resume, quiet, **options):
+@click.pass_context
+def sweep(ctx, config_file, out_dir, jobs, resume, quiet, **options):
     """Train every (dataset, seed, width), attack it with every attack (FGSM and PGD
     unless --attacks says otherwise) at every eps, and write results.json, the summary
     table and figures to --out.
@@ -89,14 +90,22 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
 
     from robnp.report import format_summary_table
     from robnp.study import LocalExecutor, default_jobs, load_config_file, run_study
+    from robnp.study.models import model_path
     from robnp.study.store import study_config
 
+    values = load_config_file(config_file) if config_file else {}
+    run = _run_settings(values, config_file)
+    given = {name for name in ("out_dir", "jobs") if ctx.get_parameter_source(name)
+             not in (click.core.ParameterSource.DEFAULT, None)}
+    out_dir = out_dir if "out_dir" in given or "out" not in run else run["out"]
+    jobs = jobs if "jobs" in given or "jobs" not in run else run["jobs"]
+    resume = resume or run.get("resume", False)
+    quiet = quiet or run.get("quiet", False)
     if not out_dir.strip():
         raise click.BadParameter("must name a directory, got an empty value",
                                  param_hint="--out")
     if jobs is not None and jobs < 1:
         raise click.BadParameter(f"must be >= 1, got {jobs}", param_hint="--jobs")
-    values = load_config_file(config_file) if config_file else {}
     names = options.pop("attacks")
     if names is not None or "attacks" in values:
         values["attacks"] = StudyConfig.merge_attacks(values.get("attacks"), names)
@@ -157,6 +166,30 @@ def sweep(config_file, out_dir, jobs, resume, quiet, **options):
                f"in {_format_seconds(outcome.seconds)}.")
     for name, path in outcome.paths.items():
         click.echo(f"  wrote {path}")
+    models = model_path(out_dir, config.tasks()[0]).parent
+    click.echo(f"  kept {outcome.n_tasks} model(s) in {models}")
+
+
+def _run_settings(values: dict, source) -> dict:
+    """Take the settings of the run itself (``out``, ``jobs``, ``quiet``, ``resume``)
+    out of a config file's ``values``, checked; what is left is the study's."""
+    from robnp.errors import ConfigError
+
+    run = {}
+    for key in [k for k in values if str(k).replace("-", "_") in _RUN_KEYS]:
+        name, value = str(key).replace("-", "_"), values.pop(key)
+        kind = _RUN_KEYS[name]
+        if (kind is bool) != isinstance(value, bool) or not isinstance(value, kind) or (
+                name == "jobs" and value < 1) or (name == "out" and not value.strip()):
+            rule = {"out": "a non-empty string", "jobs": "an integer >= 1",
+                    "quiet": "true or false", "resume": "true or false"}[name]
+            raise ConfigError(f"{source}: {key} must be {rule}, got {value!r}")
+        run[name] = value
+    return run
+
+
+# Settings of the run, not of the study: a config file may hold them too.
+_RUN_KEYS = {"out": str, "jobs": int, "quiet": bool, "resume": bool}
 
 
 @click.command()

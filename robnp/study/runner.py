@@ -37,7 +37,7 @@ from .models import has_model, write_model
 from .store import STORE_NAME, TaskStore, check_writable, read_store
 from .tasks import Task, TaskResult
 
-__all__ = ["run_study", "rebuild_report", "runs_rows", "check_memory", "StudyOutcome", "Progress",
+__all__ = ["run_study", "rebuild_report", "runs_rows", "check_memory", "check_attack_classes", "StudyOutcome", "Progress",
            "EtaEstimator", "environment"]
 
 
@@ -180,6 +180,7 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None,
     tasks = config.tasks()
     # Here, before any file is written or worker started: the same refusal for any jobs.
     check_memory(tasks)
+    check_attack_classes(tasks)
     check_writable(out_dir)
     start = time.perf_counter()
     with TaskStore.open(out_dir, config, resume=resume) as store:
@@ -212,6 +213,18 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None,
     document, paths = _write_study(config, results, out_dir)
     return StudyOutcome(document, paths, len(tasks), len(todo), len(tasks) - len(todo),
                         time.perf_counter() - start)
+
+
+def check_attack_classes(tasks) -> None:
+    """Refuse (:class:`~robnp.errors.ConfigError`, naming the task) an attack that
+    cannot attack a task's model (DLR needs 3 classes or more), before the store is
+    opened or a model trained; the worker would find it only after training."""
+    for task in tasks:
+        for name, options in task.attacks:
+            try:
+                options.check_classes(task.n_classes)
+            except ConfigError as exc:
+                raise ConfigError(f"attack {name} on {task.dataset}: {exc}") from None
 
 
 def check_memory(tasks) -> None:
