@@ -278,7 +278,8 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
     clean = CleanPoints(AttackedModel(model), X, y)
     results = {}
     # Work per radius of each attack, in forward passes per point: the progress units.
-    work = {name: float(options.passes(logits.shape[1])) for name, options in chosen}
+    work = {name: _passes(options, logits.shape[1]) if progress is not None else 1.0
+            for name, options in chosen}
     total = (2.0 if check_convergence else 1.0) * n_eps * sum(work.values())
     done = 0.0
     for name, options in chosen:
@@ -330,6 +331,15 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
         found += _convergence_warnings(model, X, y, evaluation, seed,
                                        None if progress is None else rerun_done)
     return dataclasses.replace(evaluation, warnings=tuple(found))
+
+
+def _passes(options, n_classes: int) -> float:
+    """An attack's work per point and radius for the progress callback; 1 for an
+    attack whose options do not say (``passes`` is required only of the study's)."""
+    try:
+        return float(options.passes(n_classes))
+    except NotImplementedError:
+        return 1.0
 
 
 def _run_on_clean(spec, model, X, y, radii, options, rng, clean):
