@@ -11,6 +11,7 @@ import click
 from robnp.study.config import DEFAULT_ATTACKS, StudyConfig
 
 from .options import FLOAT_LIST, NAME_LIST
+from .progress import DelayedProgress
 
 _DEFAULTS = StudyConfig()
 _DATA_OPTIONS = [
@@ -111,6 +112,7 @@ def train(out_path, force, width, depth, lr, batch_size, max_epochs, patience, r
     from robnp.attacks import accuracy
     from robnp.model import save_model
     from robnp.study import task_data, train_task
+    from robnp.study.tasks import train_record
 
     path = _model_output(out_path, force)
     recipe_options = {key: value for key, value in
@@ -132,17 +134,7 @@ def train(out_path, force, width, depth, lr, batch_size, max_epochs, patience, r
     model, history = train_task(task, X_train, y_train)
     clean_acc = accuracy(model, X_test, y_test)
     save_model(model, path)
-    identity = task.identity()
-    del identity["attacks"], identity["epsilons"]
-    facts = {"epochs": history.epochs, "final_loss": history.final_loss,
-             "best_loss": history.best_loss, "stopped_early": history.stopped_early,
-             "loss": [float(v) for v in history.loss]}
-    summary = history.summary()
-    for key in ("seconds", "epochs", "final_loss", "best_loss", "stopped_early", "loss"):
-        del summary[key]
-    sidecar = atomic_write_json(sidecar_path(path), {
-        "format": "robnp.train", "task": identity, "clean_acc": clean_acc,
-        "history": {**facts, **summary}})
+    sidecar = atomic_write_json(sidecar_path(path), train_record(task, history, clean_acc))
     click.echo(f"{task.label}: {model.n_params} parameters, {history.epochs} epochs, "
                f"final loss {history.final_loss:.4f}, clean accuracy {clean_acc:.4f}")
     if slots:
@@ -210,6 +202,20 @@ def model_task(model_path, data: dict):
                         + (f"; pass --n-classes {model.n_classes}"
                            if dataset.variable_classes else ""))
     return model, task
+
+
+def require_data_record(model_path, data: dict) -> None:
+    """Refuse to guess which data a model was trained on: without a robnp train
+    record beside it, ``--dataset`` and ``--seed`` must be given."""
+    from robnp.errors import ConfigError
+
+    if read_sidecar(model_path):
+        return
+    missing = [flag for flag, key in (("--dataset", "dataset"), ("--seed", "seed"))
+               if data.get(key) is None]
+    if missing:
+        raise ConfigError(f"{' and '.join(missing)} needed: no robnp train record beside "
+                          f"{model_path} says which data the model was trained on")
 
 
 def _attack_options(pairs) -> dict:
@@ -310,8 +316,13 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
     chosen = StudyConfig.merge_attacks(_attack_options(options) or None, attacks)
     if isinstance(chosen, tuple):
         chosen = {name: {} for name in chosen}
-    evaluation = evaluate(model, X_test, y_test, epsilons, chosen, seed=task.seed,
-                          cascade=cascade, check_convergence=not no_convergence_check)
+    progress = DelayedProgress("attack")
+    try:
+        evaluation = evaluate(model, X_test, y_test, epsilons, chosen, seed=task.seed,
+                              cascade=cascade, check_convergence=not no_convergence_check,
+                              progress=progress)
+    finally:
+        progress.close()
     click.echo(f"{model_path} on {task.label.rsplit(' width=', 1)[0]} test split: "
                f"{X_test.shape[0]} points, clean accuracy {evaluation.clean_acc:.4f}")
     head = f"  {'attack':<14}" + "".join(f"{f'eps={e:g}':>12}" for e in evaluation.eps)

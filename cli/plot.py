@@ -23,48 +23,45 @@ def _check_png(out: str) -> None:
 
 @plot.command()
 @click.argument("model_file", type=click.Path(dir_okay=False))
-@click.option("--dataset", required=True, help="Registered dataset the model was trained on.")
-@click.option("--seed", type=int, required=True, help="Seed of the study's data draw.")
+@data_options
 @click.option("--eps", type=float, required=True, help="L-infinity radius of the attack.")
 @click.option("--attack", default="pgd", show_default=True, help="Registered attack.")
-@click.option("--n-samples", type=int, default=2000, show_default=True,
-              help="Points drawn (train + test), as in the study.")
-@click.option("--noise", type=float, default=0.15, show_default=True)
-@click.option("--test-fraction", type=float, default=0.2, show_default=True)
-@click.option("--n-classes", type=int, default=None,
-              help="Classes of blobs and spirals (the model's output count by default).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file.")
-def boundary(model_file, dataset, seed, eps, attack, n_samples, noise, test_fraction,
-             n_classes, out):
+def boundary(model_file, eps, attack, out, **data):
     """Decision regions of a 2-D MODEL_FILE over its test points, the Bayes boundary,
     each broken point's eps-box and an arrow to its adversarial point; adversarial
-    points whose Bayes label differs from the clean label are marked in red."""
+    points whose Bayes label differs from the clean label are marked in red.
+
+    The data settings are those given, else those in the JSON written beside the
+    model (by robnp train, or by robnp sweep for the models it keeps), else the
+    study's; --dataset and --seed are required when there is no such JSON."""
     import robnp
     from robnp._io import atomic_savefig
     from robnp.data import get_dataset
     from robnp.errors import ConfigError, DataError
     from robnp.report.teaching import boundary_figure
+    from robnp.study import task_data
     from robnp.verify import DataSource
     from robnp.verify.boundary import boundary_map
+
+    from .evaluate import model_task, require_data_record
 
     _check_png(out)
     if not eps >= 0:
         raise ConfigError(f"--eps must be >= 0, got {eps!r}")
+    require_data_record(model_file, data)
     model = robnp.load_model(model_file)
     if model.n_features != 2:
         raise DataError(f"{model_file} has {model.n_features} inputs; the boundary figure "
                         f"needs a 2-D model")
-    spec = get_dataset(dataset)
-    k = spec.classes(n_classes if n_classes is not None else
-                     (model.n_classes if spec.variable_classes else None))
-    if model.n_classes != k:
-        raise DataError(f"{model_file} has {model.n_classes} outputs but dataset {dataset!r} "
-                        f"has {k} classes")
-    classes = k if spec.variable_classes else None
-    X, y = robnp.make_dataset(dataset, n_samples, noise, seed=seed, n_classes=classes)
-    _, X_test, _, y_test = robnp.train_test_split(X, y, test_fraction)
-    source = DataSource(dataset, n_samples, noise, 2, classes)
-    evaluation = robnp.evaluate(model, X_test, y_test, (eps,), (attack,), seed=seed)
+    if data.get("n_classes") is None and get_dataset(
+            data.get("dataset") or "circles").variable_classes:
+        data = {**data, "n_classes": model.n_classes}
+    model, task = model_task(model_file, data)
+    _, X_test, _, y_test = task_data(task)
+    classes = task.n_classes if get_dataset(task.dataset).variable_classes else None
+    source = DataSource(task.dataset, task.n_samples, task.noise, 2, classes)
+    evaluation = robnp.evaluate(model, X_test, y_test, (eps,), (attack,), seed=task.seed)
     adversarial = evaluation.attacks[attack].adversarial[0]
     fig = boundary_figure(boundary_map(model, X_test, y_test, source, eps, adversarial),
                           attack=attack)

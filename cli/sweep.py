@@ -9,6 +9,8 @@ import click
 from robnp.study.config import StudyConfig, format_setting
 
 from .options import FLOAT_LIST, INT_LIST, NAME_LIST
+from .progress import Status as _Status
+from .progress import format_seconds as _format_seconds
 
 _DEFAULTS = StudyConfig()
 
@@ -51,11 +53,6 @@ def study_options(command):
     return command
 
 
-def _format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
 _FLAGS = {field: flag for flag, field, _, _ in _STUDY_OPTIONS}
 
 
@@ -65,37 +62,6 @@ class _Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum, frame):
     raise _Terminated()
-
-
-class _Status:
-    """One progress line: on a terminal, a bar redrawn in place below the log
-    lines; elsewhere, nothing but the log lines."""
-
-    def __init__(self, total: int):
-        self.total = total
-        self.tty = sys.stderr.isatty()
-        self.shown = False
-
-    def log(self, line: str) -> None:
-        click.echo(f"\r\033[K{line}" if self.shown else line, err=True)
-        self.shown = False
-
-    def update(self, done: int, eta: float | None) -> None:
-        """Redraw the bar; ``eta`` is None until a task has finished."""
-        if not self.tty:
-            return
-        width = 30
-        filled = width * done // max(self.total, 1)
-        bar = "#" * filled + "-" * (width - filled)
-        eta_text = (f"  ETA {_format_seconds(eta)}"
-                    if eta is not None and done < self.total else "")
-        click.echo(f"\r\033[Ktasks [{bar}] {done}/{self.total}{eta_text}", err=True, nl=False)
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            click.echo("", err=True)
-            self.shown = False
 
 
 @click.command()
@@ -121,7 +87,8 @@ class _Status:
               help="Continue the study stored in --out with its stored settings "
                    "(options given must agree with them).")
 @click.option("--quiet", "-q", is_flag=True, help="No line per finished task.")
-def sweep(config_file, out_dir, jobs, executor_name, scheduler, allowed_failures, resume,
+@click.pass_context
+def sweep(ctx, config_file, out_dir, jobs, executor_name, scheduler, allowed_failures, resume,
           quiet, **options):
     """Train every (dataset, seed, width), attack it with every attack (FGSM and PGD
     unless --attacks says otherwise) at every eps, and write results.json, the summary
@@ -134,14 +101,22 @@ def sweep(config_file, out_dir, jobs, executor_name, scheduler, allowed_failures
 
     from robnp.report import format_summary_table
     from robnp.study import default_jobs, load_config_file, run_study
+    from robnp.study.models import model_path
     from robnp.study.store import study_config
 
+    values = load_config_file(config_file) if config_file else {}
+    run = _run_settings(values, config_file)
+    given = {name for name in ("out_dir", "jobs") if ctx.get_parameter_source(name)
+             not in (click.core.ParameterSource.DEFAULT, None)}
+    out_dir = out_dir if "out_dir" in given or "out" not in run else run["out"]
+    jobs = jobs if "jobs" in given or "jobs" not in run else run["jobs"]
+    resume = resume or run.get("resume", False)
+    quiet = quiet or run.get("quiet", False)
     if not out_dir.strip():
         raise click.BadParameter("must name a directory, got an empty value",
                                  param_hint="--out")
     if jobs is not None and jobs < 1:
         raise click.BadParameter(f"must be >= 1, got {jobs}", param_hint="--jobs")
-    values = load_config_file(config_file) if config_file else {}
     names = options.pop("attacks")
     if names is not None or "attacks" in values:
         values["attacks"] = StudyConfig.merge_attacks(values.get("attacks"), names)
@@ -208,6 +183,30 @@ def sweep(config_file, out_dir, jobs, executor_name, scheduler, allowed_failures
                f"in {_format_seconds(outcome.seconds)}.")
     for name, path in outcome.paths.items():
         click.echo(f"  wrote {path}")
+    models = model_path(out_dir, config.tasks()[0]).parent
+    click.echo(f"  kept {outcome.n_tasks} model(s) in {models}")
+
+
+def _run_settings(values: dict, source) -> dict:
+    """Take the settings of the run itself (``out``, ``jobs``, ``quiet``, ``resume``)
+    out of a config file's ``values``, checked; what is left is the study's."""
+    from robnp.errors import ConfigError
+
+    run = {}
+    for key in [k for k in values if str(k).replace("-", "_") in _RUN_KEYS]:
+        name, value = str(key).replace("-", "_"), values.pop(key)
+        kind = _RUN_KEYS[name]
+        if (kind is bool) != isinstance(value, bool) or not isinstance(value, kind) or (
+                name == "jobs" and value < 1) or (name == "out" and not value.strip()):
+            rule = {"out": "a non-empty string", "jobs": "an integer >= 1",
+                    "quiet": "true or false", "resume": "true or false"}[name]
+            raise ConfigError(f"{source}: {key} must be {rule}, got {value!r}")
+        run[name] = value
+    return run
+
+
+# Settings of the run, not of the study: a config file may hold them too.
+_RUN_KEYS = {"out": str, "jobs": int, "quiet": bool, "resume": bool}
 
 
 def _executor(name, jobs, cores, scheduler, allowed_failures):
@@ -227,17 +226,41 @@ def _executor(name, jobs, cores, scheduler, allowed_failures):
 
 @click.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
-def report(out_dir):
+@click.option("--runs-table", "runs_path", type=click.Path(dir_okay=False),
+              help="Also write the runs table robnp scaling fit reads (.csv: N, D, loss, "
+                   "accuracy, flops per model; loss the adversarial test loss) from "
+                   "OUT_DIR's tasks.sqlite.")
+@click.option("--eps", type=float, default=None,
+              help="Radius of the runs table's loss and accuracy (needed when the study "
+                   "has several).")
+@click.option("--dataset", default=None,
+              help="Dataset of the runs table (needed when the study has several).")
+@click.option("--attack", default="pgd", show_default=True,
+              help="Attack whose points give the runs table's loss and accuracy.")
+def report(out_dir, runs_path, eps, dataset, attack):
     """Rebuild the summary table, results.json statistics and figures of OUT_DIR
     from its stored records, without training; from tasks.sqlite when results.json
     is missing. Refuses (exit 2, nothing rewritten) records robnp validate finds
-    inconsistent."""
+    inconsistent. With --runs-table, also write the table of runs robnp scaling fit
+    reads."""
     from pathlib import Path
 
+    from robnp._io import check_output_file
     from robnp.report import RESULTS_FILE, format_summary_table, regenerate
-    from robnp.study.runner import rebuild_report
+    from robnp.report.runs import write_runs_table
+    from robnp.study.runner import rebuild_report, runs_rows
     from robnp.study.store import STORE_NAME
 
+    rows = None
+    if runs_path is not None:
+        if not str(runs_path).lower().endswith(".csv"):
+            raise click.BadParameter(f"the runs table is a .csv file, got {runs_path!r}",
+                                     param_hint="--runs-table")
+        check_output_file(runs_path, "--runs-table file")
+        rows = runs_rows(out_dir, eps=eps, dataset=dataset, attack=attack)
+    elif (eps, dataset, attack) != (None, None, "pgd"):
+        raise click.BadParameter("--eps, --dataset and --attack choose the runs table's "
+                                 "rows: give them with --runs-table", param_hint="--runs-table")
     if not (Path(out_dir) / RESULTS_FILE).exists() and (Path(out_dir) / STORE_NAME).is_file():
         document, _ = rebuild_report(out_dir)
         source = STORE_NAME
@@ -246,6 +269,8 @@ def report(out_dir):
         source = "its records"
     click.echo(format_summary_table(document))
     click.echo(f"\nRegenerated results.json and figures in {out_dir} from {source}.")
+    if rows is not None:
+        click.echo(f"  wrote {write_runs_table(rows, runs_path)} ({len(rows)} runs)")
 
 
 @click.command()

@@ -8,6 +8,7 @@ import click
 
 from .evaluate import data_options
 from .options import FLOAT_LIST
+from .progress import DelayedProgress
 
 _STUDY_EPSILONS = "0.01,0.05,0.1,0.2,0.5"
 
@@ -38,7 +39,7 @@ def verify(model_file, epsilons, norm, budget, json_file, **data):
     from robnp.study import task_data
     from robnp.verify import verify_radii
 
-    from .evaluate import model_task, read_sidecar
+    from .evaluate import model_task, require_data_record
 
     for eps in epsilons:
         if not eps >= 0:
@@ -47,12 +48,7 @@ def verify(model_file, epsilons, norm, budget, json_file, **data):
         raise ConfigError(f"--budget must be an integer >= 1, got {budget}")
     if json_file:
         check_output_file(json_file, "--json file")
-    if not read_sidecar(model_file):
-        missing = [flag for flag, key in (("--dataset", "dataset"), ("--seed", "seed"))
-                   if data[key] is None]
-        if missing:
-            raise ConfigError(f"{' and '.join(missing)} needed: no robnp train record beside "
-                              f"{model_file} says which data the model was trained on")
+    require_data_record(model_file, data)
     model, task = model_task(model_file, data)
     _, X_test, _, y_test = task_data(task)
     if X_test.shape[0] == 0:
@@ -60,7 +56,12 @@ def verify(model_file, epsilons, norm, budget, json_file, **data):
                         f"--test-fraction {task.test_fraction})")
     dataset, seed = task.dataset, task.seed
     start = time.perf_counter()
-    results = verify_radii(model, X_test, y_test, epsilons, norm=norm, budget=budget, seed=seed)
+    progress = DelayedProgress("verify")
+    try:
+        results = verify_radii(model, X_test, y_test, epsilons, norm=norm, budget=budget,
+                               seed=seed, progress=progress)
+    finally:
+        progress.close()
     seconds = time.perf_counter() - start
     clean = robnp.accuracy(model, X_test, y_test)
     click.echo(f"verify {model_file}: layers {model.layer_sizes}, {dataset} seed {seed}, "

@@ -79,9 +79,11 @@ def test_eps_zero_is_the_identity(trained_model, circles_split, attack):
     assert X_adv is not X
 
 
-def test_pgd_with_zero_steps_is_the_identity(trained_model, circles_split):
+def test_pgd_with_zero_steps_is_refused(trained_model, circles_split):
+    # Zero steps is no attack: its "robust accuracy" would be the clean accuracy.
     X, y = circles_split[1], circles_split[3]
-    np.testing.assert_array_equal(robnp.pgd(trained_model, X, y, 0.3, steps=0), X)
+    with pytest.raises(ConfigError, match="steps must be an integer >= 1, got 0"):
+        robnp.pgd(trained_model, X, y, 0.3, steps=0)
 
 
 def test_pgd_is_at_least_as_strong_as_fgsm_on_average(trained_model, circles_split):

@@ -223,7 +223,7 @@ def test_l2_apgd_stays_in_the_l2_ball(blobs_model):
 
 
 @pytest.mark.parametrize("options", [{}, {"steps": 3, "step_size": 0.07}, {"loss": "cw_margin"},
-                                     {"bounds": (-1, 1)}, {"steps": 0}])
+                                     {"bounds": (-1, 1)}, {"steps": 1}])
 def test_the_registry_pgd_is_the_study_pgd_bit_for_bit(trained_model, circles_split, options):
     """The registry runs every radius in one compiled call; each must equal the
     function the study calls, radius by radius."""

@@ -218,18 +218,56 @@ BAD_INPUT = [
     (["--test-fraction", "1.5"], "test_fraction"),
     (["--lr", "0"], "lr"),
     (["--pgd-steps", "-1"], "pgd_steps"),
+    # Zero PGD steps is no attack: every "robust" accuracy would be the clean one.
+    (["--pgd-steps", "0"], "pgd_steps must be an integer >= 1, got 0"),
+    # Found before the store is opened or a model trained (not after 36 trainings).
+    (["--attacks", "apgd-dlr"], "attack apgd-dlr on circles: loss 'dlr' needs at least 3"),
+    (["--resume"], "nothing to resume: "),
+    (["--config", "jobs.toml"], "jobs must be an integer >= 1, got 0"),
+    (["--config", "quiet.toml"], "quiet must be true or false, got 'yes'"),
 ]
 
 
 @pytest.mark.parametrize("args,needle", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
-def test_bad_sweep_input_is_one_line_and_exit_2(tmp_path, args, needle):
+def test_bad_sweep_input_is_one_line_and_exit_2(tmp_path, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "jobs.toml").write_text("jobs = 0\n")
+    (tmp_path / "quiet.toml").write_text("quiet = 'yes'\n")
     out = tmp_path / "never"
     result = run("sweep", *args, "--out", out)
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error:"), lines
     assert needle in lines[0]
-    assert not (out / "tasks.sqlite").exists()
+    assert not out.exists()
+
+
+def test_resume_into_an_empty_directory_says_there_is_nothing_to_resume(tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    result = run("sweep", *SMALL, "--out", out, "--resume")
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"Error: nothing to resume: {out} holds no tasks.sqlite; "
+                                      f"run without --resume to start the study there")
+    assert list(out.iterdir()) == []
+
+
+def test_a_config_file_sets_the_run_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.toml").write_text(
+        'datasets = ["moons"]\nwidths = [4]\nseeds = [0]\nepsilons = [0.1]\n'
+        'n-samples = 100\nmax-epochs = 3\njobs = 1\nout = "from_file"\nquiet = true\n')
+    result = run("sweep", "--config", "run.toml")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "from_file" / "results.json").is_file()
+    assert "in this process" in result.output  # jobs = 1
+    assert "[  1/1]" not in result.output  # quiet
+    (tmp_path / "run.toml").write_text(
+        (tmp_path / "run.toml").read_text() + "resume = true\n")
+    result = run("sweep", "--config", "run.toml", "--out", "elsewhere")
+    assert result.exit_code == 2 and "nothing to resume: elsewhere" in result.output
+    result = run("sweep", "--config", "run.toml")
+    assert result.exit_code == 0 and "Ran 0 task(s), reused 1" in result.output
 
 
 def test_bad_config_files(tmp_path):

@@ -24,7 +24,9 @@ def run(*args):
 
 
 def snapshot(out):
-    return {path.name: path.read_bytes() for path in sorted(out.iterdir())}
+    # Every file, those of the models directory too.
+    return {str(path.relative_to(out)): path.read_bytes() for path in sorted(out.rglob("*"))
+            if path.is_file()}
 
 
 def one_error_line(result):

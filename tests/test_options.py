@@ -160,7 +160,7 @@ def test_every_option_has_a_declared_constraint(options):
 
 
 @pytest.mark.parametrize("make,message", [
-    (lambda: get_attack("pgd").options(steps=-1), "steps must be an integer >= 0, got -1"),
+    (lambda: get_attack("pgd").options(steps=0), "steps must be an integer >= 1, got 0"),
     (lambda: get_attack("pgd").options(step_size=-0.1),
      r"step_size must be a finite number >= 0, got -0.1"),
     (lambda: get_attack("pgd").options(use_best="yes"), "use_best must be true or false"),

@@ -106,11 +106,13 @@ def test_resume_on_a_damaged_store_is_one_line_and_touches_nothing(finished, tmp
     shutil.copytree(finished, out)
     spoil, same, other = DAMAGE[damage]
     spoil(out)
-    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    before = {str(path.relative_to(out)): path.read_bytes() for path in out.rglob("*")
+              if path.is_file()}
     extra = ["--seeds", "2"] if other_config else []
     line = error_line(run("sweep", *TINY, *extra, "--out", out, "--resume"))
     assert (other if other_config else same) in line
-    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    assert {str(path.relative_to(out)): path.read_bytes() for path in out.rglob("*")
+            if path.is_file()} == before
 
 
 def test_a_damaged_store_is_a_store_error_in_the_library(finished, tmp_path):

@@ -318,7 +318,8 @@ def _found_minimal(found, minimal, rows, X):
 
 @single_blas_thread
 def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd"), *,
-             seed=0, cascade: bool = False, check_convergence: bool = False) -> Evaluation:
+             seed=0, cascade: bool = False, check_convergence: bool = False,
+             progress=None) -> Evaluation:
     """Run several attacks at every radius and score the per-sample worst case.
 
     Parameters
@@ -349,6 +350,11 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
         ``n_queries``) and once with twice its random restarts, and warn where that
         breaks more, naming the rerun that broke more (a suite's stages are rerun on
         the points the suite left robust).
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each attack (each attack and radius
+        with ``cascade``; each rerun in the convergence check), both in forward-pass
+        equivalents of the whole evaluation (:meth:`AttackOptions.passes` per point
+        and radius), for a progress bar; results do not depend on it.
 
     Returns
     -------
@@ -385,6 +391,17 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
     clean = CleanPoints(AttackedModel(model), X, y)
     results = {}
     notices = []
+    # Work per radius of each attack, in forward passes per point: the progress units.
+    work = {name: _passes(options, logits.shape[1]) if progress is not None else 1.0
+            for name, options in chosen}
+    total = (2.0 if check_convergence else 1.0) * n_eps * sum(work.values())
+    done = 0.0
+
+    def advance(amount):
+        nonlocal done
+        done += amount
+        if progress is not None:
+            progress(min(done, total), total)
     for name, options in chosen:
         spec = get_attack(name)
         rng = _attack_seed(seed, name)
@@ -400,6 +417,7 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
                                                     logits.shape[1])
             results.update(stage_results)
             notices += [n for n in options.notices(logits.shape[1]) if n not in notices]
+            advance(n_eps * work[name])
         elif cascade:
             for k, radius in enumerate(radii):
                 rows = np.flatnonzero(~worst[k])
@@ -408,11 +426,13 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
                     adversarial[k, rows] = found[0]
                     attacked[k, rows] = True
                     minimal = _found_minimal(found, minimal, rows, X)
+                advance(work[name])
         else:
             found = _run_on_clean(spec, model, X, y, radii, options, rng, clean)
             adversarial[:] = np.stack(found)
             attacked[:] = True
             minimal = _found_minimal(found, minimal, np.arange(n_points), X)
+            advance(n_eps * work[name])
         for k in range(n_eps):
             rows = np.flatnonzero(attacked[k])
             if rows.size:
@@ -432,8 +452,19 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
                             zero_share, bool(cascade), (), tuple(notices))
     found = _sanity_warnings(evaluation, X, y)
     if check_convergence:
-        found += _convergence_warnings(model, X, y, evaluation, seed, logits.shape[1])
+        share = n_eps * sum(work.values())  # the reruns' part of the total
+        found += _convergence_warnings(model, X, y, evaluation, seed, logits.shape[1],
+                                       lambda fraction: advance(fraction * share))
     return dataclasses.replace(evaluation, warnings=tuple(found))
+
+
+def _passes(options, n_classes: int) -> float:
+    """An attack's work per point and radius for the progress callback; 1 for an
+    attack whose options do not say (``passes`` is required only of the study's)."""
+    try:
+        return float(options.passes(n_classes))
+    except NotImplementedError:
+        return 1.0
 
 
 def _run_suite(model, X, y, radii, options, rng, not_robust, n_classes):
@@ -542,7 +573,7 @@ def _convergence_reruns(evaluation: Evaluation, n_classes: int):
 
 
 def _convergence_warnings(model, X, y, evaluation: Evaluation, seed,
-                          n_classes: int) -> list[str]:
+                          n_classes: int, advance=None) -> list[str]:
     """Carlini et al. (2019, "On evaluating adversarial robustness")'s checklist: rerun
     every attack on the points it left robust with twice its budget (the option its
     options name in ``budget``: PGD's steps, APGD's and FAB's iterations, Square's
@@ -550,9 +581,13 @@ def _convergence_warnings(model, X, y, evaluation: Evaluation, seed,
     both from the same first random start (one adds iterations to it, the other new
     starts); each point a rerun breaks means the attack had not converged, and the
     warning names the rerun that broke more. Attacks whose runs do not start at random (the
-    study's PGD) have no restarts to add, and the warning says so."""
+    study's PGD) have no restarts to add, and the warning says so. ``advance`` is
+    called with the share of the reruns done (adding up to 1) after each attack."""
     found = []
-    for name, attack, options, left in _convergence_reruns(evaluation, n_classes):
+    entries = list(_convergence_reruns(evaluation, n_classes))
+    for name, attack, options, left in entries:
+        if advance is not None:
+            advance(1.0 / len(entries))  # before the work: a progress bar, not a meter
         budget = options.budget
         if budget is not None and getattr(options, budget) == 0:
             continue

@@ -43,8 +43,8 @@ class PGDOptions(AttackOptions):
 
     Attributes
     ----------
-    steps : int >= 0
-        Steepest-ascent steps.
+    steps : int >= 1
+        Steepest-ascent steps (zero steps would be no attack: refused).
     step_fraction : float > 0
         Step size as a fraction of eps (0.25: the study's eps/4).
     step_size : float >= 0 or None
@@ -85,7 +85,7 @@ class PGDOptions(AttackOptions):
     targeted: bool = False
     n_threads: int | None = None
 
-    constraints = {"steps": Integer(0),
+    constraints = {"steps": Integer(1),
                    "step_fraction": Real(0, low_open=True),
                    "step_size": Optional(Real(0)),
                    "random_start": Flag(),
@@ -138,7 +138,7 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
     y : array-like of shape (n_samples,)
     eps : float >= 0
         Radius of the ball. ``eps = 0`` returns a copy of ``X``.
-    steps : int >= 0
+    steps : int >= 1
         Number of steps.
     step_size : float, optional
         Size of each step; default ``eps / 4`` (the study's choice).
@@ -175,7 +175,7 @@ def pgd(model, X, y, eps: float, steps: int = 10, step_size: float | None = None
         the ball up to the dtype's rounding.
     """
     eps = check_eps(eps)
-    steps = _checks.integer("steps", steps, 0)
+    steps = _checks.integer("steps", steps, 1)
     step_size = eps / 4 if step_size is None else _checks.real("step_size", step_size, 0)
     check_bounds(bounds)
     loss_code(loss)

@@ -210,7 +210,7 @@ class StudyConfig:
         set_("train_options", tuple(
             (name, getattr(train, name)) for name in sorted(_train_option_names())
             if getattr(train, name) != getattr(_TRAIN_DEFAULTS, name)))
-        set_("pgd_steps", _checks.integer("pgd_steps", self.pgd_steps, 0))
+        set_("pgd_steps", _checks.integer("pgd_steps", self.pgd_steps, 1))
         set_("pgd_step_fraction", _checks.real("pgd_step_fraction", self.pgd_step_fraction,
                                                0, low_open=True))
         set_("attacks", self._attack_settings(self.attacks))

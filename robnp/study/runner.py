@@ -33,10 +33,11 @@ from ..errors import ConfigError, StoreError
 from ..limits import check_fits
 from .config import StudyConfig
 from .executors import Executor, LocalExecutor, submission_order
+from .models import has_model, write_model
 from .store import STORE_NAME, TaskStore, check_writable, read_store
 from .tasks import Task, TaskResult
 
-__all__ = ["run_study", "rebuild_report", "check_memory", "StudyOutcome", "Progress",
+__all__ = ["run_study", "rebuild_report", "runs_rows", "check_memory", "check_attack_classes", "StudyOutcome", "Progress",
            "EtaEstimator", "environment"]
 
 
@@ -179,10 +180,16 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None,
     tasks = config.tasks()
     # Here, before any file is written or worker started: the same refusal for any jobs.
     check_memory(tasks)
+    check_attack_classes(tasks)
     check_writable(out_dir)
     start = time.perf_counter()
     with TaskStore.open(out_dir, config, resume=resume) as store:
-        done = store.done_keys()
+        # A stored task counts as done only with its model beside the store (see
+        # robnp.study.models): a store written before models were kept, or a model
+        # deleted since, reruns the task, which gives the same numbers.
+        stored_keys = store.done_keys()
+        done = {task.key for task in tasks
+                if task.key in stored_keys and has_model(out_dir, task)}
         todo = [task for task in tasks if task.key not in done]
         if on_start is not None:
             on_start(len(todo), len(tasks) - len(todo))
@@ -192,6 +199,7 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None,
 
         def stored(task: Task, result: TaskResult) -> None:
             nonlocal n_done
+            write_model(out_dir, task, result)  # before the commit: a stored task has its model
             store.put(result)
             n_done += 1
             now = time.perf_counter()
@@ -205,6 +213,18 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None,
     document, paths = _write_study(config, results, out_dir)
     return StudyOutcome(document, paths, len(tasks), len(todo), len(tasks) - len(todo),
                         time.perf_counter() - start)
+
+
+def check_attack_classes(tasks) -> None:
+    """Refuse (:class:`~robnp.errors.ConfigError`, naming the task) an attack that
+    cannot attack a task's model (DLR needs 3 classes or more), before the store is
+    opened or a model trained; the worker would find it only after training."""
+    for task in tasks:
+        for name, options in task.attacks:
+            try:
+                options.check_classes(task.n_classes)
+            except ConfigError as exc:
+                raise ConfigError(f"attack {name} on {task.dataset}: {exc}") from None
 
 
 def check_memory(tasks) -> None:
@@ -255,3 +275,63 @@ def rebuild_report(out_dir) -> tuple[dict, dict]:
             f"{' and others' if len(missing) > 1 else ''}); finish it with "
             f"robnp sweep --out {out_dir} --resume")
     return _write_study(config, stored, out_dir)
+
+
+def runs_rows(out_dir, *, eps: float | None = None, dataset: str | None = None,
+              attack: str = "pgd") -> list[dict]:
+    """The rows of the runs table (:mod:`robnp.report.runs`) of the study stored in
+    ``out_dir``: one per trained model of ``dataset`` (required when the study has
+    several), its adversarial test loss and robust accuracy under ``attack`` at
+    ``eps`` (required when the study has several radii).
+
+    Raises
+    ------
+    StoreError
+        When ``out_dir`` holds no finished task, or tasks stored by a robnp that did
+        not keep the adversarial loss.
+    ConfigError
+        For an eps, dataset or attack the study does not have.
+    """
+    found = read_store(out_dir)
+    if found is None:
+        raise StoreError(f"no {STORE_NAME} with finished tasks in {out_dir}: the runs table "
+                         f"is read from a sweep's store")
+    config, stored = found
+
+    def choose(name, value, choices, flag):
+        shown = ", ".join(format(c, "g") if isinstance(c, float) else str(c) for c in choices)
+        if value is None:
+            if len(choices) == 1:
+                return choices[0]
+            raise ConfigError(f"{flag} needed: the study in {out_dir} has several {name} "
+                              f"({shown}); the runs table takes one")
+        if value not in choices:
+            raise ConfigError(f"{flag} must be one of the study's {name} ({shown}), "
+                              f"got {value!r}")
+        return value
+
+    eps = choose("radii", None if eps is None else float(eps), list(config.epsilons), "--eps")
+    dataset = choose("datasets", dataset, list(config.datasets), "--dataset")
+    attack = choose("attacks", attack, list(config.attack_names), "--attack")
+    k = list(config.epsilons).index(eps)
+    rows = []
+    for task in config.tasks():
+        if task.dataset != dataset:
+            continue
+        if task.key not in stored:
+            raise StoreError(f"{out_dir / STORE_NAME} lacks task {task.label}; finish the "
+                             f"study with robnp sweep --out {out_dir} --resume")
+        result = stored[task.key]
+        if result.trained is None:
+            raise StoreError(f"{out_dir / STORE_NAME} was written by a robnp that did not "
+                             f"keep the adversarial test loss (task {task.label}); rerun "
+                             f"the study into another --out directory")
+        history = result.trained["record"]["history"]
+        accuracy = next(r["robust_acc"] for r in result.evaluations
+                        if r.get("attack") == attack and r.get("epsilon") == eps)
+        rows.append({"N": result.model["param_count"], "D": history["examples"],
+                     "loss": result.trained["adversarial_loss"][attack][k],
+                     "accuracy": accuracy, "flops": history["train_flops"],
+                     "dataset": task.dataset, "seed": task.seed, "width": task.width,
+                     "epsilon": eps, "attack": attack})
+    return rows

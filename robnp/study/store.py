@@ -175,6 +175,9 @@ def study_config(values: Mapping[str, Any], out_dir=None, *, resume: bool = Fals
     ``option_names`` spells it, e.g. ``{"seeds": "--seeds"}``; by default its name
     with dashes), the value given and the stored one.
     """
+    if resume and (out_dir is None or not (Path(out_dir) / STORE_NAME).is_file()):
+        raise StoreError(f"nothing to resume: {out_dir} holds no {STORE_NAME}; run without "
+                         f"--resume to start the study there")
     found = read_store(out_dir, with_results=False) if resume else None
     if found is None:
         return StudyConfig.from_mapping(values, source=source)

@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from ..threads import single_blas_thread
 from ..training.config import TrainConfig
 from ..training.fit import epoch_flops, fit, objective
 
-__all__ = ["Task", "TaskResult", "run_task", "task_data", "train_task"]
+__all__ = ["Task", "TaskResult", "run_task", "task_data", "train_task", "train_record"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,14 @@ class TaskResult:
     final_loss: float
     clean_acc: float
     seconds: float
+    #: What the task kept of its model beside the study's facts, None in a store
+    #: written before models were kept: ``record`` (the JSON ``robnp train`` writes
+    #: beside a model, :func:`train_record`) and ``adversarial_loss`` (attack ->
+    #: mean cross-entropy on the test split at its points, per eps).
+    trained: dict | None = None
+    #: The trained model's flat parameter vector; handed to the parent, which writes
+    #: the model file before it commits the task; never stored as JSON.
+    weights: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def records(self) -> list[dict]:
@@ -155,15 +163,24 @@ class TaskResult:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
+        """Every field but ``weights``; ``trained`` only when there is one (a store's
+        entries keep their earlier shape otherwise)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "weights"}
+        if data["trained"] is None:
+            del data["trained"]
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str) -> "TaskResult":
-        """Inverse of :meth:`to_json`; a ValueError names what is malformed."""
+        """Inverse of :meth:`to_json` (``weights`` None); a ValueError names what is
+        malformed."""
         data = json.loads(text)
-        fields = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(data, dict) or set(data) != fields:
-            raise ValueError(f"expected an object with keys {sorted(fields)}")
+        fields = {f.name for f in dataclasses.fields(cls)} - {"weights", "trained"}
+        if not isinstance(data, dict) or not fields <= set(data) <= fields | {"trained"}:
+            raise ValueError(f"expected an object with keys {sorted(fields)} (and trained)")
+        if not isinstance(data.get("trained"), (dict, type(None))):
+            raise ValueError(f"trained must be an object, got {data['trained']!r}")
         evaluations = data["evaluations"]
         if (not isinstance(evaluations, list) or not evaluations
                 or evaluation_problems(evaluations)):
@@ -266,6 +283,33 @@ def analysis_records(task: Task, model, X_test, y_test, evaluation) -> list[dict
     return records
 
 
+def train_record(task: Task, history, clean_acc: float) -> dict:
+    """The JSON written beside a trained model (by ``robnp train`` and for every model
+    a sweep keeps): ``format`` ``"robnp.train"``, the ``task`` it was trained as (its
+    identity without the evaluation's settings), its clean test accuracy and its
+    training ``history``. ``robnp attack``, ``verify`` and ``plot boundary`` read the
+    data settings back from ``task``."""
+    identity = task.identity()
+    for key in ("attacks", "epsilons", "analyses"):
+        identity.pop(key, None)
+    facts = {"epochs": history.epochs, "final_loss": history.final_loss,
+             "best_loss": history.best_loss, "stopped_early": history.stopped_early,
+             "loss": [float(v) for v in history.loss]}
+    summary = history.summary()
+    for key in ("seconds", "epochs", "final_loss", "best_loss", "stopped_early", "loss"):
+        del summary[key]
+    return {"format": "robnp.train", "task": identity, "clean_acc": clean_acc,
+            "history": {**facts, **summary}}
+
+
+def adversarial_loss(model, X_test, y_test, evaluation) -> dict[str, list[float]]:
+    """Attack name -> the mean cross-entropy of ``model`` on the test split at that
+    attack's points, one value per eps (the adversarial test loss of
+    ``docs/scaling.md``)."""
+    return {name: [mean_loss(model, points, y_test) for points in result.adversarial]
+            for name, result in evaluation.attacks.items()}
+
+
 @single_blas_thread
 def run_task(task: Task) -> TaskResult:
     """Generate data, train, measure clean accuracy, run every attack at every radius.
@@ -300,6 +344,9 @@ def run_task(task: Task) -> TaskResult:
     records = evaluation.records()
     if task.analyses:
         records += analysis_records(task, model, X_test, y_test, evaluation)
+    trained = {"record": train_record(task, history, clean_acc),
+               "adversarial_loss": adversarial_loss(model, X_test, y_test, evaluation)}
     return TaskResult(key=task.key, model=facts, evaluations=tuple(records),
                       epochs=history.epochs, final_loss=history.final_loss,
-                      clean_acc=clean_acc, seconds=time.perf_counter() - start)
+                      clean_acc=clean_acc, seconds=time.perf_counter() - start,
+                      trained=trained, weights=model.params.copy())

@@ -317,8 +317,9 @@ def _minimising_corner(coefficients, worst_class, lo, hi):
     return np.where(a > 0, lo, hi)
 
 
-def _branch_and_bound(run, net, rows, root_lo, root_hi, root, budget):
-    """Input splitting with a best-first heap of sub-boxes per point."""
+def _branch_and_bound(run, net, rows, root_lo, root_hi, root, budget, progress=None):
+    """Input splitting with a best-first heap of sub-boxes per point; ``progress``,
+    when given, is called with the count of decided points after each round."""
     heaps = {}
     certified_min = {}
     ambiguous = {}
@@ -391,6 +392,8 @@ def _branch_and_bound(run, net, rows, root_lo, root_hi, root, budget):
                 low = min(certified_min[row], heaps[row][0][0], ambiguous.get(row, np.inf))
                 run.give_up(np.array([row]), low, "budget")
                 del heaps[row]
+        if progress is not None:
+            progress(int(np.count_nonzero(run.decided_by != "")))
 
 
 # ---------------------------------------------------------------------------
@@ -405,9 +408,10 @@ def _check_budget(budget) -> int:
 
 
 def _verify(model, X, y, eps, norm, budget, bounds, seed, extra=None,
-            attacks=True) -> Verification:
+            attacks=True, progress=None) -> Verification:
     """The pipeline of :func:`verify`; ``attacks=False`` leaves counterexamples to
-    branch and bound alone (a harder test of it)."""
+    branch and bound alone (a harder test of it); ``progress`` is called with the
+    count of points decided so far during branch and bound."""
     run = _Run(model, X, y, eps, norm, bounds)
     all_rows = np.arange(X.shape[0])
     run.offer(all_rows, X, "clean")
@@ -440,7 +444,7 @@ def _verify(model, X, y, eps, norm, budget, bounds, seed, extra=None,
     root_keep = type(root)(root.lower[keep], root.exact_lower[keep], root.float_error[keep],
                            root.coefficients[keep], root.stable[keep])
     _branch_and_bound(run, net, open_rows[keep], region.lo[keep], region.hi[keep],
-                      root_keep, budget)
+                      root_keep, budget, progress)
     return run.result()
 
 
@@ -496,8 +500,13 @@ def verify(model, X, y, eps: float, norm: str = "linf", budget: int = 4096, boun
 
 @single_blas_thread
 def verify_radii(model, X, y, epsilons, norm: str = "linf", budget: int = 4096,
-                 bounds=None, seed=0) -> list[Verification]:
+                 bounds=None, seed=0, progress=None) -> list[Verification]:
     """:func:`verify` at every radius, in the order given.
+
+    ``progress``, when given, is called as ``progress(done, total)`` with the
+    (point, radius) pairs decided so far and their total, after each radius and
+    after each round of branch and bound (for a progress bar; results do not
+    depend on it).
 
     Radii are processed from the smallest: a counterexample at one radius is offered
     again (re-checked) at every larger one, and a point proven robust at a radius
@@ -509,9 +518,15 @@ def verify_radii(model, X, y, epsilons, norm: str = "linf", budget: int = 4096,
     check_reach(epsilons, X)
     results = {}
     extra = None
-    for eps in sorted(set(epsilons)):
-        result = _verify(model, X, y, eps, norm, budget, bounds, seed, extra)
+    radii = sorted(set(epsilons))
+    n, total = X.shape[0], X.shape[0] * len(radii)
+    for i, eps in enumerate(radii):
+        step = None if progress is None else (lambda decided, i=i: progress(i * n + decided,
+                                                                           total))
+        result = _verify(model, X, y, eps, norm, budget, bounds, seed, extra, progress=step)
         results[eps] = result
+        if progress is not None:
+            progress((i + 1) * n, total)
         extra = np.where(np.isfinite(result.counterexample), result.counterexample,
                          extra if extra is not None else np.nan)
     ordered = sorted(results)

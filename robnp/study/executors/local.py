@@ -104,6 +104,39 @@ def _worker_init(parent_pid: int) -> None:
                          name="robnp-parent-watch").start()
 
 
+def _start_quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker, if it is not running, with its
+    standard error on /dev/null.
+
+    The pool's queues hold five named POSIX semaphores (the call queue's two locks and
+    its bound, the result queue's two locks). With the ``spawn`` start method each
+    must keep its name until every worker has opened it, so the parent registers it
+    with the resource tracker, a helper process that unlinks whatever is still
+    registered when the parent is gone. A parent killed by SIGKILL cannot unlink them
+    itself; the tracker does, and then warns, on its inherited standard error (the
+    sweep's log), that it cleaned up "leaked semaphore objects". The clean-up is right
+    and nothing leaks; the warning is noise about it, so the tracker writes it to
+    /dev/null. (The ``fork`` start method would unlink the names at once, but forks
+    BLAS and Numba threads' state into the workers.)"""
+    from multiprocessing import resource_tracker
+
+    if sys.platform == "win32" or getattr(resource_tracker._resource_tracker, "_fd",
+                                          None) is not None:
+        return
+    try:
+        sys.stderr.flush()
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):
+        return
+    try:
+        os.dup2(devnull, 2)
+        resource_tracker.ensure_running()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _kill_workers(pool: ProcessPoolExecutor) -> None:
     """End every worker of ``pool`` now, without waiting for its task."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
@@ -139,6 +172,7 @@ def run_tasks(tasks: Iterable[Task], jobs: int = 1) -> Iterator[tuple[Task, Task
             yield task, run_task(task)
         return
     order = {task: position for position, task in enumerate(tasks)}
+    _start_quiet_resource_tracker()
     pool = ProcessPoolExecutor(max_workers=workers,
                                mp_context=multiprocessing.get_context("spawn"),
                                initializer=_worker_init, initargs=(os.getpid(),))
