@@ -15,7 +15,7 @@ from ..threads import single_blas_thread
 from ..model import MLP
 from ._clean import CleanPoints
 from ._registry import get_attack
-from ._threat import AttackedModel, as_generator, check_radii
+from ._threat import AttackedModel, as_generator, check_evaluation_fits, check_radii
 
 __all__ = ["accuracy", "robust_accuracy", "evaluate", "Evaluation",
            "AttackResult", "predict"]
@@ -57,6 +57,7 @@ def robust_accuracy(model, X, y, attack="pgd", eps: Iterable[float] = (0.01, 0.0
     dict mapping each eps (float) to the robust accuracy (float in [0, 1]).
     """
     radii = check_radii(eps)
+    check_evaluation_fits(model, X, len(radii), 1)
     X, y = _inputs(model, X, y)
     if isinstance(attack, str):
         spec = get_attack(attack)
@@ -260,8 +261,9 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
         covers the data's bounding box; twice the steps still changing the answer.
     """
     radii = check_radii(eps)
-    X, y = _inputs(model, X, y)
     chosen = _attack_list(attacks)
+    check_evaluation_fits(model, X, len(radii), len(chosen) * (2 if check_convergence else 1))
+    X, y = _inputs(model, X, y)
     logits = np.asarray(model.logits(X))
     for _, options in chosen:
         options.check_classes(logits.shape[1])

@@ -12,12 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .. import _checks, kernels
+from .. import _checks, _memory, kernels
 from ..errors import ConfigError, DataError
 
 __all__ = ["check_eps", "check_radii", "check_bounds", "gradient_sign", "NORMS",
            "check_norm", "check_threads", "thread_count", "over_chunks", "AttackedModel",
-           "top_wrong_class", "ATTACK_CHUNK_ROWS", "as_generator"]
+           "top_wrong_class", "ATTACK_CHUNK_ROWS", "as_generator", "evaluation_memory",
+           "check_evaluation_fits"]
 
 #: Norms of the balls attacks work in.
 NORMS = _checks.NORMS
@@ -108,6 +109,60 @@ def over_chunks(work, n_rows: int, n_threads) -> None:
     with ThreadPoolExecutor(threads) as pool:
         for future in [pool.submit(work, start, stop) for start, stop in bounds]:
             future.result()
+
+
+#: Arrays of (n_points, n_features) an evaluation holds per radius and attack: the
+#: attack's points kept in its result, the list the attack returns and the stack that
+#: copies it (see robnp.attacks._evaluate.evaluate).
+_POINT_ARRAYS_PER_ATTACK = 3
+#: Arrays of (n_points, n_features) held once: the coerced X, the clean gradient of
+#: each loss an attack starts from (cross-entropy and one more), and an attack's
+#: starting points and best points.
+_POINT_ARRAYS_ONCE = 6
+
+
+def evaluation_memory(*, n_points: int, n_features: int, n_radii: int, n_attacks: int,
+                      layer_sizes=None, itemsize: int = 4) -> _memory.MemoryEstimate:
+    """Peak bytes of :func:`robnp.evaluate` (and of one attack's run, with
+    ``n_attacks=1``): every attack's points at every radius, the per-sample worst
+    case, the success flags, the clean gradients, and the model's workspace for all
+    ``n_points`` rows (``layer_sizes``: an MLP's, or None for a model of the protocol,
+    whose own memory is its own). Measured with tracemalloc: an upper bound, within
+    2x for the study's attacks (tests/test_limits.py)."""
+    n_points = _memory.check_size("n_points", n_points)
+    n_features = _memory.check_size("n_features", n_features)
+    point = n_points * n_features * itemsize
+    flags = n_radii * n_points * (2 * n_attacks + 1)
+    points = point * (_POINT_ARRAYS_ONCE + n_radii * (1 + _POINT_ARRAYS_PER_ATTACK * n_attacks))
+    parts = [("attack points", f"n_points={n_points}, n_features={n_features}, "
+              f"{n_radii} radii, {n_attacks} attacks", float(points + flags))]
+    if layer_sizes is not None:
+        sizes = [_memory.check_size("layer size", s) for s in layer_sizes]
+        # the workspace of MLP.workspace(n_points) (four buffers), the logits, the
+        # per-row losses, predictions and labels
+        per_row = (sum(sizes[1:]) + sizes[-1] + 2 * max(sizes)) * itemsize + sizes[-1] * 16 + 32
+        parts.append(("model workspace", f"n_points={n_points}, layer sizes {tuple(sizes)}",
+                      float(n_points * per_row)))
+    parts.append(("array objects", "a few arrays per attack and radius",
+                  float(65536 + 4096 * n_radii * n_attacks)))
+    return _memory.MemoryEstimate(tuple(parts))
+
+
+def check_evaluation_fits(model, X, n_radii: int, n_attacks: int) -> None:
+    """Refuse, in one line, an evaluation of the rows of ``X`` whose
+    :func:`evaluation_memory` cannot fit; checked before ``X`` is coerced (copied)."""
+    n_features = getattr(model, "n_features", None)
+    shape = np.shape(X)
+    if n_features is None or len(shape) != 2:
+        return  # the input checks that follow say what is wrong
+    n_points = shape[0]
+    sizes = getattr(model, "layer_sizes", None)
+    dtype = np.dtype(getattr(model, "dtype", np.float64))
+    estimate = evaluation_memory(n_points=n_points, n_features=n_features, n_radii=n_radii,
+                                 n_attacks=n_attacks, layer_sizes=sizes,
+                                 itemsize=dtype.itemsize)
+    _memory.check_fits(estimate, f"an evaluation of {n_points} points at {n_radii} radii by "
+                                 f"{n_attacks} attack(s)")
 
 
 class AttackedModel:
