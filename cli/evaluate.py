@@ -33,6 +33,23 @@ def data_options(command):
     return command
 
 
+def threads_option(command):
+    """``--threads N``: threads for the command's work (default: every core this
+    process may run on); results are the same for any value."""
+    return click.option(
+        "--threads", "threads", type=int, default=None,
+        help="Threads (results are the same for any count).  [default: every core this "
+             "process may run on]")(command)
+
+
+def thread_choice(threads) -> int:
+    """``--threads`` checked (an integer >= 1), or every available core when not given."""
+    from robnp._checks import integer
+    from robnp.attacks._threat import available_cores
+
+    return available_cores() if threads is None else integer("--threads", threads, 1)
+
+
 def _study_config(values: dict, **training) -> StudyConfig:
     """A one-task study configuration from singular data options."""
     from robnp.data import get_dataset
@@ -99,7 +116,8 @@ def sidecar_path(model_path) -> Path:
                    "config and history go beside it (.json).")
 @click.option("--force", is_flag=True,
               help="Replace an existing model file and its JSON.")
-def train(out_path, force, width, depth, lr, batch_size, max_epochs, patience, recipe, train_eps,
+@threads_option
+def train(out_path, force, threads, width, depth, lr, batch_size, max_epochs, patience, recipe, train_eps,
           optimizer, momentum, nesterov, weight_decay, schedule, ema, label_smoothing, beta,
           select, val_fraction, **data):
     """Train one model the study's way (Adam, early stopping, the study's data draw)
@@ -113,6 +131,7 @@ def train(out_path, force, width, depth, lr, batch_size, max_epochs, patience, r
     from robnp.study import task_data, train_task
 
     path = _model_output(out_path, force)
+    threads = thread_choice(threads)
     recipe_options = {key: value for key, value in
                       (("smoothing", label_smoothing), ("beta", beta)) if value is not None}
     slots = {key: value for key, value in {
@@ -129,7 +148,7 @@ def train(out_path, force, width, depth, lr, batch_size, max_epochs, patience, r
     if slots:
         task = dataclasses.replace(task, train=task.train.replace(**slots))
     X_train, X_test, y_train, y_test = task_data(task)
-    model, history = train_task(task, X_train, y_train)
+    model, history = train_task(task, X_train, y_train, n_threads=threads)
     clean_acc = accuracy(model, X_test, y_test)
     save_model(model, path)
     identity = task.identity()
@@ -280,8 +299,9 @@ def read_sidecar(model_path) -> dict:
               help="Also what the data allows: the verified bracket (certified <= exact <= "
                    "attacks), the Bayes classifier's robust accuracy and each attack's "
                    "share of adversarial points whose Bayes label changed.")
+@threads_option
 def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check, json_path,
-           points_path, truth, **data):
+           points_path, truth, threads, **data):
     """Attack a saved model on its dataset's test split: robust accuracy per attack and
     eps, the per-sample worst case, and the sanity checks that failed.
 
@@ -290,9 +310,11 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
     """
     from robnp._io import atomic_write_json, check_output_file
     from robnp.attacks import evaluate
+    from robnp.attacks._threat import default_threads
     from robnp.report.records import attack_label
     from robnp.study import task_data
 
+    threads = thread_choice(threads)
     if json_path:
         check_output_file(json_path, "--json file")
     if points_path:
@@ -305,8 +327,9 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
     chosen = StudyConfig.merge_attacks(_attack_options(options) or None, attacks)
     if isinstance(chosen, tuple):
         chosen = {name: {} for name in chosen}
-    evaluation = evaluate(model, X_test, y_test, epsilons, chosen, seed=task.seed,
-                          cascade=cascade, check_convergence=not no_convergence_check)
+    with default_threads(threads):
+        evaluation = evaluate(model, X_test, y_test, epsilons, chosen, seed=task.seed,
+                              cascade=cascade, check_convergence=not no_convergence_check)
     click.echo(f"{model_path} on {task.label.rsplit(' width=', 1)[0]} test split: "
                f"{X_test.shape[0]} points, clean accuracy {evaluation.clean_acc:.4f}")
     head = f"  {'attack':<14}" + "".join(f"{f'eps={e:g}':>12}" for e in evaluation.eps)
@@ -318,7 +341,8 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
     if cascade:
         click.echo("  (cascade: each row is the robust accuracy after that attack and those above)")
     if truth:
-        _print_truth(model, task, X_test, y_test, evaluation)
+        with default_threads(threads):
+            _print_truth(model, task, X_test, y_test, evaluation)
     for warning in evaluation.warnings:
         click.echo(f"warning: {warning}")
     if json_path:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 
@@ -16,7 +18,8 @@ from .. import _checks, _memory, kernels
 from ..errors import ConfigError, DataError
 
 __all__ = ["check_eps", "check_radii", "check_bounds", "gradient_sign", "NORMS",
-           "check_norm", "check_threads", "thread_count", "over_chunks", "AttackedModel",
+           "check_norm", "check_threads", "thread_count", "over_chunks", "default_threads",
+           "available_cores", "row_flops", "MIN_FLOPS_PER_CHUNK", "AttackedModel",
            "top_wrong_class", "ATTACK_CHUNK_ROWS", "as_generator", "evaluation_memory",
            "check_evaluation_fits"]
 
@@ -76,7 +79,7 @@ def check_norm(norm) -> str:
 
 
 def check_threads(n_threads):
-    """``None`` (choose by batch size, see :func:`thread_count`) or an integer >= 1."""
+    """``None`` (decide by the work, see :func:`thread_count`) or an integer >= 1."""
     return None if n_threads is None else _checks.integer("n_threads", n_threads, 1)
 
 
@@ -84,24 +87,72 @@ def check_threads(n_threads):
 #: split, and with it every result, is the same for any number of threads.
 ATTACK_CHUNK_ROWS = 256
 
+#: Floating-point operations a chunk must hold for a second thread to pay for itself
+#: (the pool's start and a hand-off cost about 100 microseconds). Measured with
+#: benchmarks/bench_threads.py --threshold on 2 cores: PGD-10 on 256-row chunks is
+#: faster on 2 threads than on 1 from about width 32 (2e6 FLOPs per chunk) upward,
+#: and slower below width 8 (1e5).
+MIN_FLOPS_PER_CHUNK = 1_000_000
 
-def thread_count(n_threads, n_rows: int) -> int:
-    """Threads to use: ``n_threads``, or by default 1 below ``4 * ATTACK_CHUNK_ROWS`` rows and
-    every core above (never more than there are chunks)."""
-    chunks = -(-n_rows // ATTACK_CHUNK_ROWS)
+_default_threads: ContextVar[int | None] = ContextVar("robnp_default_threads", default=None)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def default_threads(n_threads):
+    """Within the block, attacks (and :func:`robnp.fit`) whose ``n_threads`` is None
+    use ``n_threads`` (None: decide by the work). The study runs each task with 1,
+    since its workers already run in parallel; an option's value is left as it is."""
+    token = _default_threads.set(check_threads(n_threads))
+    try:
+        yield
+    finally:
+        _default_threads.reset(token)
+
+
+def thread_count(n_threads, n_rows: int, flops_per_row: float | None = None,
+                 chunk_rows: int = ATTACK_CHUNK_ROWS) -> int:
+    """Threads to use on ``n_rows`` rows in fixed chunks of ``chunk_rows``:
+    ``n_threads`` when given (else the one :func:`default_threads` set); when neither
+    is, every core (:func:`available_cores`) if a chunk holds at least
+    :data:`MIN_FLOPS_PER_CHUNK` of work (``flops_per_row`` times its rows; unknown
+    work counts as enough), else one. Never more threads than chunks."""
+    chunks = -(-n_rows // chunk_rows)
     if n_threads is None:
-        n_threads = 1 if n_rows < 4 * ATTACK_CHUNK_ROWS else (os.cpu_count() or 1)
+        n_threads = _default_threads.get()
+    if n_threads is None:
+        enough = (flops_per_row is None
+                  or min(chunk_rows, n_rows) * flops_per_row >= MIN_FLOPS_PER_CHUNK)
+        n_threads = available_cores() if enough else 1
     return max(1, min(n_threads, chunks))
 
 
-def over_chunks(work, n_rows: int, n_threads) -> None:
+def row_flops(target, passes: float) -> float | None:
+    """Work per row of ``passes`` forward-pass equivalents through the attacked model
+    (an MLP; None for a model of the protocol, whose cost is unknown)."""
+    if not getattr(target, "fast", False):
+        return None
+    from ..flops import forward_flops
+
+    return passes * forward_flops(target.model.layer_sizes)
+
+
+def over_chunks(work, n_rows: int, n_threads, flops_per_row: float | None = None) -> None:
     """Call ``work(start, stop)`` on the fixed chunks of ``ATTACK_CHUNK_ROWS`` rows, on up to
-    ``thread_count(n_threads, n_rows)`` threads. ``work`` must write only its rows and
-    should call nogil kernels (with BLAS on one thread, as every entry point sets), so
-    that the threads run in parallel and the result does not depend on their number."""
+    ``thread_count(n_threads, n_rows, flops_per_row)`` threads. ``work`` must write only
+    its rows and should call nogil kernels (with BLAS on one thread, as every entry
+    point sets), so that the threads run in parallel and the result does not depend on
+    their number."""
     bounds = [(start, min(start + ATTACK_CHUNK_ROWS, n_rows))
               for start in range(0, n_rows, ATTACK_CHUNK_ROWS)]
-    threads = thread_count(n_threads, n_rows)
+    threads = thread_count(n_threads, n_rows, flops_per_row)
     if threads == 1:
         for start, stop in bounds:
             work(start, stop)

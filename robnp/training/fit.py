@@ -45,6 +45,7 @@ import numpy as np
 from ..threads import single_blas_thread
 from .. import _checks, _memory, flops, kernels
 from ..errors import ConfigError, TrainingDivergedError
+from ..attacks._threat import thread_count
 from ..losses import loss_code
 from .config import OPTIMIZERS, SCHEDULE_NAMES, TrainConfig, resolve_config
 from .ema import EMA
@@ -172,7 +173,7 @@ _FORCE_GENERAL = False
 
 
 @single_blas_thread
-def fit(model, X, y, config: TrainConfig | None = None, *, n_threads: int = 1,
+def fit(model, X, y, config: TrainConfig | None = None, *, n_threads: int | None = None,
         **overrides) -> History:
     """Train ``model`` in place on ``(X, y)``.
 
@@ -189,9 +190,12 @@ def fit(model, X, y, config: TrainConfig | None = None, *, n_threads: int = 1,
     X : array-like of shape (n_samples, n_features)
     y : array-like of shape (n_samples,)
     config : TrainConfig, optional
-    n_threads : int >= 1
+    n_threads : int >= 1 or None
         Threads of the general loop (chunks of a minibatch run in parallel); the
-        result is the same for any value. The fused path runs on one.
+        result is the same for any value. None (the default): the value
+        :func:`robnp.attacks._threat.default_threads` set, else every core when a
+        chunk's work is worth a thread (:func:`robnp.attacks._threat.thread_count`).
+        The fused path runs on one.
     **overrides
         Fields of :class:`TrainConfig` to replace, e.g. ``max_epochs=100``.
 
@@ -206,7 +210,7 @@ def fit(model, X, y, config: TrainConfig | None = None, *, n_threads: int = 1,
         whatever the last update left).
     """
     config = resolve_config(config, overrides)
-    n_threads = _checks.integer("n_threads", n_threads, 1)
+    n_threads = None if n_threads is None else _checks.integer("n_threads", n_threads, 1)
     n_rows = np.shape(X)[0] if np.ndim(X) else 0
     if n_rows and hasattr(model, "layer_sizes"):
         _memory.check_fits(fit_memory(model.layer_sizes, n_rows, config, model.dtype.itemsize),
@@ -234,6 +238,10 @@ def fit(model, X, y, config: TrainConfig | None = None, *, n_threads: int = 1,
         check_batch = (X[rows], y[rows])
     source = _ArraySource(X, y, config.batch_size, config.max_epochs,
                           np.random.default_rng(config.seed))
+    batch_rows = min(config.batch_size, X.shape[0])
+    n_threads = thread_count(n_threads, batch_rows,
+                             epoch_flops(model.layer_sizes, config, batch_rows) / batch_rows,
+                             TRAIN_CHUNK_ROWS)
     return train_general(model, source, config, n_threads, validation, check_batch)
 
 
