@@ -88,11 +88,12 @@ def check_threads(n_threads):
 ATTACK_CHUNK_ROWS = 256
 
 #: Floating-point operations a chunk must hold for a second thread to pay for itself
-#: (the pool's start and a hand-off cost about 100 microseconds). Measured with
-#: benchmarks/bench_threads.py --threshold on 2 cores: PGD-10 on 256-row chunks is
-#: faster on 2 threads than on 1 from about width 32 (2e6 FLOPs per chunk) upward,
-#: and slower below width 8 (1e5).
-MIN_FLOPS_PER_CHUNK = 1_000_000
+#: (starting a pool and handing chunks over costs about 0.1-3 ms, more on a busy
+#: machine). Measured with ``benchmarks/bench_threads.py --threshold`` on 2 cores
+#: (benchmarks/RESULTS.md): PGD-10 on 8 chunks of 256 rows ran 1.7x faster on two
+#: threads at width 32 (1.9e7 FLOPs per chunk) and slower at width 16 (5.4e6); on a
+#: loaded machine two threads lost even at width 64.
+MIN_FLOPS_PER_CHUNK = 10_000_000
 
 _default_threads: ContextVar[int | None] = ContextVar("robnp_default_threads", default=None)
 
