@@ -13,7 +13,8 @@ For the study's net (2 inputs, two hidden layers of width 512, 2 classes) on cir
   on one BLAS thread);
 
 each with ``n_threads`` 1 and 2 (``default_threads``, as ``--threads`` sets it), the
-median of ``--repeats`` runs after a warm-up, and whether the results are identical.
+best of ``--repeats`` runs after a warm-up, one and two threads alternating (the machine
+is shared: the best run is the least disturbed), and whether the results are identical.
 ``--threshold`` times PGD-10 on 8 chunks of 256 rows at widths 4 to 64 on one and two
 threads: the chunk work (FLOPs) where two threads start to pay is
 ``robnp.attacks._threat.MIN_FLOPS_PER_CHUNK``. ``--torch`` times the same PGD and
@@ -51,6 +52,20 @@ def median_time(call, repeats):
     return statistics.median(times)
 
 
+def paired_times(one, two, repeats):
+    """Best of ``repeats`` runs of each, alternating one thread and two, so that load
+    from other processes falls on both alike; the best run is the one the machine
+    least disturbed."""
+    one(), two()  # warm-up
+    times = ([], [])
+    for _ in range(repeats):
+        for call, found in zip((one, two), times):
+            start = time.perf_counter()
+            call()
+            found.append(time.perf_counter() - start)
+    return min(times[0]), min(times[1])
+
+
 def entry_points(width, repeats):
     X, y = make_dataset("circles", 2000, 0.15, 42)
     X_train, X_test, y_train, y_test = train_test_split(X, y, 0.2)
@@ -79,8 +94,7 @@ def entry_points(width, repeats):
     for name, call in (("train (TRADES epoch)", train), ("attack (PGD-10 x 5 eps)", attack),
                        ("verify (2 eps)", verify)):
         one, two = call(1), call(2)
-        t1 = median_time(lambda: call(1), repeats)
-        t2 = median_time(lambda: call(2), repeats)
+        t1, t2 = paired_times(lambda: call(1), lambda: call(2), repeats)
         rows.append((name, t1, t2, bool(np.array_equal(one, two))))
     return rows
 
@@ -92,8 +106,9 @@ def threshold(repeats):
         model = robnp.MLP(2, (width, width), 2, seed=0)
         X = rng.normal(size=(8 * ATTACK_CHUNK_ROWS, 2)).astype(np.float32)
         y = model.predict(X)
-        times = [median_time(lambda n=n: robnp.pgd(model, X, y, 0.1, steps=10, n_threads=n),
-                             repeats) for n in (1, 2)]
+        times = paired_times(lambda: robnp.pgd(model, X, y, 0.1, steps=10, n_threads=1),
+                             lambda: robnp.pgd(model, X, y, 0.1, steps=10, n_threads=2),
+                             repeats)
         chunk = ATTACK_CHUNK_ROWS * 3 * 10 * forward_flops(model.layer_sizes)
         rows.append((width, chunk, *times))
     return rows
@@ -146,11 +161,11 @@ def torch_rows(width, repeats):
     rows = []
     for name, call in (("train (TRADES epoch)", trades_epoch),
                        ("attack (PGD-10 x 5 eps)", pgd)):
-        times = []
-        for n in (1, 2):
+        def on(n, call=call):
             torch.set_num_threads(n)
-            times.append(median_time(call, repeats))
-        rows.append((name, *times))
+            call()
+
+        rows.append((name, *paired_times(lambda: on(1), lambda: on(2), repeats)))
     return torch.__version__, rows
 
 
