@@ -89,10 +89,11 @@ ATTACK_CHUNK_ROWS = 256
 
 #: Floating-point operations a chunk must hold for a second thread to pay for itself
 #: (starting a pool and handing chunks over costs about 1-3 ms on a busy machine).
-#: Measured with ``benchmarks/bench_threads.py --threshold`` on 2 cores, three runs
+#: Measured with ``benchmarks/bench_threads.py --threshold`` on 2 cores, six runs
 #: under different loads (benchmarks/RESULTS.md): PGD-10 on 8 chunks of 256 rows broke
 #: even on two threads between width 32 (1.9e7 FLOPs per chunk; 0.49x-1.69x) and width
-#: 64 (6.9e7; 0.84x-2.46x), and lost below width 16 (5.4e6) in every run.
+#: 64 (6.9e7; 0.84x-2.46x, 1.25x on the quiet machine), and lost at width 16 (5.4e6)
+#: in every run.
 MIN_FLOPS_PER_CHUNK = 50_000_000
 
 _default_threads: ContextVar[int | None] = ContextVar("robnp_default_threads", default=None)
