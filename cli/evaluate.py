@@ -34,6 +34,23 @@ def data_options(command):
     return command
 
 
+def threads_option(command):
+    """``--threads N``: threads for the command's work (default: every core this
+    process may run on); results are the same for any value."""
+    return click.option(
+        "--threads", "threads", type=int, default=None,
+        help="Threads (results are the same for any count).  [default: every core this "
+             "process may run on]")(command)
+
+
+def thread_choice(threads) -> int:
+    """``--threads`` checked (an integer >= 1), or every available core when not given."""
+    from robnp._checks import integer
+    from robnp.attacks._threat import available_cores
+
+    return available_cores() if threads is None else integer("--threads", threads, 1)
+
+
 def _study_config(values: dict, **training) -> StudyConfig:
     """A one-task study configuration from singular data options."""
     from robnp.data import get_dataset
@@ -100,7 +117,8 @@ def sidecar_path(model_path) -> Path:
                    "config and history go beside it (.json).")
 @click.option("--force", is_flag=True,
               help="Replace an existing model file and its JSON.")
-def train(out_path, force, width, depth, lr, batch_size, max_epochs, patience, recipe, train_eps,
+@threads_option
+def train(out_path, force, threads, width, depth, lr, batch_size, max_epochs, patience, recipe, train_eps,
           optimizer, momentum, nesterov, weight_decay, schedule, ema, label_smoothing, beta,
           select, val_fraction, **data):
     """Train one model the study's way (Adam, early stopping, the study's data draw)
@@ -115,6 +133,7 @@ def train(out_path, force, width, depth, lr, batch_size, max_epochs, patience, r
     from robnp.study.tasks import train_record
 
     path = _model_output(out_path, force)
+    threads = thread_choice(threads)
     recipe_options = {key: value for key, value in
                       (("smoothing", label_smoothing), ("beta", beta)) if value is not None}
     slots = {key: value for key, value in {
@@ -131,7 +150,7 @@ def train(out_path, force, width, depth, lr, batch_size, max_epochs, patience, r
     if slots:
         task = dataclasses.replace(task, train=task.train.replace(**slots))
     X_train, X_test, y_train, y_test = task_data(task)
-    model, history = train_task(task, X_train, y_train)
+    model, history = train_task(task, X_train, y_train, n_threads=threads)
     clean_acc = accuracy(model, X_test, y_test)
     save_model(model, path)
     sidecar = atomic_write_json(sidecar_path(path), train_record(task, history, clean_acc))
@@ -286,13 +305,14 @@ def read_sidecar(model_path) -> dict:
               help="Also what the data allows: the verified bracket (certified <= exact <= "
                    "attacks), the Bayes classifier's robust accuracy and each attack's "
                    "share of adversarial points whose Bayes label changed.")
+@threads_option
 @click.option("--radii", is_flag=True,
               help="Also per point the smallest perturbation each attack found (quantiles) "
                    "and the exact robustness radius (bisection on the verifier to 0.1%; "
                    "undecided points as [certified, attack] brackets); in --json and "
                    "--save-points too.")
 def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check, json_path,
-           points_path, truth, radii, **data):
+           points_path, truth, threads, radii, **data):
     """Attack a saved model on its dataset's test split: robust accuracy per attack and
     eps, the per-sample worst case, and the sanity checks that failed.
 
@@ -301,9 +321,11 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
     """
     from robnp._io import atomic_write_json, check_output_file
     from robnp.attacks import evaluate
+    from robnp.attacks._threat import default_threads
     from robnp.report.records import attack_label
     from robnp.study import task_data
 
+    threads = thread_choice(threads)
     if json_path:
         check_output_file(json_path, "--json file")
     if points_path:
@@ -318,9 +340,10 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
         chosen = {name: {} for name in chosen}
     progress = DelayedProgress("attack")
     try:
-        evaluation = evaluate(model, X_test, y_test, epsilons, chosen, seed=task.seed,
-                              cascade=cascade, check_convergence=not no_convergence_check,
-                              progress=progress)
+        with default_threads(threads):
+            evaluation = evaluate(model, X_test, y_test, epsilons, chosen, seed=task.seed,
+                                  cascade=cascade, check_convergence=not no_convergence_check,
+                                  progress=progress)
     finally:
         progress.close()
     click.echo(f"{model_path} on {task.label.rsplit(' width=', 1)[0]} test split: "
@@ -335,8 +358,12 @@ def attack(model_path, attacks, epsilons, options, cascade, no_convergence_check
         click.echo("  (cascade: each row is the robust accuracy after that attack and those above)")
     _print_suites(evaluation, model.n_classes)
     if truth:
-        _print_truth(model, task, X_test, y_test, evaluation)
-    radius_report = _print_radii(model, task, X_test, y_test, evaluation) if radii else None
+        with default_threads(threads):
+            _print_truth(model, task, X_test, y_test, evaluation)
+    radius_report = None
+    if radii:
+        with default_threads(threads):
+            radius_report = _print_radii(model, task, X_test, y_test, evaluation)
     for warning in evaluation.warnings:
         click.echo(f"warning: {warning}")
     if json_path:

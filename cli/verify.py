@@ -6,7 +6,7 @@ import time
 
 import click
 
-from .evaluate import data_options
+from .evaluate import data_options, thread_choice, threads_option
 from .options import FLOAT_LIST
 from .progress import DelayedProgress
 
@@ -23,7 +23,8 @@ _STUDY_EPSILONS = "0.01,0.05,0.1,0.2,0.5"
               help="Sub-boxes branch and bound may bound per point.")
 @click.option("--json", "json_file", type=click.Path(dir_okay=False),
               help="Also write the counts per radius to this JSON file.")
-def verify(model_file, epsilons, norm, budget, json_file, **data):
+@threads_option
+def verify(model_file, epsilons, norm, budget, json_file, threads, **data):
     """Verify every test point of MODEL_FILE's dataset at each radius.
 
     The dataset is regenerated as the study draws it, with the data settings given,
@@ -37,6 +38,7 @@ def verify(model_file, epsilons, norm, budget, json_file, **data):
     from robnp._io import atomic_write_json, check_output_file
     from robnp.errors import ConfigError, DataError
     from robnp.study import task_data
+    from robnp.attacks._threat import default_threads
     from robnp.verify import verify_radii
 
     from .evaluate import model_task, require_data_record
@@ -44,6 +46,7 @@ def verify(model_file, epsilons, norm, budget, json_file, **data):
     for eps in epsilons:
         if not eps >= 0:
             raise ConfigError(f"--eps values must be >= 0, got {eps!r}")
+    threads = thread_choice(threads)
     if budget <= 0:
         raise ConfigError(f"--budget must be an integer >= 1, got {budget}")
     if json_file:
@@ -58,8 +61,9 @@ def verify(model_file, epsilons, norm, budget, json_file, **data):
     start = time.perf_counter()
     progress = DelayedProgress("verify")
     try:
-        results = verify_radii(model, X_test, y_test, epsilons, norm=norm, budget=budget,
-                               seed=seed, progress=progress)
+        with default_threads(threads):
+            results = verify_radii(model, X_test, y_test, epsilons, norm=norm, budget=budget,
+                                   seed=seed, progress=progress)
     finally:
         progress.close()
     seconds = time.perf_counter() - start

@@ -16,10 +16,10 @@ they refuse only what cannot fit, not everything that will not.
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import dataclass
 
-from .errors import ConfigError
+from . import _memory
+from ._memory import (MAX_SIZE, MemoryEstimate, available_memory, check_size,  # noqa: F401
+                      format_bytes)
 from .training.fit import TRAIN_CHUNK_ROWS, EPOCHS_PER_CALL, PERMUTATION_BUDGET
 
 __all__ = ["MAX_SIZE", "check_size", "MemoryEstimate", "available_memory", "format_bytes",
@@ -33,104 +33,6 @@ _ROW_OBJECT = 160  # bytes of a small NumPy array object and its list slot
 #: (adversarial points, their gradient, the best points, a clean distribution), each
 #: of ``n_features + n_classes`` values per row.
 RECIPE_ROW_ARRAYS = 4
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """Peak bytes of one piece of work, by part.
-
-    Attributes
-    ----------
-    parts : tuple of (str, str, float)
-        ``(what, the sizes it grows with, bytes)`` for each part.
-    """
-
-    parts: tuple[tuple[str, str, float], ...]
-
-    @property
-    def total(self) -> float:
-        return float(sum(part[2] for part in self.parts))
-
-    @property
-    def largest(self) -> tuple[str, str, float]:
-        return max(self.parts, key=lambda part: part[2])
-
-
-def format_bytes(n: float) -> str:
-    """``n`` bytes in binary units: ``'7.6 GiB'``; astronomically large values in
-    powers of ten (``'3.2e+22 B'``)."""
-    if not math.isfinite(n) or n >= 1024 ** 7:
-        return f"{n:.1e} B"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
-        if n < 1024 or unit == "EiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def _cgroup_headroom() -> float | None:
-    """Bytes left under this process's cgroup v2 memory limit, if it has one."""
-    try:
-        with open("/proc/self/cgroup", encoding="ascii") as handle:
-            lines = handle.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        if line.startswith("0::"):
-            base = os.path.join("/sys/fs/cgroup", line[3:].lstrip("/"))
-            try:
-                with open(os.path.join(base, "memory.max"), encoding="ascii") as handle:
-                    limit = handle.read().strip()
-                with open(os.path.join(base, "memory.current"), encoding="ascii") as handle:
-                    current = int(handle.read().strip())
-            except (OSError, ValueError):
-                return None
-            if limit == "max":
-                return None
-            try:
-                return max(0.0, float(int(limit) - current))
-            except ValueError:
-                return None
-    return None
-
-
-def available_memory() -> float | None:
-    """Bytes of memory available to new allocations, or None if unknown.
-
-    ``MemAvailable`` from ``/proc/meminfo`` (what Linux can hand out without
-    swapping), else free physical pages from ``os.sysconf``; the smaller of that
-    and what a cgroup memory limit leaves.
-    """
-    found = None
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    found = float(line.split()[1]) * 1024
-                    break
-    except (OSError, ValueError, IndexError):
-        found = None
-    if found is None:
-        try:
-            found = float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (ValueError, OSError, AttributeError):
-            found = None
-    headroom = _cgroup_headroom()
-    if headroom is not None:
-        found = headroom if found is None else min(found, headroom)
-    return found
-
-
-#: Largest count any size may take: beyond it a float no longer holds every integer
-#: and NumPy's index arithmetic is near overflow; no machine has memory for it anyway.
-MAX_SIZE = 2 ** 53
-
-
-def check_size(name: str, value) -> int:
-    """``value`` as an int if it is at most :data:`MAX_SIZE`; a ConfigError otherwise."""
-    if value > MAX_SIZE:
-        raise ConfigError(f"{name} must be at most 2**53 = {MAX_SIZE}, got {value}")
-    return int(value)
 
 
 def _layer_sizes(n_features, hidden, n_classes) -> tuple[int, ...]:
@@ -263,19 +165,9 @@ def gradcheck_memory(*, n_features: int, hidden, n_classes: int,
 
 def check_fits(estimate: MemoryEstimate, what: str, available: float | None = None,
                where: str = "this machine") -> None:
-    """Raise :class:`~robnp.errors.ConfigError` if ``estimate`` exceeds the memory
-    available (:func:`available_memory` unless given, on ``where``); nothing if that is
-    unknown.
-
-    The message names ``what`` is being refused, its largest part and the sizes it
-    grows with, the estimate, and the memory available.
-    """
+    """:func:`robnp._memory.check_fits` with this module's :func:`available_memory`
+    (the memory of ``where``, unless ``available`` is given)."""
     if available is None:
         available = available_memory()
-    if available is None or estimate.total <= available:
-        return
-    part, sizes, _ = estimate.largest
-    raise ConfigError(
-        f"{what} needs about {format_bytes(estimate.total)} of memory, mostly {part} "
-        f"({sizes}), but {where} has {format_bytes(available)} available; "
-        f"reduce those sizes")
+    if available is not None:
+        _memory.check_fits(estimate, what, available, where)

@@ -15,13 +15,13 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from . import _checks, gradients, kernels
+from . import _checks, _memory, gradients, kernels
 from ._io import atomic_write
 from ._version import __version__
 from .errors import ConfigError, DataError, ModelFileError, StoreError
 from .threads import single_blas_thread
 
-__all__ = ["MLP", "param_count", "save_model", "load_model", "check_labels"]
+__all__ = ["MLP", "param_count", "init_memory", "save_model", "load_model", "check_labels"]
 
 _ACTIVATIONS = ("relu",)
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -67,6 +67,20 @@ def param_count(n_features: int, hidden: Sequence[int], n_classes: int) -> int:
     net (2 inputs, two hidden layers of width h, 2 classes)."""
     sizes = (n_features, *hidden, n_classes)
     return sum(sizes[i] * sizes[i + 1] + sizes[i + 1] for i in range(len(sizes) - 1))
+
+
+def init_memory(layer_sizes: Sequence[int], dtype=np.float32) -> _memory.MemoryEstimate:
+    """Peak bytes of ``MLP(...)``'s initialisation (see ``MLP.__init__``): every block
+    drawn in float64, their float64 concatenation, and the cast to ``dtype``."""
+    sizes = tuple(_memory.check_size("layer size", s) for s in layer_sizes)
+    n_params = param_count(sizes[0], sizes[1:-1], sizes[-1])
+    hidden = ",".join(str(s) for s in sizes[1:-1]) or "none"
+    return _memory.MemoryEstimate((
+        ("parameters", f"hidden={hidden}, {n_params} parameters",
+         float(n_params * (8 + 8 + np.dtype(dtype).itemsize))),
+        # the arrays' headers, the list of blocks, the generator
+        ("array objects", f"{len(sizes) - 1} layers", float(16384 + 1024 * len(sizes))),
+    ))
 
 
 def check_labels(y, n_rows: int, n_classes: int) -> np.ndarray:
@@ -136,6 +150,8 @@ class MLP:
         self.layer_sizes = _check_sizes((n_features, *hidden, n_classes))
         self.activation = activation
         self.dtype = check_dtype(dtype)
+        _memory.check_fits(init_memory(self.layer_sizes, self.dtype),
+                           f"MLP with layer sizes {self.layer_sizes}")
         self.sizes = np.array(self.layer_sizes, dtype=np.int64)
         try:
             rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)

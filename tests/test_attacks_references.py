@@ -239,11 +239,15 @@ def test_l2_apgd_iterates_match_the_reference(blobs_model):
         assert np.all(np.linalg.norm(trace[:, 0] - X[r], axis=1) <= eps * (1 + 1e-9))
 
 
-def test_default_thread_count_follows_the_batch_size():
-    from robnp.attacks._threat import ATTACK_CHUNK_ROWS, thread_count
+def test_default_thread_count_follows_the_work():
+    from robnp.attacks._threat import (ATTACK_CHUNK_ROWS, MIN_FLOPS_PER_CHUNK, available_cores,
+                                       thread_count)
 
-    assert thread_count(None, 4 * ATTACK_CHUNK_ROWS - 1) == 1
-    assert thread_count(None, 100 * ATTACK_CHUNK_ROWS) == min(100, os.cpu_count() or 1)
+    light = MIN_FLOPS_PER_CHUNK / ATTACK_CHUNK_ROWS / 2  # a chunk below the threshold
+    heavy = 2 * MIN_FLOPS_PER_CHUNK / ATTACK_CHUNK_ROWS
+    assert thread_count(None, 100 * ATTACK_CHUNK_ROWS, light) == 1
+    assert thread_count(None, 100 * ATTACK_CHUNK_ROWS, heavy) == min(100, available_cores())
+    assert thread_count(None, 2 * ATTACK_CHUNK_ROWS, heavy) == min(2, available_cores())
     assert thread_count(8, ATTACK_CHUNK_ROWS) == 1  # never more threads than chunks
     assert thread_count(2, 3 * ATTACK_CHUNK_ROWS) == 2
 

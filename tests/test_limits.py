@@ -191,3 +191,178 @@ def test_the_estimate_bounds_the_general_training_loop(width, n_samples, batch_s
                             max_epochs=3)
     assert estimate.total > plain.total
     assert peak <= estimate.total <= 5 * peak + 65536
+
+
+# ---------------------------------------------------------------------------
+# every entry point: the constructors, make_dataset, fit, evaluate, verify, the CLI
+# ---------------------------------------------------------------------------
+
+import numpy as np  # noqa: E402
+
+import robnp  # noqa: E402
+import robnp._memory  # noqa: E402
+from robnp.attacks._threat import evaluation_memory  # noqa: E402
+from robnp.data import dataset_names, generation_memory, make_dataset  # noqa: E402
+from robnp.model import init_memory  # noqa: E402
+from robnp.training.config import TrainConfig  # noqa: E402
+from robnp.training.fit import fit_memory  # noqa: E402
+from robnp.verify import verify_radii  # noqa: E402
+from robnp.verify.bab import verification_memory  # noqa: E402
+
+TERA_ROWS = 10 ** 12
+
+
+@pytest.fixture
+def eight_gib_anywhere(monkeypatch):
+    """8 GiB available to every check, so that messages do not drift with the load."""
+    monkeypatch.setattr(robnp._memory, "available_memory", lambda: float(EIGHT_GIB))
+
+
+def huge(n_features=2):
+    """Rows that would need terabytes, as read-only views of one row (nothing allocated)."""
+    return (np.broadcast_to(np.zeros(n_features, np.float32), (TERA_ROWS, n_features)),
+            np.broadcast_to(np.zeros(1, np.int64), (TERA_ROWS,)))
+
+
+def refused(call, *names):
+    with pytest.raises(ConfigError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message
+    for name in names:
+        assert name in message, message
+    assert "8.0 GiB available" in message and "needs about" in message, message
+    return message
+
+
+def test_the_constructor_refuses_a_network_that_cannot_fit(eight_gib_anywhere):
+    message = refused(lambda: robnp.MLP(2, (10 ** 6, 10 ** 6), 2),
+                      "(2, 1000000, 1000000, 2)", "1000006000002 parameters")
+    assert "TiB" in message
+
+
+def test_make_dataset_refuses_rows_that_cannot_fit(eight_gib_anywhere):
+    refused(lambda: make_dataset("circles", TERA_ROWS, 0.1, 0), "n_samples=1000000000000")
+    refused(lambda: make_dataset("spheres", 10 ** 6, 0.1, 0, input_dim=10 ** 6),
+            "input_dim=1000000")
+
+
+def test_fit_evaluate_and_verify_refuse_before_copying_the_rows(eight_gib_anywhere):
+    model = robnp.MLP(2, (8, 8), 2, seed=0)
+    X, y = huge()
+    refused(lambda: robnp.fit(model, X, y), "1000000000000 rows")
+    refused(lambda: robnp.evaluate(model, X, y, (0.1, 0.2)), "n_points=1000000000000")
+    refused(lambda: robnp.robust_accuracy(model, X, y, "pgd", 0.1), "n_points=1000000000000")
+    refused(lambda: verify_radii(model, X, y, [0.1]), "n_points=1000000000000")
+
+
+def test_fit_refuses_epochs_whose_records_cannot_fit(eight_gib_anywhere):
+    model = robnp.MLP(2, (4,), 2, seed=0)
+    X, y = make_dataset("moons", 40, 0.1, 0)
+    for recipe in ({}, {"recipe": "fgsm-rs", "train_eps": 0.1}):
+        refused(lambda: robnp.fit(model, X, y, max_epochs=10 ** 14, patience=None, **recipe),
+                "max_epochs=100000000000000")
+
+
+def test_each_command_refuses_sizes_that_cannot_fit_in_one_line(tmp_path, eight_gib_anywhere):
+    model = tmp_path / "m.npz"
+    assert run("train", "--out", model, "--max-epochs", "1", "--n-samples", "200").exit_code == 0
+    line = one_error_line(run("train", "--width", "10000000", "--out", tmp_path / "w.npz"))
+    assert "10000000" in line and "PiB" in line
+    assert not (tmp_path / "w.npz").exists()
+    big = ["--n-samples", "2000000000"]
+    for args in (["attack", model, *big], ["verify", model, "--dataset", "circles", *big],
+                 ["plot", "boundary", model, "--dataset", "circles", "--seed", "42", "--eps",
+                  "0.1", "--out", tmp_path / "b.png", *big]):
+        line = one_error_line(run(*args))
+        assert "n_samples=2000000000" in line and "8.0 GiB available" in line, line
+
+
+# Each estimate is an upper bound of what tracemalloc sees allocated, within a stated
+# factor (the allocations are deterministic; these hold on any machine).
+
+def peak(call):
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("sizes", [(2, 512, 512, 2), (10, 300, 200, 100, 7), (2, 4000, 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_initialisation_estimate_bounds_its_allocations_within_ten_percent(sizes, dtype):
+    used = peak(lambda: robnp.MLP(sizes[0], sizes[1:-1], sizes[-1], dtype=dtype, seed=0))
+    estimate = init_memory(sizes, dtype).total
+    assert used <= estimate <= 1.1 * used
+
+
+@pytest.mark.parametrize("name", dataset_names())
+@pytest.mark.parametrize("input_dim", [3, 12])
+def test_the_generation_estimate_bounds_every_dataset_within_three_times(name, input_dim):
+    make_dataset(name, 50, 0.1, 0, input_dim)
+    used = peak(lambda: make_dataset(name, 50_000, 0.1, 0, input_dim))
+    estimate = generation_memory(50_000, input_dim).total
+    assert used <= estimate <= 3 * used
+
+
+@pytest.mark.parametrize("width,n,d,classes,attacks,eps,convergence", [
+    (64, 3000, 2, 2, ("fgsm", "pgd"), (0.05, 0.1, 0.2), False),
+    (16, 3000, 40, 2, ("pgd",), (0.1,), False),
+    (128, 1000, 2, 2, ("fgsm", "pgd", "apgd-ce"), (0.1, 0.2), True),
+    (32, 2000, 20, 2, ("apgd-ce", "square"), (0.1, 0.2), False),
+    (64, 2000, 10, 5, ("fab-t", "apgd-t", "apgd-dlr"), (0.1,), False),
+])
+def test_the_evaluation_estimate_bounds_its_allocations_within_two_times(
+        width, n, d, classes, attacks, eps, convergence):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    y = rng.integers(0, classes, n)
+    model = robnp.MLP(d, (width, width), classes, seed=0)
+    robnp.evaluate(model, X[:40], y[:40], eps, attacks, check_convergence=convergence)
+    used = peak(lambda: robnp.evaluate(model, X, y, eps, attacks,
+                                       check_convergence=convergence))
+    estimate = evaluation_memory(n_points=n, n_features=d, n_radii=len(eps),
+                                 n_attacks=len(attacks) * (2 if convergence else 1),
+                                 layer_sizes=model.layer_sizes).total
+    assert used <= estimate <= 2 * used
+
+
+@pytest.mark.parametrize("width,n,d,settings", [
+    (64, 2000, 2, dict(max_epochs=5)),
+    (256, 20000, 2, dict(max_epochs=2)),
+    (16, 1000, 2, dict(max_epochs=20000, patience=None)),
+    (64, 4000, 10, dict(max_epochs=2, recipe="trades", train_eps=0.1)),
+    (128, 3000, 2, dict(max_epochs=2, recipe="pgd-at", train_eps=0.1, select="robust",
+                        val_fraction=0.2, ema=True)),
+    (32, 3000, 20, dict(max_epochs=2, recipe="fgsm-rs", train_eps=0.1, optimizer="sgd",
+                        momentum=0.9)),
+    (4, 20, 2, dict(max_epochs=20000, patience=None, recipe="fgsm-rs", train_eps=0.1)),
+])
+def test_the_training_estimate_bounds_fit_within_two_and_a_half_times(width, n, d, settings):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    config = TrainConfig(**settings)
+    model = robnp.MLP(d, (width, width), 2, seed=0)
+    robnp.fit(model, X[:100], y[:100], config.replace(max_epochs=1))
+    used = peak(lambda: robnp.fit(model, X, y, config))
+    estimate = fit_memory(model.layer_sizes, n, config).total
+    assert used <= estimate <= 2.5 * used
+
+
+@pytest.mark.parametrize("width,depth,n,d,eps", [
+    (32, 3, 1000, 2, (0.01, 0.1)),
+    (64, 2, 300, 10, (0.05,)),
+    (64, 2, 400, 2, (0.05, 0.2)),
+])
+def test_the_verification_estimate_bounds_verify_within_eight_times(width, depth, n, d, eps):
+    X, y = make_dataset("circles" if d == 2 else "spheres", n, 0.1, 0, d)
+    model = robnp.MLP(d, (width,) * depth, 2, seed=0)
+    robnp.fit(model, X, y, max_epochs=3)
+    verify_radii(model, X[:10], y[:10], eps, budget=16)
+    used = peak(lambda: verify_radii(model, X, y, eps, budget=64))
+    estimate = verification_memory(model.layer_sizes, n, len(eps)).total
+    # loosest when attacks decide most points and branch and bound runs short rounds
+    assert used <= estimate <= 8 * used

@@ -35,7 +35,7 @@ from ..threads import single_blas_thread
 from ._pgd import NORM_CODES
 from ._registry import AttackOptions
 from ._threat import (AttackedModel, as_generator, check_bounds, check_eps, check_norm,
-                      check_threads, over_chunks, top_wrong_class)
+                      check_threads, over_chunks, row_flops, top_wrong_class)
 
 __all__ = ["apgd", "APGDOptions", "APGDCEOptions", "APGDDLROptions", "APGDTOptions",
            "checkpoints", "check_intervals", "run",
@@ -236,7 +236,7 @@ def apgd_single_run(target, X, y, t, start, eps_rows, n_iter, loss, norm, bounds
     if trace is not None:
         work(0, n)  # a trace is for tests: one chunk, so its slices stay contiguous
     else:
-        over_chunks(work, n, n_threads)
+        over_chunks(work, n, n_threads, row_flops(target, 3 * n_iter))
     return X_best, X_best_adv, robust, loss_best
 
 

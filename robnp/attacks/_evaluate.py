@@ -18,7 +18,8 @@ from ._clean import CleanPoints
 from ._fab import MinimalPerturbation
 from ._projections import row_norm
 from ._registry import get_attack
-from ._threat import AttackedModel, as_generator, check_radii, check_reach, refuse_nan
+from ._threat import (AttackedModel, as_generator, check_evaluation_fits, check_radii,
+                      check_reach, refuse_nan)
 
 __all__ = ["accuracy", "robust_accuracy", "evaluate", "Evaluation",
            "AttackResult", "predict"]
@@ -61,6 +62,7 @@ def robust_accuracy(model, X, y, attack="pgd", eps: Iterable[float] = (0.01, 0.0
     dict mapping each eps (float) to the robust accuracy (float in [0, 1]).
     """
     radii = check_radii(eps)
+    check_evaluation_fits(model, X, len(radii), 1)
     X, y = _inputs(model, X, y)
     check_reach(radii, X)
     if isinstance(attack, str):
@@ -369,9 +371,10 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
         still changing the answer.
     """
     radii = check_radii(eps)
+    chosen = _attack_list(attacks)
+    check_evaluation_fits(model, X, len(radii), len(chosen) * (2 if check_convergence else 1))
     X, y = _inputs(model, X, y)
     check_reach(radii, X)
-    chosen = _attack_list(attacks)
     logits = _logits(model, X)
     for _, options in chosen:
         options.check_classes(logits.shape[1])

@@ -93,7 +93,7 @@ from ._jacobian import margin_gradients
 from ._projections import HYPERPLANE_NORMS, dual_norm, hyperplane_step, row_norm
 from ._registry import AttackOptions
 from ._threat import (AttackedModel, as_generator, check_bounds, check_eps, check_threads,
-                      over_chunks, top_wrong_class)
+                      over_chunks, row_flops, top_wrong_class)
 
 __all__ = ["fab", "FABOptions", "FABTOptions", "MinimalPerturbation", "PointsPerRadius",
            "run", "fab_single_run", "fab_start_points"]
@@ -323,7 +323,7 @@ def _run_rows(target, X, y, t, start, options, n_threads):
             target, X[lo:hi], y[lo:hi], None if t is None else t[lo:hi], start[lo:hi],
             **kwargs)
 
-    over_chunks(work, n, n_threads)
+    over_chunks(work, n, n_threads, row_flops(target, 4 * options.n_iter))
     return points, norms
 
 

@@ -31,7 +31,8 @@ from ..threads import single_blas_thread
 from ._clean import CleanPoints
 from ._registry import AttackOptions
 from ._threat import (AttackedModel, as_generator, check_bounds, check_eps, check_norm,
-                      check_threads, gradient_sign, over_chunks, top_wrong_class)
+                      check_threads, gradient_sign, over_chunks, row_flops, thread_count,
+                      top_wrong_class)
 
 __all__ = ["pgd", "PGDOptions", "PGDCWOptions", "run", "pgd_general", "random_start_points"]
 
@@ -275,7 +276,7 @@ def _pgd_compiled(target, X, y, t, start, eps_rows, step_rows, steps, code, norm
         else:
             kernels.pgd_rows(*args, steps, code, NORM_CODES[norm], *tail)
 
-    over_chunks(work, n, n_threads)
+    over_chunks(work, n, n_threads, row_flops(target, 3 * steps))
     return X_best, found, best_loss
 
 
@@ -324,7 +325,8 @@ def pgd_general(target, X, y, radii, *, steps, step_sizes, loss, bounds, norm,
     first_sign = None
     if study and not random_start:
         first_sign = _clean_sign(target, X, y, loss, clean)
-        if n_threads in (None, 1):
+        # one thread: every radius in the study's kernel (the same numbers as the rows)
+        if thread_count(n_threads, len(radii) * n, row_flops(target, 3 * steps)) == 1:
             lower, upper, use_bounds = check_bounds(bounds)
             cast = X.dtype.type
             X_advs = np.repeat(X[None], len(radii), axis=0)

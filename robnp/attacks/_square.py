@@ -30,7 +30,7 @@ from .._checks import Coerced, Integer, Real, Satisfies
 from ..threads import single_blas_thread
 from ._registry import AttackOptions
 from ._threat import (AttackedModel, as_generator, check_bounds, check_eps, check_threads,
-                      over_chunks)
+                      over_chunks, row_flops)
 
 __all__ = ["square", "SquareOptions", "p_schedule", "window_width", "run"]
 
@@ -138,7 +138,7 @@ def _single_run(target, X, y, eps, options, rng):
                             cast(upper), use_bounds, model.workspace(hi - lo).acts,
                             queries[lo:hi])
 
-    over_chunks(work, n, options.n_threads)
+    over_chunks(work, n, options.n_threads, row_flops(target, options.n_queries))
     return X_best, margin, queries
 
 

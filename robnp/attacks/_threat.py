@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 
-from .. import _checks, kernels
+from .. import _checks, _memory, kernels
 from ..errors import ConfigError, DataError
 
 __all__ = ["check_eps", "check_radii", "check_reach", "check_bounds", "gradient_sign", "NORMS",
-           "check_norm", "check_threads", "thread_count", "over_chunks", "AttackedModel",
-           "top_wrong_class", "ATTACK_CHUNK_ROWS", "as_generator", "refuse_nan"]
+           "check_norm", "check_threads", "thread_count", "over_chunks", "default_threads",
+           "available_cores", "row_flops", "MIN_FLOPS_PER_CHUNK", "AttackedModel",
+           "top_wrong_class", "ATTACK_CHUNK_ROWS", "as_generator", "refuse_nan",
+           "evaluation_memory", "check_evaluation_fits"]
 
 #: Norms of the balls attacks work in.
 NORMS = _checks.NORMS
@@ -92,7 +96,7 @@ def check_norm(norm) -> str:
 
 
 def check_threads(n_threads):
-    """``None`` (choose by batch size, see :func:`thread_count`) or an integer >= 1."""
+    """``None`` (decide by the work, see :func:`thread_count`) or an integer >= 1."""
     return None if n_threads is None else _checks.integer("n_threads", n_threads, 1)
 
 
@@ -100,24 +104,74 @@ def check_threads(n_threads):
 #: split, and with it every result, is the same for any number of threads.
 ATTACK_CHUNK_ROWS = 256
 
+#: Floating-point operations a chunk must hold for a second thread to pay for itself
+#: (starting a pool and handing chunks over costs about 1-3 ms on a busy machine).
+#: Measured with ``benchmarks/bench_threads.py --threshold`` on 2 cores, six runs
+#: under different loads (benchmarks/RESULTS.md): PGD-10 on 8 chunks of 256 rows broke
+#: even on two threads between width 32 (1.9e7 FLOPs per chunk; 0.49x-1.69x) and width
+#: 64 (6.9e7; 0.84x-2.46x, 1.25x on the quiet machine), and lost at width 16 (5.4e6)
+#: in every run.
+MIN_FLOPS_PER_CHUNK = 50_000_000
 
-def thread_count(n_threads, n_rows: int) -> int:
-    """Threads to use: ``n_threads``, or by default 1 below ``4 * ATTACK_CHUNK_ROWS`` rows and
-    every core above (never more than there are chunks)."""
-    chunks = -(-n_rows // ATTACK_CHUNK_ROWS)
+_default_threads: ContextVar[int | None] = ContextVar("robnp_default_threads", default=None)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def default_threads(n_threads):
+    """Within the block, attacks (and :func:`robnp.fit`) whose ``n_threads`` is None
+    use ``n_threads`` (None: decide by the work). The study runs each task with 1,
+    since its workers already run in parallel; an option's value is left as it is."""
+    token = _default_threads.set(check_threads(n_threads))
+    try:
+        yield
+    finally:
+        _default_threads.reset(token)
+
+
+def thread_count(n_threads, n_rows: int, flops_per_row: float | None = None,
+                 chunk_rows: int = ATTACK_CHUNK_ROWS) -> int:
+    """Threads to use on ``n_rows`` rows in fixed chunks of ``chunk_rows``:
+    ``n_threads`` when given (else the one :func:`default_threads` set); when neither
+    is, every core (:func:`available_cores`) if a chunk holds at least
+    :data:`MIN_FLOPS_PER_CHUNK` of work (``flops_per_row`` times its rows; unknown
+    work counts as enough), else one. Never more threads than chunks."""
+    chunks = -(-n_rows // chunk_rows)
     if n_threads is None:
-        n_threads = 1 if n_rows < 4 * ATTACK_CHUNK_ROWS else (os.cpu_count() or 1)
+        n_threads = _default_threads.get()
+    if n_threads is None:
+        enough = (flops_per_row is None
+                  or min(chunk_rows, n_rows) * flops_per_row >= MIN_FLOPS_PER_CHUNK)
+        n_threads = available_cores() if enough else 1
     return max(1, min(n_threads, chunks))
 
 
-def over_chunks(work, n_rows: int, n_threads) -> None:
+def row_flops(target, passes: float) -> float | None:
+    """Work per row of ``passes`` forward-pass equivalents through the attacked model
+    (an MLP; None for a model of the protocol, whose cost is unknown)."""
+    if not getattr(target, "fast", False):
+        return None
+    from ..flops import forward_flops
+
+    return passes * forward_flops(target.model.layer_sizes)
+
+
+def over_chunks(work, n_rows: int, n_threads, flops_per_row: float | None = None) -> None:
     """Call ``work(start, stop)`` on the fixed chunks of ``ATTACK_CHUNK_ROWS`` rows, on up to
-    ``thread_count(n_threads, n_rows)`` threads. ``work`` must write only its rows and
-    should call nogil kernels (with BLAS on one thread, as every entry point sets), so
-    that the threads run in parallel and the result does not depend on their number."""
+    ``thread_count(n_threads, n_rows, flops_per_row)`` threads. ``work`` must write only
+    its rows and should call nogil kernels (with BLAS on one thread, as every entry
+    point sets), so that the threads run in parallel and the result does not depend on
+    their number."""
     bounds = [(start, min(start + ATTACK_CHUNK_ROWS, n_rows))
               for start in range(0, n_rows, ATTACK_CHUNK_ROWS)]
-    threads = thread_count(n_threads, n_rows)
+    threads = thread_count(n_threads, n_rows, flops_per_row)
     if threads == 1:
         for start, stop in bounds:
             work(start, stop)
@@ -139,6 +193,60 @@ def refuse_nan(values: np.ndarray, method: str) -> np.ndarray:
     rows = np.isnan(values).reshape(values.shape[0], -1).any(axis=1)
     raise DataError(f"{method} returned NaN (first in row {int(np.argmax(rows))} of "
                     f"{values.shape[0]})")
+
+
+#: Arrays of (n_points, n_features) an evaluation holds per radius and attack: the
+#: attack's points kept in its result, the list the attack returns and the stack that
+#: copies it (see robnp.attacks._evaluate.evaluate).
+_POINT_ARRAYS_PER_ATTACK = 3
+#: Arrays of (n_points, n_features) held once: the coerced X, the clean gradient of
+#: each loss an attack starts from (cross-entropy and one more), and an attack's
+#: starting points and best points.
+_POINT_ARRAYS_ONCE = 6
+
+
+def evaluation_memory(*, n_points: int, n_features: int, n_radii: int, n_attacks: int,
+                      layer_sizes=None, itemsize: int = 4) -> _memory.MemoryEstimate:
+    """Peak bytes of :func:`robnp.evaluate` (and of one attack's run, with
+    ``n_attacks=1``): every attack's points at every radius, the per-sample worst
+    case, the success flags, the clean gradients, and the model's workspace for all
+    ``n_points`` rows (``layer_sizes``: an MLP's, or None for a model of the protocol,
+    whose own memory is its own). Measured with tracemalloc: an upper bound, within
+    2x for the study's attacks (tests/test_limits.py)."""
+    n_points = _memory.check_size("n_points", n_points)
+    n_features = _memory.check_size("n_features", n_features)
+    point = n_points * n_features * itemsize
+    flags = n_radii * n_points * (2 * n_attacks + 1)
+    points = point * (_POINT_ARRAYS_ONCE + n_radii * (1 + _POINT_ARRAYS_PER_ATTACK * n_attacks))
+    parts = [("attack points", f"n_points={n_points}, n_features={n_features}, "
+              f"{n_radii} radii, {n_attacks} attacks", float(points + flags))]
+    if layer_sizes is not None:
+        sizes = [_memory.check_size("layer size", s) for s in layer_sizes]
+        # the workspace of MLP.workspace(n_points) (four buffers), the logits, the
+        # per-row losses, predictions and labels
+        per_row = (sum(sizes[1:]) + sizes[-1] + 2 * max(sizes)) * itemsize + sizes[-1] * 16 + 32
+        parts.append(("model workspace", f"n_points={n_points}, layer sizes {tuple(sizes)}",
+                      float(n_points * per_row)))
+    parts.append(("array objects", "a few arrays per attack and radius",
+                  float(65536 + 4096 * n_radii * n_attacks)))
+    return _memory.MemoryEstimate(tuple(parts))
+
+
+def check_evaluation_fits(model, X, n_radii: int, n_attacks: int) -> None:
+    """Refuse, in one line, an evaluation of the rows of ``X`` whose
+    :func:`evaluation_memory` cannot fit; checked before ``X`` is coerced (copied)."""
+    n_features = getattr(model, "n_features", None)
+    shape = np.shape(X)
+    if n_features is None or len(shape) != 2:
+        return  # the input checks that follow say what is wrong
+    n_points = shape[0]
+    sizes = getattr(model, "layer_sizes", None)
+    dtype = np.dtype(getattr(model, "dtype", np.float64))
+    estimate = evaluation_memory(n_points=n_points, n_features=n_features, n_radii=n_radii,
+                                 n_attacks=n_attacks, layer_sizes=sizes,
+                                 itemsize=dtype.itemsize)
+    _memory.check_fits(estimate, f"an evaluation of {n_points} points at {n_radii} radii by "
+                                 f"{n_attacks} attack(s)")
 
 
 class AttackedModel:

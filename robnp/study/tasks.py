@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..attacks import AttackOptions, accuracy, evaluate
+from ..attacks._threat import default_threads
 from ..data import get_dataset, make_dataset, train_test_split
 from ..errors import TrainingDivergedError
 from ..flops import forward_flops
@@ -208,12 +209,14 @@ def task_data(task: Task):
 
 
 @single_blas_thread
-def train_task(task: Task, X_train, y_train):
+def train_task(task: Task, X_train, y_train, n_threads: int | None = 1):
     """The task's model, initialised from its seed and trained on ``(X_train,
-    y_train)``: ``(model, history)``. A divergence names the task."""
+    y_train)`` on ``n_threads`` threads (1: the study's workers already run in
+    parallel; the result is the same for any value): ``(model, history)``. A
+    divergence names the task."""
     model = MLP(task.input_dim, task.hidden, task.n_classes, seed=task.seed)
     try:
-        history = fit(model, X_train, y_train, task.train)
+        history = fit(model, X_train, y_train, task.train, n_threads=n_threads)
     except TrainingDivergedError as exc:
         # fit knows the epoch and lr; only the study knows which of its tasks this was.
         raise TrainingDivergedError(f"task {task.label}: {exc}") from None
@@ -328,8 +331,9 @@ def run_task(task: Task) -> TaskResult:
                     else objective(initial, X_train, y_train, task.train, seed=task.seed))
     model, history = train_task(task, X_train, y_train)
     clean_acc = accuracy(model, X_test, y_test)
-    evaluation = evaluate(model, X_test, y_test, task.epsilons, list(task.attacks),
-                          seed=task.seed)
+    with default_threads(1):  # the workers run in parallel already
+        evaluation = evaluate(model, X_test, y_test, task.epsilons, list(task.attacks),
+                              seed=task.seed)
     facts = {"dataset": task.dataset, "seed": task.seed, "hidden_width": task.width,
              "param_count": model.n_params, "epochs": history.epochs,
              "final_loss": history.final_loss, "clean_acc": clean_acc,
@@ -343,7 +347,8 @@ def run_task(task: Task) -> TaskResult:
         facts["training_failed"] = problem
     records = evaluation.records()
     if task.analyses:
-        records += analysis_records(task, model, X_test, y_test, evaluation)
+        with default_threads(1):
+            records += analysis_records(task, model, X_test, y_test, evaluation)
     trained = {"record": train_record(task, history, clean_acc),
                "adversarial_loss": adversarial_loss(model, X_test, y_test, evaluation)}
     return TaskResult(key=task.key, model=facts, evaluations=tuple(records),

@@ -43,8 +43,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..threads import single_blas_thread
-from .. import _checks, flops, kernels
+from .. import _checks, _memory, flops, kernels
 from ..errors import ConfigError, TrainingDivergedError
+from ..attacks._threat import thread_count
 from ..losses import loss_code
 from .config import OPTIMIZERS, SCHEDULE_NAMES, TrainConfig, resolve_config
 from .ema import EMA
@@ -54,7 +55,8 @@ from .schedules import Constant, Cosine, OneCycle, StepDecay
 
 __all__ = ["TrainConfig", "History", "fit", "objective", "epoch_flops", "train_general",
            "make_optimizer", "make_schedule", "TRAIN_CHUNK_ROWS", "OPTIMIZERS", "SCHEDULE_NAMES",
-           "MONITOR_STEPS", "OVERFIT_DROP", "EPOCHS_PER_CALL", "PERMUTATION_BUDGET"]
+           "MONITOR_STEPS", "OVERFIT_DROP", "EPOCHS_PER_CALL", "PERMUTATION_BUDGET",
+           "fit_memory"]
 
 #: Rows per chunk of a minibatch in the general loop. Fixed, so that a minibatch's split,
 #: and with it every sum of chunk gradients, depends on its size alone.
@@ -171,7 +173,7 @@ _FORCE_GENERAL = False
 
 
 @single_blas_thread
-def fit(model, X, y, config: TrainConfig | None = None, *, n_threads: int = 1,
+def fit(model, X, y, config: TrainConfig | None = None, *, n_threads: int | None = None,
         **overrides) -> History:
     """Train ``model`` in place on ``(X, y)``.
 
@@ -188,9 +190,12 @@ def fit(model, X, y, config: TrainConfig | None = None, *, n_threads: int = 1,
     X : array-like of shape (n_samples, n_features)
     y : array-like of shape (n_samples,)
     config : TrainConfig, optional
-    n_threads : int >= 1
+    n_threads : int >= 1 or None
         Threads of the general loop (chunks of a minibatch run in parallel); the
-        result is the same for any value. The fused path runs on one.
+        result is the same for any value. None (the default): the value
+        :func:`robnp.attacks._threat.default_threads` set, else every core when a
+        chunk's work is worth a thread (:func:`robnp.attacks._threat.thread_count`).
+        The fused path runs on one.
     **overrides
         Fields of :class:`TrainConfig` to replace, e.g. ``max_epochs=100``.
 
@@ -205,7 +210,11 @@ def fit(model, X, y, config: TrainConfig | None = None, *, n_threads: int = 1,
         whatever the last update left).
     """
     config = resolve_config(config, overrides)
-    n_threads = _checks.integer("n_threads", n_threads, 1)
+    n_threads = None if n_threads is None else _checks.integer("n_threads", n_threads, 1)
+    n_rows = np.shape(X)[0] if np.ndim(X) else 0
+    if n_rows and hasattr(model, "layer_sizes"):
+        _memory.check_fits(fit_memory(model.layer_sizes, n_rows, config, model.dtype.itemsize),
+                           f"training on {n_rows} rows")
     X = model.check_input(X)
     y = model.check_labels(y, X.shape[0])
     if config.fused and not _FORCE_GENERAL:
@@ -229,7 +238,73 @@ def fit(model, X, y, config: TrainConfig | None = None, *, n_threads: int = 1,
         check_batch = (X[rows], y[rows])
     source = _ArraySource(X, y, config.batch_size, config.max_epochs,
                           np.random.default_rng(config.seed))
+    batch_rows = min(config.batch_size, X.shape[0])
+    n_threads = thread_count(n_threads, batch_rows,
+                             epoch_flops(model.layer_sizes, config, batch_rows) / batch_rows,
+                             TRAIN_CHUNK_ROWS)
     return train_general(model, source, config, n_threads, validation, check_batch)
+
+
+#: Row-sized arrays a recipe's chunk workspace may hold beyond the model's workspace
+#: (adversarial points, their gradient, the best points, a clean distribution), each
+#: of ``n_features + n_classes`` values per row.
+_RECIPE_ROW_ARRAYS = 4
+
+
+def _workspace_bytes(sizes, rows: int, itemsize: int) -> int:
+    """The four kernel buffers of ``MLP.workspace(rows)``."""
+    return rows * (sum(sizes[1:]) + sizes[-1] + 2 * max(sizes)) * itemsize
+
+
+def fit_memory(layer_sizes, n_rows: int, config: TrainConfig,
+               itemsize: int = 4) -> _memory.MemoryEstimate:
+    """Peak bytes :func:`fit` allocates beyond the model and the data it is given, for
+    a model of ``layer_sizes`` trained on ``n_rows`` rows: the fused path's buffers
+    (a gradient, Adam's moments, a minibatch's workspace, the shuffles of one
+    compiled call, the epoch losses) or the general loop's (a gradient and a recipe
+    workspace per chunk of a minibatch, the optimizer's state, the weight average,
+    the monitors' copies and their PGD on the validation and check rows, the
+    split's copies of the rows), and one copy of the rows in the model's dtype."""
+    sizes = tuple(_memory.check_size("layer size", s) for s in layer_sizes)
+    n_rows = _memory.check_size("n_rows", n_rows)
+    max_epochs = _memory.check_size("max_epochs", config.max_epochs)
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    d = sizes[0]
+    batch_rows = min(_memory.check_size("batch_size", config.batch_size), max(n_rows, 1))
+    described = f"batch_size={config.batch_size}, layer sizes {sizes}"
+    data = n_rows * (d * itemsize + 8)
+    if config.fused:
+        epochs_at_once = max(1, min(EPOCHS_PER_CALL, PERMUTATION_BUDGET // max(n_rows, 1),
+                                    max_epochs))
+        vectors = 3 * n_params * itemsize
+        loop = (_workspace_bytes(sizes, batch_rows, itemsize) + batch_rows * (d * itemsize + 8)
+                + (epochs_at_once + 1) * n_rows * 8)
+        # the losses, their copy in the History, the FLOPs per epoch
+        per_epoch = 4 * 8 * max_epochs
+    else:
+        n_chunks = -(-batch_rows // TRAIN_CHUNK_ROWS)
+        chunk_rows = min(TRAIN_CHUNK_ROWS, batch_rows)
+        # per chunk a gradient; the optimizer's two moments (or SGD's buffer and the
+        # L2 term), the weight average, the best checkpoint, the previous epoch's
+        # weights (live and averaged), the monitors' model copy
+        vectors = (n_chunks + 7) * n_params * itemsize
+        rows_per_row = config.recipe_options.model_rows_per_row
+        loop = (n_chunks * (_workspace_bytes(sizes, chunk_rows * rows_per_row, itemsize)
+                            + _RECIPE_ROW_ARRAYS * chunk_rows * (d + sizes[-1]) * itemsize)
+                + 2 * batch_rows * d * itemsize + batch_rows * 8
+                + n_rows * (d * itemsize + 4 * 8))
+        n_val = math.ceil(config.val_fraction * n_rows) if config.select == "robust" else 0
+        for rows in (n_val, batch_rows):
+            loop += (_workspace_bytes(sizes, rows, itemsize) + 5 * rows * d * itemsize
+                     + 2 * rows * 8)
+        # per epoch: losses, FLOPs, monitor accuracies, and Python floats in lists
+        per_epoch = 12 * 8 * max_epochs
+    return _memory.MemoryEstimate((
+        ("parameter-sized buffers", described, float(vectors)),
+        ("minibatch buffers", f"{n_rows} rows, {described}", float(loop + data)),
+        ("per-epoch records", f"max_epochs={config.max_epochs}", float(per_epoch)),
+        ("array objects", "a few arrays per chunk", 65536.0),
+    ))
 
 
 def _fit_fused(model, X, y, config: TrainConfig) -> History:

@@ -50,14 +50,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _checks
+from .. import _checks, _memory
 from ..attacks import check_eps, check_reach, pgd
+from ..attacks._threat import evaluation_memory
 from ..errors import ConfigError
 from ..threads import single_blas_thread
-from .bounds import (Box, Float64Net, check_verifiable, input_region,
+from .bounds import (_CHUNK_ELEMENTS, Box, Float64Net, check_verifiable, input_region,
                      region_margin_bounds)
 
 __all__ = ["Verification", "Bracket", "verify", "verify_radii", "exact_robust_accuracy",
+           "verification_memory",
            "ROBUST", "NOT_ROBUST", "UNDECIDED"]
 
 ROBUST, NOT_ROBUST, UNDECIDED = "robust", "not_robust", "undecided"
@@ -448,10 +450,50 @@ def _verify(model, X, y, eps, norm, budget, bounds, seed, extra=None,
     return run.result()
 
 
-def _check_common(model, X, y, norm, budget, bounds):
+#: Coefficient tensors of _CHUNK_ELEMENTS float64 values a chunk of CROWN holds at
+#: once, with their absolute values, positive and negative parts and error terms
+#: (measured with tracemalloc on deep and wide models: tests/test_limits.py).
+_CHUNK_TENSORS = 6
+
+
+def verification_memory(layer_sizes, n_points: int, n_radii: int = 1) -> _memory.MemoryEstimate:
+    """Peak bytes of :func:`verify_radii` on ``n_points`` points: the float64 copy of
+    the network, the per-point results of every radius (verdicts, margins,
+    counterexamples, CROWN's root coefficients), one chunk of bound propagation
+    (:data:`robnp.verify.bounds._CHUNK_ELEMENTS` values per tensor) or one round of
+    branch and bound, and the attacks' PGD on every point."""
+    sizes = tuple(_memory.check_size("layer size", s) for s in layer_sizes)
+    n_points = _memory.check_size("n_points", n_points)
+    d, n_classes = sizes[0], sizes[-1]
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    per_point = 8 * (n_radii * (3 * d + 8) + 4 * d + 3 * n_classes * (d + 4)
+                     + 6 * sum(sizes[1:]))
+    # one chunk of region_margin_bounds: rows x its largest per-row tensor, for the
+    # points at once or the boxes of one branch-and-bound round
+    widths = sizes[1:]
+    per_row = max([n_classes * max(widths)]
+                  + [2 * widths[k] * widths[k - 2] for k in range(2, len(widths) - 1)])
+    rows = min(max(n_points, 2 * _BATCH_BOXES), max(1, _CHUNK_ELEMENTS // per_row))
+    chunk = 8 * _CHUNK_TENSORS * rows * per_row
+    boxes = 8 * 2 * _BATCH_BOXES * (8 * d + 3 * n_classes * (d + 4) + 6 * sum(sizes[1:]))
+    attacks = evaluation_memory(n_points=n_points, n_features=d, n_radii=1, n_attacks=1,
+                                layer_sizes=sizes, itemsize=8).total
+    return _memory.MemoryEstimate((
+        ("per-point results", f"n_points={n_points}, layer sizes {sizes}",
+         float(n_points * per_point + attacks)),
+        ("bound propagation", f"layer sizes {sizes}",
+         float(chunk + boxes + 6 * 8 * n_params)),
+    ))
+
+
+def _check_common(model, X, y, norm, budget, bounds, n_radii=1):
     check_verifiable(model)
     _checks.norm("norm", norm)
     budget = _check_budget(budget)
+    n_points = np.shape(X)[0] if np.ndim(X) and hasattr(model, "layer_sizes") else 0
+    if n_points:
+        _memory.check_fits(verification_memory(model.layer_sizes, n_points, n_radii),
+                           f"verifying {n_points} points at {n_radii} radii")
     X = model.check_input(X)
     y = model.check_labels(y, X.shape[0])
     if bounds is not None:
@@ -514,7 +556,8 @@ def verify_radii(model, X, y, epsilons, norm: str = "linf", budget: int = 4096,
     inside), so verdicts are monotone in eps.
     """
     epsilons = [check_eps(e) for e in epsilons]
-    X, y, budget, bounds = _check_common(model, X, y, norm, budget, bounds)
+    X, y, budget, bounds = _check_common(model, X, y, norm, budget, bounds,
+                                         len(set(epsilons)))
     check_reach(epsilons, X)
     results = {}
     extra = None
