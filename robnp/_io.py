@@ -320,3 +320,49 @@ def check_output_file(path, what: str = "output file") -> Path:
     os.close(fd)
     os.unlink(probe)
     return out
+
+
+def _unreadable_reason(exc: BaseException) -> str:
+    """Why a file could not be read, without NumPy's advice to unpickle it."""
+    import zipfile
+
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, zipfile.BadZipFile):
+        return "not a valid zip archive"
+    if isinstance(exc, EOFError):
+        return "the file is empty or truncated"
+    if "pickle" in str(exc):
+        return "its content is neither a zip archive nor a NumPy array"
+    return str(exc)
+
+
+def read_npz(path, kind: str, writer: str) -> dict:
+    """Every array of the ``.npz`` archive at ``path``, read without ever unpickling.
+
+    ``kind`` names what the file should hold (``"model"``, ``"generator"``) and
+    ``writer`` the function that writes it; a missing, unreadable or single-array file
+    raises :class:`~robnp.errors.ModelFileError` in one line that says so, never
+    NumPy's advice to allow pickles (which would run code from the file).
+    """
+    import zipfile
+
+    from robnp.errors import ModelFileError
+
+    unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
+    what = f"expected an .npz archive written by robnp's {writer}"
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ModelFileError(f"{kind} file not found: {path}") from None
+    except unreadable as exc:
+        raise ModelFileError(f"cannot read {kind} file {path}: {what} "
+                             f"({_unreadable_reason(exc)})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # a .npy file's array itself
+        raise ModelFileError(f"{path} is not a robnp {kind}: {what}, got a single array")
+    try:
+        with archive:
+            return dict(archive.items())
+    except unreadable as exc:
+        raise ModelFileError(f"cannot read {kind} file {path}: {what} "
+                             f"({_unreadable_reason(exc)})") from None

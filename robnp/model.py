@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from . import _checks, _memory, gradients, kernels
-from ._io import atomic_write
+from ._io import atomic_write, read_npz
 from ._version import __version__
 from .errors import ConfigError, DataError, ModelFileError, StoreError
 from .threads import single_blas_thread
@@ -394,19 +393,6 @@ def save_model(model: MLP, path) -> None:
         raise ModelFileError(str(exc)) from None
 
 
-def _reason(exc: BaseException) -> str:
-    """Why a file could not be read, without advice to unpickle it."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    if isinstance(exc, zipfile.BadZipFile):
-        return "not a valid zip archive"
-    if isinstance(exc, EOFError):
-        return "the file is empty or truncated"
-    if "pickle" in str(exc):
-        return "its content is neither a zip archive nor a NumPy array"
-    return str(exc)
-
-
 def _check_path(path) -> str:
     """``path`` as a string; a one-line error unless it is a file path."""
     if not isinstance(path, (str, bytes, os.PathLike)):
@@ -420,26 +406,7 @@ def load_model(path) -> MLP:
     """Read a model written by :func:`save_model`. Never unpickles; a missing,
     truncated or inconsistent file raises :class:`~robnp.errors.ModelFileError`."""
     path = _check_path(path)
-    unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ModelFileError(f"model file not found: {path}") from None
-    except unreadable as exc:
-        # NumPy's own message for a file it cannot parse suggests allow_pickle, which
-        # would execute code from the file: say what the file should be instead.
-        raise ModelFileError(f"cannot read model file {path}: expected an .npz archive "
-                             f"written by robnp's save_model ({_reason(exc)})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        # np.load hands back a .npy file's array itself.
-        raise ModelFileError(f"{path} is not a robnp model: expected an .npz archive "
-                             f"written by save_model, got a single array")
-    try:
-        with archive:
-            files = dict(archive.items())
-    except unreadable as exc:
-        raise ModelFileError(f"cannot read model file {path}: expected an .npz archive "
-                             f"written by robnp's save_model ({_reason(exc)})") from None
+    files = read_npz(path, "model", "save_model")
     if "meta" not in files:
         raise ModelFileError(f"{path} is not a robnp model: no 'meta' entry")
     try:

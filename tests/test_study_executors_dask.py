@@ -230,3 +230,48 @@ def test_the_sweep_runs_on_dask_from_the_command_line(local_small, tmp_path):
         refused = CliRunner().invoke(cli, [*args, *extra, "--out", str(tmp_path / "x")])
         assert refused.exit_code == 2 and needle in refused.output, refused.output
         assert len(refused.output.strip().splitlines()) == 1
+
+
+def test_a_scheduler_and_workers_started_by_hand_run_the_study(local_small, tmp_path):
+    """`dask scheduler` and `dask worker` as separate processes on this machine, as
+    docs/cluster.md starts them on a set of machines."""
+    scheduler_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+         "--port", "0", "--scheduler-file", str(scheduler_file), "--no-dashboard"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    workers = None
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not scheduler_file.exists():
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        workers = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "2",
+             "--nthreads", "1", "--no-dashboard"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        out = tmp_path / "out"
+        executor = DaskExecutor(scheduler=address)
+        deadline = time.time() + 60
+        while time.time() < deadline:  # the workers register with the scheduler
+            client = distributed.Client(address, timeout=10, set_as_default=False)
+            try:
+                ready = len(client.scheduler_info()["workers"]) == 2
+            finally:
+                client.close()
+            if ready:
+                break
+            time.sleep(0.5)
+        run_study(StudyConfig(**SMALL), out, executor=executor)
+        assert executor.n_workers(3) == 2
+        assert deterministic(out) == deterministic(local_small)
+    finally:
+        for process in (workers, scheduler):
+            if process is not None:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()

@@ -45,14 +45,13 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
 import numpy as np
 
 from .. import _checks, kernels
-from .._io import atomic_write
+from .._io import atomic_write, read_npz
 from .._options import Entry, Options, Registry
 from .._version import __version__
 from ..errors import ConfigError, DataError, ModelFileError, StoreError
@@ -499,23 +498,7 @@ def load_generator(path, task: DataTask | None = None) -> Generator:
         Missing, damaged or inconsistent file, or one of another task: one line.
     """
     path = os.fspath(path)
-    unreadable = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
-    what = "expected an .npz archive written by robnp's save_generator"
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ModelFileError(f"generator file not found: {path}") from None
-    except unreadable as exc:
-        raise ModelFileError(f"cannot read generator file {path}: {what} "
-                             f"({type(exc).__name__})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ModelFileError(f"{path} is not a robnp generator: {what}, got a single array")
-    try:
-        with archive:
-            files = dict(archive.items())
-    except unreadable as exc:
-        raise ModelFileError(f"cannot read generator file {path}: {what} "
-                             f"({type(exc).__name__})") from None
+    files = read_npz(path, "generator", "save_generator")
     try:
         meta = json.loads(str(files.pop("meta")))
         if meta.get("format") != _FORMAT:
