@@ -2,7 +2,7 @@
 
 Trains study models exactly as ``robnp sweep`` trains them (circles and moons at a few
 widths, seed 42, the study's data draw; and a 5-class ``blobs`` model, noise 0.3, the
-issue's setting), takes each model's test split, and computes
+width 32), takes each model's test split, and computes
 
 * FAB's and FAB-T's smallest perturbation per point (``robnp.attacks.fab``, the
   reference's defaults: 100 iterations, 1 restart, 9 target classes), timed;
