@@ -13,6 +13,7 @@ import textwrap
 import time
 
 import pytest
+from processes import descendants
 
 from robnp.errors import ConfigError, WorkerError
 from robnp.study import StudyConfig, run_study
@@ -40,25 +41,6 @@ def stored_count(out_dir):
             return db.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
     except sqlite3.Error:
         return 0
-
-
-def descendants(pid):
-    """Every process below ``pid``, from /proc."""
-    children = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as handle:
-                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(name))
-    found, frontier = [], [pid]
-    while frontier:
-        for child in children.get(frontier.pop(), []):
-            found.append(child)
-            frontier.append(child)
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+from processes import alive, descendants
 from click.testing import CliRunner
 
 import robnp.study
@@ -45,38 +46,6 @@ def count_tasks(out):
             return db.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
     except sqlite3.Error:
         return 0
-
-
-# -- processes ---------------------------------------------------------------------------
-
-def _stat(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return fields[0], int(fields[1])  # state, parent pid
-
-
-def descendants(pid):
-    """Every live process below ``pid``, found by scanning /proc."""
-    children = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            stat = _stat(int(name))
-            if stat is not None:
-                children.setdefault(stat[1], []).append(int(name))
-    found, frontier = [], [pid]
-    while frontier:
-        for child in children.get(frontier.pop(), []):
-            found.append(child)
-            frontier.append(child)
-    return found
-
-
-def alive(pid):
-    stat = _stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X")  # a zombie has ended
 
 
 def start_long_sweep(out, **popen):
