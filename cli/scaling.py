@@ -82,3 +82,135 @@ def fit(table, approach, flops_per_nd, budgets, quality, quality_fit, base_quali
     if written:
         click.echo(f"wrote {len(written)} files to {out_dir}: " + ", ".join(p.name for p in written),
                    err=as_json)
+
+
+@scaling.command("run")
+@click.option("--preset", type=click.Choice(["small", "paper"]), default=None,
+              help="The grid to start from (docs/scaling.md).  [default: small]")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="TOML file of settings (robnp.scaling.ScalingConfig's names) that "
+                   "replace the preset's.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output directory (store, runs.csv, fits, scaling.json, figures).")
+@click.option("--jobs", type=int, default=None, help="Worker processes.  [default: all cores]")
+@click.option("--executor", "executor_name", type=click.Choice(["local", "dask"]),
+              default="local", show_default=True,
+              help="Where runs happen: worker processes of this machine, or a Dask cluster "
+                   "(the 'dask' extra; see docs/cluster.md).")
+@click.option("--scheduler", default=None,
+              help="With --executor dask: a running scheduler's address; without it a "
+                   "local cluster of --jobs workers.")
+@click.option("--allowed-failures", type=int, default=None,
+              help="With --executor dask: how many times a run may lose its worker before "
+                   "the study ends.  [default: 3]")
+@click.option("--resume", is_flag=True, help="Continue the study stored in --out.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the grid, its FLOPs and the projected time; run nothing.")
+@click.option("--n-boot", type=int, default=100, show_default=True,
+              help="Bootstrap replicates of the fits' intervals (0: none).")
+@click.option("--no-plots", is_flag=True, help="Write the tables and JSON only.")
+@click.option("--quiet", "-q", is_flag=True, help="No line per finished run.")
+def run(preset, config_file, out_dir, jobs, executor_name, scheduler, allowed_failures,
+        resume, dry_run, n_boot, no_plots, quiet):
+    """Train the scaling study's grid (model size x data seen x data quality) under
+    the paper's TRADES recipe, evaluate every checkpoint on the true distribution,
+    fit the laws, test them on runs left out and hold their plateau against the
+    data's truth."""
+    import signal
+    import sys
+
+    from robnp.scaling.run import plan, run_scaling_study
+    from robnp.scaling.study import ScalingConfig, preset as make_preset
+    from robnp.study import default_jobs, load_config_file
+    from robnp.study.store import STORE_NAME, read_store
+
+    from .progress import Status, format_seconds
+    from .sweep import _Terminated, _executor, _raise_terminated
+
+    if not out_dir.strip():
+        raise click.BadParameter("must name a directory, got an empty value",
+                                 param_hint="--out")
+    if jobs is not None and jobs < 1:
+        raise click.BadParameter(f"must be >= 1, got {jobs}", param_hint="--jobs")
+    if n_boot < 0:
+        raise click.BadParameter(f"must be >= 0, got {n_boot}", param_hint="--n-boot")
+    values = load_config_file(config_file) if config_file else {}
+    if resume and not (Path(out_dir) / STORE_NAME).is_file():
+        raise click.UsageError(f"nothing to resume: {out_dir} holds no {STORE_NAME}; run "
+                               f"without --resume to start the study there")
+    stored = (read_store(out_dir, with_results=False, config_type=ScalingConfig)
+              if resume and preset is None and not values else None)
+    if stored is not None:
+        config = stored[0]
+    else:
+        config = make_preset(preset or "small", **values)
+    if dry_run:
+        info = plan(config)
+        click.echo(f"{info['n_runs']} runs: widths {info['widths']}, D {info['data_sizes']}, "
+                   f"sources {', '.join(info['sources'])}")
+        for r in info["runs"]:
+            click.echo(f"  {r['source']:<24} width {r['width']:>5}  D {r['examples']:>9}  "
+                       f"seed {r['seed']}  {r['flops']:.3g} FLOPs")
+        click.echo(f"total {info['total_flops']:.4g} FLOPs; this machine sustains "
+                   f"{info['rate_flops_per_second']:.3g} FLOP/s per worker on the recipe")
+        for workers, seconds in info["projected_seconds"].items():
+            click.echo(f"projected wall time on {workers} workers: "
+                       f"{format_seconds(seconds)} ({seconds / 3600:.2f} h)")
+        return
+    cores = default_jobs()
+    executor = _executor(executor_name, jobs, cores, scheduler, allowed_failures)
+    status = None
+
+    phases = iter(["of the grid", "of the compute-optimal test"])
+
+    def on_start(n_todo, n_stored):
+        nonlocal status
+        if status is not None:
+            status.close()
+        phase = next(phases, "")
+        if n_stored:
+            click.echo(f"{n_stored} run(s) {phase} already stored in {out_dir}; running the "
+                       f"remaining {n_todo}.", err=True)
+        workers = executor.n_workers(n_todo)
+        where = f"in {workers} worker processes" if workers else "in this process"
+        click.echo(f"Running {n_todo} run(s) {phase} {where}.", err=True)
+        status = Status(n_todo)
+        status.update(0, None)
+
+    def on_progress(progress):
+        if not quiet:
+            r = progress.result
+            last = r.rows[-1]
+            eta = f"  ETA {format_seconds(progress.eta)}" if not status.tty else ""
+            status.log(f"[{progress.n_done:>3}/{progress.n_total}] {progress.task.label:<48} "
+                       f"loss {last['loss']:.4f}  robust {last['robust_acc']:.4f}  "
+                       f"{r.seconds:6.1f}s{eta}")
+        status.update(progress.n_done, progress.eta)
+
+    try:
+        previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:
+        previous_term = None
+    try:
+        outcome = run_scaling_study(config, out_dir, executor=executor, resume=resume,
+                                    n_boot=n_boot, on_progress=on_progress,
+                                    on_start=on_start, figures=not no_plots)
+    except KeyboardInterrupt as exc:
+        if status is not None:
+            status.close()
+        what = "Terminated" if isinstance(exc, _Terminated) else "Interrupted"
+        click.echo(f"{what}. Finished runs are stored in {out_dir}; finish with "
+                   f"robnp scaling run --out {out_dir} --resume", err=True)
+        sys.exit(143 if isinstance(exc, _Terminated) else 130)
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+        if status is not None:
+            status.close()
+    from robnp.scaling.run import summary_text
+
+    click.echo(summary_text(outcome.document))
+    click.echo(f"\nRan {outcome.n_ran} run(s), reused {outcome.n_tasks - outcome.n_ran}, in "
+               f"{format_seconds(outcome.seconds)}.")
+    for path in outcome.paths.values():
+        click.echo(f"  wrote {path}")

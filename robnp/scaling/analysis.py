@@ -144,11 +144,14 @@ def analyze(table: RunTable, config: AnalysisConfig | None = None) -> ScalingRep
         if env is not None and config.bootstrap.n_boot:
             boot[1] = bootstrap_envelope(table, budgets, quality=quality, config=config.bootstrap,
                                          envelope_config=config.envelope)
+    # the parametric laws model finished runs: with a train_fraction column, only the
+    # rows at the end of their run's schedule (every row otherwise)
+    final = table.final()
     if 2 in config.approaches:
-        fit2 = _attempt(2, lambda: fit_approach2(table, config.fit, reference_quality=quality),
+        fit2 = _attempt(2, lambda: fit_approach2(final, config.fit, reference_quality=quality),
                         config, skipped)
     if 3 in config.approaches:
-        fit3 = _attempt(3, lambda: fit_approach3(table, config.fit, reference_quality=quality),
+        fit3 = _attempt(3, lambda: fit_approach3(final, config.fit, reference_quality=quality),
                         config, skipped)
     if env is None and fit2 is None and fit3 is None:
         reasons = "; ".join(f"Approach {k}: {v}" for k, v in sorted(skipped.items()))
@@ -168,7 +171,7 @@ def analyze(table: RunTable, config: AnalysisConfig | None = None) -> ScalingRep
             warnings.append(f"Approach {number}: one quality level only, so the quality terms were "
                             "not fitted; infinite-quality predictions are not available")
         if config.bootstrap.n_boot:
-            boot[number] = bootstrap_parametric(table, fit, budgets, config=config.bootstrap,
+            boot[number] = bootstrap_parametric(final, fit, budgets, config=config.bootstrap,
                                                 fit_config=config.fit)
         if fit.law.alpha > 0 and fit.law.beta > 0:
             overhead[number] = fit.overhead(np.asarray(config.omega_N), flops=budgets[0])
@@ -183,7 +186,7 @@ def analyze(table: RunTable, config: AnalysisConfig | None = None) -> ScalingRep
 
     cross, agreements = None, []
     if fit2 is not None and config.crosscheck:
-        cross = _attempt(2, lambda: fit_approach2_varpro(table, quality_terms=fit2.quality_terms),
+        cross = _attempt(2, lambda: fit_approach2_varpro(final, quality_terms=fit2.quality_terms),
                          config, skipped)
         if cross is not None:
             intervals = boot[2].intervals() if 2 in boot else None

@@ -18,7 +18,12 @@ A table has the columns
     a label shared by the checkpoints of one run.  Without it every row is its
     own run;
 ``accuracy`` (optional)
-    accuracy paired with ``loss``, used for the loss-to-accuracy map.
+    accuracy paired with ``loss``, used for the loss-to-accuracy map;
+``train_fraction`` (optional)
+    where in its run a checkpoint was taken, in (0, 1]. With it, the parametric
+    fits (Approaches 2 and 3) use only the rows at 1, the end of each run's
+    schedule, and Approach 1 every row (its training curves); without it every row
+    counts as a finished run.
 
 Tables come from CSV or JSON files (:func:`read_table`) or from arrays
 (:func:`make_table`).  Both return a validated, immutable :class:`RunTable`.
@@ -43,7 +48,7 @@ from robnp.errors import ConfigError, DataError
 DEFAULT_FLOPS_PER_ND = 6.0
 
 REQUIRED_COLUMNS = ("N", "D", "loss")
-OPTIONAL_COLUMNS = ("quality", "fid", "flops", "run", "accuracy")
+OPTIONAL_COLUMNS = ("quality", "fid", "flops", "run", "accuracy", "train_fraction")
 
 
 def _as_positive(name: str, values, *, allow_inf: bool = False) -> np.ndarray:
@@ -120,6 +125,14 @@ class RunTable:
     has_flops: bool
     has_run: bool
     source: str | None = field(default=None, compare=False)
+    train_fraction: np.ndarray | None = None
+
+    def final(self) -> "RunTable":
+        """The rows that end their run (``train_fraction`` 1), or every row when the
+        table has no such column: what the parametric fits take."""
+        if self.train_fraction is None:
+            return self
+        return self.take(self.train_fraction == 1.0)
 
     @property
     def n_rows(self) -> int:
@@ -165,10 +178,11 @@ class RunTable:
         if rows.dtype == bool:
             rows = np.flatnonzero(rows)
         acc = None if self.accuracy is None else _readonly(self.accuracy[rows])
+        fraction = None if self.train_fraction is None else _readonly(self.train_fraction[rows])
         return replace(self, N=_readonly(self.N[rows]), D=_readonly(self.D[rows]),
                        loss=_readonly(self.loss[rows]), flops=_readonly(self.flops[rows]),
                        quality=_readonly(self.quality[rows]), run=_readonly(self.run[rows]),
-                       accuracy=acc)
+                       accuracy=acc, train_fraction=fraction)
 
     def flops_relative_error(self) -> float:
         """Largest |k N D / flops - 1| over the rows (0 when FLOPs were computed)."""
@@ -178,7 +192,7 @@ class RunTable:
 
 
 def make_table(N, D, loss, *, quality=None, flops=None, run=None, accuracy=None,
-               flops_per_nd=None, source=None) -> RunTable:
+               flops_per_nd=None, source=None, train_fraction=None) -> RunTable:
     """Validate columns given as arrays and build a :class:`RunTable`.
 
     Parameters
@@ -196,6 +210,8 @@ def make_table(N, D, loss, *, quality=None, flops=None, run=None, accuracy=None,
     flops_per_nd : float, optional
         k in FLOPs = k N D.  Default: inferred from ``flops`` when given,
         else :data:`DEFAULT_FLOPS_PER_ND`.
+    train_fraction : array_like of shape (n_rows,), optional
+        Where in its run each row was taken, in (0, 1].
     source : str, optional
         Where the table came from (for messages and the report).
 
@@ -230,6 +246,13 @@ def make_table(N, D, loss, *, quality=None, flops=None, run=None, accuracy=None,
             i = int(np.flatnonzero(~np.isfinite(acc))[0])
             raise DataError(f"column 'accuracy': row {i + 1} has value {float(acc[i])!r}; must be finite")
         columns["accuracy"] = acc
+    if train_fraction is not None:
+        fraction = _as_positive("train_fraction", train_fraction)
+        above = np.flatnonzero(fraction > 1)
+        if above.size:
+            raise DataError(f"column 'train_fraction': row {above[0] + 1} has value "
+                            f"{float(fraction[above[0]])!r}; allowed range is (0, 1]")
+        columns["train_fraction"] = fraction
     if run is not None:
         runs = np.asarray([str(r).strip() for r in np.asarray(run, dtype=object).reshape(-1)])
         empty = np.flatnonzero(runs == "")
@@ -263,6 +286,8 @@ def make_table(N, D, loss, *, quality=None, flops=None, run=None, accuracy=None,
         flops_per_nd=k, flops_per_nd_source=k_source,
         has_quality=quality is not None, has_flops=flops is not None, has_run=run is not None,
         source=source,
+        train_fraction=(None if train_fraction is None
+                        else _readonly(columns["train_fraction"])),
     )
 
 
@@ -389,4 +414,5 @@ def read_table(path, *, flops_per_nd=None) -> RunTable:
         accuracy=column("accuracy") if "accuracy" in header else None,
         flops_per_nd=flops_per_nd,
         source=str(path),
+        train_fraction=column("train_fraction") if "train_fraction" in header else None,
     )

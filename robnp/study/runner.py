@@ -37,7 +37,7 @@ from .models import has_model, write_model
 from .store import STORE_NAME, TaskStore, check_writable, read_store
 from .tasks import Task, TaskResult
 
-__all__ = ["run_study", "rebuild_report", "runs_rows", "check_memory", "check_attack_classes", "StudyOutcome", "Progress",
+__all__ = ["run_study", "run_into_store", "rebuild_report", "runs_rows", "check_memory", "check_attack_classes", "StudyOutcome", "Progress",
            "EtaEstimator", "environment"]
 
 
@@ -190,29 +190,48 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None,
         stored_keys = store.done_keys()
         done = {task.key for task in tasks
                 if task.key in stored_keys and has_model(out_dir, task)}
-        todo = [task for task in tasks if task.key not in done]
-        if on_start is not None:
-            on_start(len(todo), len(tasks) - len(todo))
-        estimator = EtaEstimator(submission_order(todo), executor.n_workers(len(todo)),
-                                 time.perf_counter())
-        n_done = 0
-
-        def stored(task: Task, result: TaskResult) -> None:
-            nonlocal n_done
-            write_model(out_dir, task, result)  # before the commit: a stored task has its model
-            store.put(result)
-            n_done += 1
-            now = time.perf_counter()
-            estimator.finished(task, result.seconds, now)
-            if on_progress is not None:
-                on_progress(Progress(task, result, n_done, len(todo), now - start,
-                                     estimator.eta(now)))
-
-        executor.run(todo, stored)
+        n_ran = run_into_store(store, tasks, executor, done=done, start=start,
+                               before_commit=lambda task, result: write_model(out_dir, task,
+                                                                              result),
+                               on_progress=on_progress, on_start=on_start)
         results = store.results()
     document, paths = _write_study(config, results, out_dir)
-    return StudyOutcome(document, paths, len(tasks), len(todo), len(tasks) - len(todo),
+    return StudyOutcome(document, paths, len(tasks), n_ran, len(tasks) - n_ran,
                         time.perf_counter() - start)
+
+
+def run_into_store(store: TaskStore, tasks, executor: Executor, *, done=frozenset(),
+                   start: float | None = None, before_commit=None,
+                   on_progress: Callable[[Progress], None] | None = None,
+                   on_start: Callable[[int, int], None] | None = None) -> int:
+    """Run the ``tasks`` whose keys are not in ``done`` on ``executor``, committing
+    each result to ``store`` as it is handed back: the part of a study every kind of
+    study shares (the sweep, :func:`run_study`; the scaling study,
+    :func:`robnp.scaling.study.run_scaling_study`). ``before_commit(task, result)``
+    runs before each commit (the sweep writes the model there, so that a stored task
+    has its model). Returns the number of tasks run."""
+    todo = [task for task in tasks if task.key not in done]
+    if on_start is not None:
+        on_start(len(todo), len(tasks) - len(todo))
+    start = time.perf_counter() if start is None else start
+    estimator = EtaEstimator(submission_order(todo), executor.n_workers(len(todo)),
+                             time.perf_counter())
+    n_done = 0
+
+    def stored(task, result) -> None:
+        nonlocal n_done
+        if before_commit is not None:
+            before_commit(task, result)
+        store.put(result)
+        n_done += 1
+        now = time.perf_counter()
+        estimator.finished(task, result.seconds, now)
+        if on_progress is not None:
+            on_progress(Progress(task, result, n_done, len(todo), now - start,
+                                 estimator.eta(now)))
+
+    executor.run(todo, stored)
+    return len(todo)
 
 
 def check_attack_classes(tasks) -> None:

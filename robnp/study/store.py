@@ -72,9 +72,15 @@ def _cause(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _parse_result(path: Path, key: str, text) -> TaskResult:
+def _result_type(config_type):
+    """The class of the results a store of ``config_type`` holds: the configuration's
+    ``result_type`` (the scaling study's), else the sweep's :class:`TaskResult`."""
+    return getattr(config_type, "result_type", TaskResult)
+
+
+def _parse_result(path: Path, key: str, text, result_type=TaskResult):
     try:
-        result = TaskResult.from_json(text)
+        result = result_type.from_json(text)
     except (ValueError, TypeError) as exc:
         if _earlier_format(text):
             raise StoreError(
@@ -132,12 +138,14 @@ def _stored_meta(connection: sqlite3.Connection, path: Path) -> tuple[dict, int,
     return stored, n_done, previous
 
 
-def read_store(out_dir, *, with_results: bool = True
+def read_store(out_dir, *, with_results: bool = True, config_type=StudyConfig
                ) -> tuple[StudyConfig, dict[str, TaskResult]] | None:
     """The configuration and finished tasks stored in ``out_dir``, or None when it
     holds no store with a finished task. Reads only; a file that is not a readable
     store is a :class:`~robnp.errors.StoreError` and is left as it was. With
-    ``with_results=False`` the tasks are not read (an empty dict is returned)."""
+    ``with_results=False`` the tasks are not read (an empty dict is returned).
+    ``config_type`` is the kind of study expected (the sweep's :class:`StudyConfig`,
+    or the scaling study's configuration, :mod:`robnp.scaling.study`)."""
     path = Path(out_dir) / STORE_NAME
     if not path.is_file():
         return None
@@ -150,11 +158,12 @@ def read_store(out_dir, *, with_results: bool = True
         if not n_done:
             return None
         try:
-            config = StudyConfig.from_dict(previous)
+            config = config_type.from_dict(previous)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StoreError(f"{path}: its stored configuration is not one this robnp "
                              f"version can read ({exc})") from None
-        results = {key: _parse_result(path, key, text) for key, text in
+        result_type = _result_type(config_type)
+        results = {key: _parse_result(path, key, text, result_type) for key, text in
                    _read(connection, path, "SELECT key, result FROM tasks")
                    } if with_results else {}
     finally:
@@ -265,7 +274,7 @@ class TaskStore:
                     f"{', '.join(_differences(config, previous)) or 'settings'}); "
                     f"use another --out directory")
             for key, text in _read(connection, path, "SELECT key, result FROM tasks"):
-                _parse_result(path, key, text)
+                _parse_result(path, key, text, _result_type(type(config)))
             return
         # No finished task: nothing to lose, so (re)write the configuration.
         if (out_dir / "results.json").exists():
@@ -307,7 +316,8 @@ class TaskStore:
                 f"rerun with --resume") from None
 
     def results(self) -> dict[str, TaskResult]:
-        return {key: _parse_result(self.path, key, text)
+        result_type = _result_type(type(self.config))
+        return {key: _parse_result(self.path, key, text, result_type)
                 for key, text in _read(self._db, self.path, "SELECT key, result FROM tasks")}
 
     def close(self) -> None:
@@ -355,7 +365,7 @@ def _differences(config: StudyConfig, previous: dict) -> list[str]:
     """Settings in which ``config`` differs from a stored configuration; empty when
     the stored one cannot be read as a configuration of this robnp version."""
     try:
-        return config.differences(StudyConfig.from_dict(previous))
+        return config.differences(type(config).from_dict(previous))
     except (ValueError, KeyError, TypeError, AttributeError):
         return []
 

@@ -83,6 +83,10 @@ class Task:
     def hidden(self) -> tuple[int, ...]:
         return (self.width,) * self.depth
 
+    def run(self) -> "TaskResult":
+        """:func:`run_task` of this task (what an executor calls)."""
+        return run_task(self)
+
     def memory(self):
         """Peak memory of :func:`run_task` estimated from the sizes alone
         (:func:`robnp.limits.training_memory`), checked before the task runs."""

@@ -739,10 +739,14 @@ def _train_epoch(epoch: int, source, chunks: _Chunks, updates: _Updates, rng,
 
 
 def train_general(model, source, config: TrainConfig, n_threads: int = 1, validation=None,
-                  check_batch=None) -> History:
+                  check_batch=None, on_epoch=None) -> History:
     """The general loop over ``source`` (rows of fixed data or of a stream; see the
     module docstring). ``validation`` and ``check_batch`` are ``(X, y)`` for the
-    robust selection and the overfitting check, or None."""
+    robust selection and the overfitting check, or None. ``on_epoch(epoch, weights,
+    examples, flops)``, when given, is called after each epoch's monitors with the
+    epoch (from 1), the weights the model would end with if training stopped there
+    (the average's when there is one; read them, do not keep or change them), the
+    examples and the training FLOPs so far."""
     if config.loss != "cross_entropy":
         raise ConfigError(f"loss={config.loss!r} trains only on the default path; recipes "
                           f"train on cross-entropy")
@@ -770,6 +774,8 @@ def train_general(model, source, config: TrainConfig, n_threads: int = 1, valida
             if monitors.overfitting(epoch):
                 break
             monitors.validate(epoch)
+            if on_epoch is not None:
+                on_epoch(epoch, updates.weights(), examples, float(epoch_flops[:epoch].sum()))
             # the stopping rule: patience epochs without improvement of the loss
             if loss < best_loss - config.min_delta:
                 best_loss, stale = loss, 0

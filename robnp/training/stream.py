@@ -146,7 +146,7 @@ class _StreamSource:
 @single_blas_thread
 def fit_stream(model, stream: SampleStream, examples: int,
                config: TrainConfig | None = None, *, epochs: int = 1, n_threads: int = 1,
-               **overrides):
+               on_epoch=None, **overrides):
     """Train ``model`` in place on the first ``examples`` examples of ``stream``, each
     seen once, in order.
 
@@ -168,6 +168,11 @@ def fit_stream(model, stream: SampleStream, examples: int,
     epochs : int in [1, number of minibatches]
     n_threads : int >= 1
         Threads for the chunks of a minibatch; results are the same for any value.
+    on_epoch : callable, optional
+        ``on_epoch(epoch, weights, examples, flops)`` after each period: the period
+        (from 1), the weights the model would end with there (the average's with
+        ``ema``; read only), the examples and training FLOPs so far. How the
+        scaling study evaluates its checkpoints.
     **overrides
         Fields of :class:`TrainConfig` to replace.
 
@@ -195,4 +200,4 @@ def fit_stream(model, stream: SampleStream, examples: int,
     if config.checks_overfitting:
         X, y = stream.take(0, min(config.batch_size, examples))
         check_batch = (model.check_input(X), y)
-    return train_general(model, source, config, n_threads, validation, check_batch)
+    return train_general(model, source, config, n_threads, validation, check_batch, on_epoch)

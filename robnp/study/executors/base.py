@@ -16,7 +16,16 @@ from typing import Callable, Iterable, Sequence
 
 from ..tasks import Task, TaskResult
 
-__all__ = ["Executor", "submission_order"]
+__all__ = ["Executor", "submission_order", "execute"]
+
+
+def execute(task):
+    """Run one task where an executor placed it: ``task.run()``. A study's
+    :class:`~robnp.study.tasks.Task` runs :func:`~robnp.study.tasks.run_task`; the
+    scaling study's tasks (:mod:`robnp.scaling.study`) train and evaluate one run.
+    Every task an executor takes has ``key``, ``label``, ``cost()``, ``memory()`` and
+    ``run()``, and is a pure function of its content."""
+    return task.run()
 
 
 def submission_order(tasks: Iterable[Task]) -> list[Task]:

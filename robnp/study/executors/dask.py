@@ -35,8 +35,8 @@ import logging
 from typing import Callable, Sequence
 
 from ...errors import ConfigError, WorkerError
-from ..tasks import Task, TaskResult, run_task
-from .base import Executor, submission_order
+from ..tasks import Task, TaskResult
+from .base import Executor, execute, submission_order
 from .local import THREAD_VARIABLES, default_jobs
 
 __all__ = ["DaskExecutor", "check_workers", "worker_versions"]
@@ -210,7 +210,7 @@ class DaskExecutor(Executor):
         futures = {}
 
         def submit(task):
-            future = client.submit(run_task, task, key=f"robnp-{task.key}", pure=True,
+            future = client.submit(execute, task, key=f"robnp-{task.key}", pure=True,
                                    retries=0)
             futures[future] = task
             return future

@@ -32,8 +32,8 @@ from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, Sequence
 
 from ...errors import ConfigError, WorkerError
-from ..tasks import Task, TaskResult, run_task
-from .base import Executor, submission_order
+from ..tasks import Task, TaskResult
+from .base import Executor, execute, submission_order
 
 __all__ = ["LocalExecutor", "run_tasks", "default_jobs", "worker_count", "THREAD_VARIABLES"]
 
@@ -169,7 +169,7 @@ def run_tasks(tasks: Iterable[Task], jobs: int = 1) -> Iterator[tuple[Task, Task
     workers = worker_count(jobs, len(tasks))
     if workers == 0:
         for task in tasks:
-            yield task, run_task(task)
+            yield task, execute(task)
         return
     order = {task: position for position, task in enumerate(tasks)}
     _start_quiet_resource_tracker()
@@ -181,7 +181,7 @@ def run_tasks(tasks: Iterable[Task], jobs: int = 1) -> Iterator[tuple[Task, Task
     try:
         # Workers are spawned as tasks are submitted: they inherit this environment.
         with _single_threaded_children():
-            pending = {pool.submit(run_task, task): task for task in tasks}
+            pending = {pool.submit(execute, task): task for task in tasks}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             # Hand back finished tasks in submission order within one wake-up.
