@@ -116,16 +116,13 @@ def run(preset, config_file, out_dir, jobs, executor_name, scheduler, allowed_fa
     the paper's TRADES recipe, evaluate every checkpoint on the true distribution,
     fit the laws, test them on runs left out and hold their plateau against the
     data's truth."""
-    import signal
-    import sys
-
     from robnp.scaling.run import plan, run_scaling_study
     from robnp.scaling.study import ScalingConfig, preset as make_preset
     from robnp.study import default_jobs, load_config_file
     from robnp.study.store import STORE_NAME, read_store
 
     from .progress import Status, format_seconds
-    from .sweep import _Terminated, _executor, _raise_terminated
+    from .sweep import _executor, run_interruptibly
 
     if not out_dir.strip():
         raise click.BadParameter("must name a directory, got an empty value",
@@ -187,26 +184,12 @@ def run(preset, config_file, out_dir, jobs, executor_name, scheduler, allowed_fa
                        f"{r.seconds:6.1f}s{eta}")
         status.update(progress.n_done, progress.eta)
 
-    try:
-        previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:
-        previous_term = None
-    try:
-        outcome = run_scaling_study(config, out_dir, executor=executor, resume=resume,
-                                    n_boot=n_boot, on_progress=on_progress,
-                                    on_start=on_start, figures=not no_plots)
-    except KeyboardInterrupt as exc:
-        if status is not None:
-            status.close()
-        what = "Terminated" if isinstance(exc, _Terminated) else "Interrupted"
-        click.echo(f"{what}. Finished runs are stored in {out_dir}; finish with "
-                   f"robnp scaling run --out {out_dir} --resume", err=True)
-        sys.exit(143 if isinstance(exc, _Terminated) else 130)
-    finally:
-        if previous_term is not None:
-            signal.signal(signal.SIGTERM, previous_term)
-        if status is not None:
-            status.close()
+    outcome = run_interruptibly(
+        lambda: run_scaling_study(config, out_dir, executor=executor, resume=resume,
+                                  n_boot=n_boot, on_progress=on_progress,
+                                  on_start=on_start, figures=not no_plots),
+        lambda: status, f"Finished runs are stored in {out_dir}; finish with "
+                        f"robnp scaling run --out {out_dir} --resume")
     from robnp.scaling.run import summary_text
 
     click.echo(summary_text(outcome.document))

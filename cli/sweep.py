@@ -97,8 +97,6 @@ def sweep(ctx, config_file, out_dir, jobs, executor_name, scheduler, allowed_fai
     With no options this is the robustness-scaling study: circles and moons,
     widths 16-512, eps 0.01-0.5, seeds 42, 123, 7 (36 trainings, 180 runs).
     """
-    import signal
-
     from robnp.report import format_summary_table
     from robnp.study import default_jobs, load_config_file, run_study
     from robnp.study.models import model_path
@@ -159,25 +157,11 @@ def sweep(ctx, config_file, out_dir, jobs, executor_name, scheduler, allowed_fai
                        f"clean {r.clean_acc:.4f}  {r.seconds:6.1f}s{eta}")
         status.update(progress.n_done, progress.eta)
 
-    try:
-        previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread: signals stay as they are
-        previous_term = None
-    try:
-        outcome = run_study(config, out_dir, executor=executor, resume=resume,
-                            on_progress=on_progress, on_start=on_start)
-    except KeyboardInterrupt as exc:
-        if status is not None:
-            status.close()
-        what = "Terminated" if isinstance(exc, _Terminated) else "Interrupted"
-        click.echo(f"{what}. Finished tasks are stored in {out_dir}; finish with "
-                   f"robnp sweep --out {out_dir} --resume", err=True)
-        sys.exit(143 if isinstance(exc, _Terminated) else 130)
-    finally:
-        if previous_term is not None:
-            signal.signal(signal.SIGTERM, previous_term)
-        if status is not None:
-            status.close()
+    outcome = run_interruptibly(
+        lambda: run_study(config, out_dir, executor=executor, resume=resume,
+                          on_progress=on_progress, on_start=on_start),
+        lambda: status, f"Finished tasks are stored in {out_dir}; finish with "
+                        f"robnp sweep --out {out_dir} --resume")
     click.echo(format_summary_table(outcome.document))
     click.echo(f"\nRan {outcome.n_ran} task(s), reused {outcome.n_reused}, "
                f"in {_format_seconds(outcome.seconds)}.")
@@ -185,6 +169,32 @@ def sweep(ctx, config_file, out_dir, jobs, executor_name, scheduler, allowed_fai
         click.echo(f"  wrote {path}")
     models = model_path(out_dir, config.tasks()[0]).parent
     click.echo(f"  kept {outcome.n_tasks} model(s) in {models}")
+
+
+def run_interruptibly(run, status, advice: str):
+    """``run()`` with SIGTERM turned into an interruption like Ctrl-C; either ends with
+    one line, ``Interrupted.`` or ``Terminated.`` and ``advice`` (what is stored and how
+    to finish), and exit code 130 or 143. ``status()`` is the progress bar to close
+    (or None), on any ending."""
+    import signal
+
+    try:
+        previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: signals stay as they are
+        previous_term = None
+    try:
+        return run()
+    except KeyboardInterrupt as exc:
+        if status() is not None:
+            status().close()
+        what = "Terminated" if isinstance(exc, _Terminated) else "Interrupted"
+        click.echo(f"{what}. {advice}", err=True)
+        sys.exit(143 if isinstance(exc, _Terminated) else 130)
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+        if status() is not None:
+            status().close()
 
 
 def _run_settings(values: dict, source) -> dict:

@@ -152,3 +152,19 @@ def test_unknown_preset_and_nothing_to_resume_exit_2(tmp_path):
     assert run("scaling", "run", "--preset", "huge", "--out", tmp_path / "o").exit_code == 2
     line = error_line(run("scaling", "run", "--out", tmp_path / "none", "--resume"))
     assert "nothing to resume" in line
+
+
+def test_the_study_on_a_dask_cluster_gives_the_same_table(study, config_file, tmp_path):
+    pytest.importorskip("distributed")
+    import tomllib
+
+    from robnp.scaling.run import run_scaling_study
+    from robnp.scaling.study import preset
+    from robnp.study.executors import DaskExecutor
+
+    out, _ = study
+    config = preset("small", **tomllib.loads(config_file.read_text()))
+    outcome = run_scaling_study(config, tmp_path / "dask", executor=DaskExecutor(jobs=2),
+                                n_boot=3, figures=False)
+    assert outcome.n_ran == outcome.n_tasks
+    assert (tmp_path / "dask" / "runs.csv").read_text() == (out / "runs.csv").read_text()

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write_text
-from ..errors import ConfigError, StoreError
+from ..errors import StoreError
 from .study import ScalingConfig, Source, true_test_sample, truth_source
 
 __all__ = ["run_scaling_study", "plan", "ScalingOutcome", "runs_table_rows", "RUNS_COLUMNS",
@@ -206,18 +206,11 @@ def run_scaling_study(config: ScalingConfig, out_dir, *, jobs: int | None = None
     figures : bool
         Draw the figures (matplotlib).
     """
-    from ..study.executors import LocalExecutor
-    from ..study.runner import run_into_store
+    from ..study.runner import choose_executor, output_dir, run_into_store
     from ..study.store import TaskStore, check_writable
 
-    if executor is None:
-        executor = LocalExecutor(jobs)
-    elif jobs is not None:
-        raise ConfigError(f"give jobs or an executor, not both; got jobs={jobs!r} and "
-                          f"{type(executor).__name__}")
-    if str(out_dir) == "":
-        raise ConfigError("out_dir must name a directory, got an empty path")
-    out_dir = Path(out_dir)
+    executor = choose_executor(jobs, executor)
+    out_dir = output_dir(out_dir)
     _check_memory(config.tasks())
     check_writable(out_dir)
     start = time.perf_counter()

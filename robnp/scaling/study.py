@@ -539,8 +539,9 @@ class ScalingTask:
 
     @property
     def key(self) -> str:
-        text = json.dumps(self.identity(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:20]
+        from ..study.tasks import content_key
+
+        return content_key(self.identity())
 
     @property
     def label(self) -> str:

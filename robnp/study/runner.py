@@ -37,7 +37,7 @@ from .models import has_model, write_model
 from .store import STORE_NAME, TaskStore, check_writable, read_store
 from .tasks import Task, TaskResult
 
-__all__ = ["run_study", "run_into_store", "rebuild_report", "runs_rows", "check_memory", "check_attack_classes", "StudyOutcome", "Progress",
+__all__ = ["run_study", "run_into_store", "choose_executor", "output_dir", "rebuild_report", "runs_rows", "check_memory", "check_attack_classes", "StudyOutcome", "Progress",
            "EtaEstimator", "environment"]
 
 
@@ -169,14 +169,8 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None,
     -------
     StudyOutcome
     """
-    if executor is None:
-        executor = LocalExecutor(jobs)
-    elif jobs is not None:
-        raise ConfigError(f"give jobs or an executor, not both; got jobs={jobs!r} and "
-                          f"{type(executor).__name__}")
-    if str(out_dir) == "":
-        raise ConfigError("out_dir must name a directory, got an empty path")
-    out_dir = Path(out_dir)
+    executor = choose_executor(jobs, executor)
+    out_dir = output_dir(out_dir)
     tasks = config.tasks()
     # Here, before any file is written or worker started: the same refusal for any jobs.
     check_memory(tasks)
@@ -198,6 +192,24 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int | None = None,
     document, paths = _write_study(config, results, out_dir)
     return StudyOutcome(document, paths, len(tasks), n_ran, len(tasks) - n_ran,
                         time.perf_counter() - start)
+
+
+def choose_executor(jobs: int | None, executor: Executor | None) -> Executor:
+    """``executor``, or the local one with ``jobs`` workers; both given is a
+    ConfigError."""
+    if executor is None:
+        return LocalExecutor(jobs)
+    if jobs is not None:
+        raise ConfigError(f"give jobs or an executor, not both; got jobs={jobs!r} and "
+                          f"{type(executor).__name__}")
+    return executor
+
+
+def output_dir(out_dir) -> Path:
+    """``out_dir`` as a Path; an empty one is a ConfigError."""
+    if str(out_dir) == "":
+        raise ConfigError("out_dir must name a directory, got an empty path")
+    return Path(out_dir)
 
 
 def run_into_store(store: TaskStore, tasks, executor: Executor, *, done=frozenset(),

@@ -28,7 +28,14 @@ from ..threads import single_blas_thread
 from ..training.config import TrainConfig
 from ..training.fit import epoch_flops, fit, objective
 
-__all__ = ["Task", "TaskResult", "run_task", "task_data", "train_task", "train_record"]
+__all__ = ["Task", "content_key", "TaskResult", "run_task", "task_data", "train_task", "train_record"]
+
+
+def content_key(identity: dict) -> str:
+    """The key a store files a task's result under: a hash of the task's identity (plain
+    JSON values), the same in any process and on any machine."""
+    text = json.dumps(identity, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -72,8 +79,7 @@ class Task:
     @property
     def key(self) -> str:
         """Content hash identifying this task's result."""
-        text = json.dumps(self.identity(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:20]
+        return content_key(self.identity())
 
     @property
     def label(self) -> str:
