@@ -18,7 +18,10 @@ _BAR_WIDTH = 30
 
 
 def format_seconds(seconds: float) -> str:
+    """``42s``, ``3m07s``, ``5h02m`` (hours from 100 minutes on)."""
     seconds = int(round(seconds))
+    if seconds >= 6000:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 

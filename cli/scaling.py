@@ -104,6 +104,9 @@ def fit(table, approach, flops_per_nd, budgets, quality, quality_fit, base_quali
               help="With --executor dask: how many times a run may lose its worker before "
                    "the study ends.  [default: 3]")
 @click.option("--resume", is_flag=True, help="Continue the study stored in --out.")
+@click.option("--threads-per-run", type=int, default=1, show_default=True,
+              help="Threads each run trains and attacks on (for workers with several cores "
+                   "each; the numbers are the same for any count).")
 @click.option("--dry-run", is_flag=True,
               help="Print the grid, its FLOPs and the projected time; run nothing.")
 @click.option("--n-boot", type=int, default=100, show_default=True,
@@ -111,7 +114,7 @@ def fit(table, approach, flops_per_nd, budgets, quality, quality_fit, base_quali
 @click.option("--no-plots", is_flag=True, help="Write the tables and JSON only.")
 @click.option("--quiet", "-q", is_flag=True, help="No line per finished run.")
 def run(preset, config_file, out_dir, jobs, executor_name, scheduler, allowed_failures,
-        resume, dry_run, n_boot, no_plots, quiet):
+        resume, threads_per_run, dry_run, n_boot, no_plots, quiet):
     """Train the scaling study's grid (model size x data seen x data quality) under
     the paper's TRADES recipe, evaluate every checkpoint on the true distribution,
     fit the laws, test them on runs left out and hold their plateau against the
@@ -131,6 +134,9 @@ def run(preset, config_file, out_dir, jobs, executor_name, scheduler, allowed_fa
         raise click.BadParameter(f"must be >= 1, got {jobs}", param_hint="--jobs")
     if n_boot < 0:
         raise click.BadParameter(f"must be >= 0, got {n_boot}", param_hint="--n-boot")
+    if threads_per_run < 1:
+        raise click.BadParameter(f"must be >= 1, got {threads_per_run}",
+                                 param_hint="--threads-per-run")
     values = load_config_file(config_file) if config_file else {}
     if resume and not (Path(out_dir) / STORE_NAME).is_file():
         raise click.UsageError(f"nothing to resume: {out_dir} holds no {STORE_NAME}; run "
@@ -151,8 +157,11 @@ def run(preset, config_file, out_dir, jobs, executor_name, scheduler, allowed_fa
         click.echo(f"total {info['total_flops']:.4g} FLOPs; this machine sustains "
                    f"{info['rate_flops_per_second']:.3g} FLOP/s per worker on the recipe")
         for workers, seconds in info["projected_seconds"].items():
-            click.echo(f"projected wall time on {workers} workers: "
+            click.echo(f"projected wall time on {workers} workers of one core: "
                        f"{format_seconds(seconds)} ({seconds / 3600:.2f} h)")
+        longest = info["longest_run_seconds"]
+        click.echo(f"the longest run alone: {format_seconds(longest)} on one core (no more "
+                   f"workers shorten it; --threads-per-run does)")
         return
     cores = default_jobs()
     executor = _executor(executor_name, jobs, cores, scheduler, allowed_failures)
@@ -186,7 +195,8 @@ def run(preset, config_file, out_dir, jobs, executor_name, scheduler, allowed_fa
 
     outcome = run_interruptibly(
         lambda: run_scaling_study(config, out_dir, executor=executor, resume=resume,
-                                  n_boot=n_boot, on_progress=on_progress,
+                                  n_boot=n_boot, threads_per_run=threads_per_run,
+                                  on_progress=on_progress,
                                   on_start=on_start, figures=not no_plots),
         lambda: status, f"Finished runs are stored in {out_dir}; finish with "
                         f"robnp scaling run --out {out_dir} --resume")

@@ -86,10 +86,10 @@ def test_the_runs_table_has_every_checkpoint_and_round_trips_into_the_fitter(stu
     assert "What the data allows" in output and "Runs left out" in output
 
 
-def test_any_number_of_workers_gives_the_same_table(study, config_file, tmp_path):
+def test_any_number_of_workers_or_threads_gives_the_same_table(study, config_file, tmp_path):
     out, _ = study
     result = run("scaling", "run", "--config", config_file, "--out", tmp_path / "two",
-                 "--jobs", "2", "--n-boot", "3", "--no-plots", "-q")
+                 "--jobs", "2", "--threads-per-run", "2", "--n-boot", "3", "--no-plots", "-q")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "two" / "runs.csv").read_text() == (out / "runs.csv").read_text()
 
@@ -130,7 +130,7 @@ def test_dry_run_prints_the_grid_and_writes_nothing(config_file, tmp_path):
     result = run("scaling", "run", "--config", config_file, "--out", tmp_path / "d",
                  "--dry-run")
     assert result.exit_code == 0, result.output
-    assert f"{N_RUNS} runs" in result.output and "projected wall time on 64 workers" in \
+    assert f"{N_RUNS} runs" in result.output and "projected wall time on 64 workers of one core" in \
         result.output
     assert not (tmp_path / "d").exists()
 

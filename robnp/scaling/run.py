@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _checks
 from .._io import atomic_write_text
 from ..errors import StoreError
 from .study import ScalingConfig, Source, true_test_sample, truth_source
@@ -185,7 +186,8 @@ def _check_memory(tasks) -> None:
 
 def run_scaling_study(config: ScalingConfig, out_dir, *, jobs: int | None = None,
                       executor=None, resume: bool = False, n_boot: int = 100,
-                      on_progress=None, on_start=None, figures: bool = True) -> ScalingOutcome:
+                      threads_per_run: int = 1, on_progress=None, on_start=None,
+                      figures: bool = True) -> ScalingOutcome:
     """Run every run of ``config`` not yet stored in ``out_dir``, then fit and report
     (module docstring).
 
@@ -201,6 +203,9 @@ def run_scaling_study(config: ScalingConfig, out_dir, *, jobs: int | None = None
         Continue the study stored in ``out_dir`` (the same configuration only).
     n_boot : int >= 0
         Bootstrap replicates of the fits' intervals.
+    threads_per_run : int >= 1
+        Threads each run trains and attacks on (for workers with several cores each,
+        so that the longest runs end sooner); the numbers are the same for any count.
     on_progress, on_start
         As :func:`robnp.study.run_study` takes them.
     figures : bool
@@ -211,16 +216,17 @@ def run_scaling_study(config: ScalingConfig, out_dir, *, jobs: int | None = None
 
     executor = choose_executor(jobs, executor)
     out_dir = output_dir(out_dir)
+    threads_per_run = _checks.integer("threads_per_run", threads_per_run, 1)
     _check_memory(config.tasks())
     check_writable(out_dir)
     start = time.perf_counter()
     with TaskStore.open(out_dir, config, resume=resume) as store:
         generators = fit_sources(config, out_dir)
-        tasks = config.tasks(generators)
+        tasks = config.tasks(generators, threads_per_run)
         n_ran = run_into_store(store, tasks, executor, done=store.done_keys(), start=start,
                                on_progress=on_progress, on_start=on_start)
         grid = analyse_grid(config, store.results(), generators, out_dir, n_boot=n_boot)
-        optimal, optimal_plan = optimal_tasks(config, grid, generators)
+        optimal, optimal_plan = optimal_tasks(config, grid, generators, threads_per_run)
         n_ran += run_into_store(store, optimal, executor, done=store.done_keys(), start=start,
                                 on_progress=on_progress, on_start=on_start)
         document, paths = write_report(config, grid, store.results(), optimal, optimal_plan,
@@ -271,7 +277,8 @@ def analyse_grid(config: ScalingConfig, stored: dict, generators: dict, out_dir,
     return GridAnalysis(rows, table, report, quality, document, fit_config)
 
 
-def optimal_tasks(config: ScalingConfig, grid: GridAnalysis, generators: dict):
+def optimal_tasks(config: ScalingConfig, grid: GridAnalysis, generators: dict,
+                  threads: int = 1):
     """The compute-optimal test's runs (paper, Section 3.3.1): Approach 2's N* at the
     budget (``optimal_budget``) on the reference source's quality, and the other
     multiples of ``optimal_factors``; each model's D spends the budget exactly (the
@@ -300,7 +307,7 @@ def optimal_tasks(config: ScalingConfig, grid: GridAnalysis, generators: dict):
                 config.periods * config.batch_size_for(config.data_sizes[0]))
         runs.append({"factor": factor, "width": width, "N": config.n_params(width),
                      "examples": D})
-        tasks += [ScalingTask(config, source, width, D, seed, generators[source])
+        tasks += [ScalingTask(config, source, width, D, seed, generators[source], threads)
                   for seed in seeds]
     plan = {"budget": budget, "source": source, "quality": quality, "N_star": N_star,
             "D_star": float(allocation.D[0]), "L_star": float(allocation.loss[0]),
@@ -417,7 +424,8 @@ def plan(config: ScalingConfig, *, workers: tuple[int, ...] = (2, 64),
     runs = [{"source": t.source, "width": t.width, "examples": t.examples, "seed": t.seed,
              "flops": c} for t, c in zip(tasks, costs)]
     return {"n_runs": len(tasks), "total_flops": total, "rate_flops_per_second": rate,
-            "projected_seconds": projections, "runs": runs,
+            "projected_seconds": projections, "longest_run_seconds": max(costs) / rate,
+            "runs": runs,
             "widths": list(config.widths), "data_sizes": list(config.data_sizes),
             "sources": list(config.sources)}
 

@@ -378,11 +378,13 @@ class ScalingConfig:
                                            "smoothing": self.smoothing},
                            **optimizer)
 
-    def tasks(self, generators: Mapping[str, Any] | None = None) -> list["ScalingTask"]:
+    def tasks(self, generators: Mapping[str, Any] | None = None,
+              threads: int = 1) -> list["ScalingTask"]:
         """The grid, in a fixed order: per source, width, D, seed; then the extra
         seeds at the largest width and D. ``generators`` maps each source's spec to
         its fitted generator (:func:`fit_sources`); without it the tasks carry none
-        and can only be listed, priced and keyed, not run."""
+        and can only be listed, priced and keyed, not run. ``threads``: threads each
+        run trains and attacks on (the results are the same for any count)."""
         out = []
         for source in self.sources:
             generator = None if generators is None else generators[source]
@@ -391,7 +393,8 @@ class ScalingConfig:
             points += [(self.widths[-1], self.data_sizes[-1], s) for s in self.extra_seeds]
             for width, D, seed in points:
                 out.append(ScalingTask(config=self, source=source, width=width,
-                                       examples=D, seed=seed, generator=generator))
+                                       examples=D, seed=seed, generator=generator,
+                                       threads=threads))
         return out
 
     # -- identity, files ----------------------------------------------------------------
@@ -520,7 +523,9 @@ def truth_source(task):
 class ScalingTask:
     """One run of the grid: ``width`` x ``depth`` MLP, ``examples`` = D examples of
     ``source``, ``seed``. ``generator`` is the source's fitted generator (not part of
-    the identity: its identity is, through ``source`` and the configuration)."""
+    the identity: its identity is, through ``source`` and the configuration);
+    ``threads`` the threads the run trains and attacks on (not part of it either: the
+    results are the same for any count)."""
 
     config: ScalingConfig
     source: str
@@ -528,6 +533,7 @@ class ScalingTask:
     examples: int
     seed: int
     generator: Any = field(default=None, compare=False, hash=False, repr=False)
+    threads: int = field(default=1, compare=False, hash=False)
 
     def identity(self) -> dict:
         config = self.config.to_dict()
@@ -629,10 +635,10 @@ def run_scaling_task(task: ScalingTask) -> "ScalingResult":
                      "flops": float(flops), **metrics})
 
     try:
-        with default_threads(1):
+        with default_threads(task.threads):
             history = single_blas_thread(fit_stream)(
                 model, stream, task.examples, c.train_config(task.examples, task.seed),
-                epochs=P, n_threads=1, on_epoch=on_epoch)
+                epochs=P, n_threads=task.threads, on_epoch=on_epoch)
     except TrainingDivergedError as exc:
         raise TrainingDivergedError(f"run {task.label}: {exc}") from None
     return ScalingResult(key=task.key, n_params=int(model.n_params), rows=tuple(rows),
