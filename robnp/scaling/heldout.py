@@ -59,8 +59,9 @@ def heldout_predictions(table: RunTable, fit_config: FitConfig | None = None,
     list of dict
         ``split``, ``approach``, ``n_fit``, ``rows`` (per left-out run: ``N``, ``D``,
         ``quality``, ``measured``, ``predicted``, ``relative_error``),
-        ``median_abs_error`` and ``max_abs_error`` (relative), or ``error`` (why the
-        fit could not be made) instead of the rows.
+        ``median_abs_error`` and ``max_abs_error`` (relative), ``by_quality`` (the
+        median per quality level), or ``error`` (why the fit could not be made)
+        instead of the rows.
     """
     fit_config = fit_config or FitConfig(grid="small")
     final = table.final()
@@ -86,6 +87,10 @@ def heldout_predictions(table: RunTable, fit_config: FitConfig | None = None,
                                                          test.loss, predicted, errors)]
             entry["median_abs_error"] = float(np.median(np.abs(errors)))
             entry["max_abs_error"] = float(np.max(np.abs(errors)))
+            entry["by_quality"] = [
+                {"quality": float(q), "median_abs_error": float(np.median(np.abs(
+                    errors[test.quality == q]))), "n": int((test.quality == q).sum())}
+                for q in np.unique(test.quality)]
             out.append(entry)
     return out
 

@@ -267,8 +267,11 @@ def analyse_grid(config: ScalingConfig, stored: dict, generators: dict, out_dir,
     document: dict = {"format": "robnp.scaling_study", "config": config.to_dict(),
                       "sources": quality, "n_runs": len(rows) // len(config.checkpoints)}
     try:
+        # reported at the reference source's quality (the truth's, infinite, when the
+        # ladder has it): Approach 1's curves and the comparison are the truth's runs
         report = analyze(table, AnalysisConfig(
-            fit=fit_config, bootstrap=BootstrapConfig(n_boot=n_boot, seed=0)))
+            quality=quality[config.reference_source()]["quality"], fit=fit_config,
+            bootstrap=BootstrapConfig(n_boot=n_boot, seed=0)))
         document["fits"] = report_to_dict(report)
     except RobnpError as exc:  # a grid too small to fit still reports its runs
         report = None
@@ -469,9 +472,12 @@ def summary_text(document: dict) -> str:
             lines.append(f"  without the {entry['split']} runs, Approach {entry['approach']}: "
                          f"not fitted ({entry['error']})")
         else:
+            per = ", ".join(f"{100 * q['median_abs_error']:.1f}% at Q={q['quality']:.3g}"
+                            for q in entry["by_quality"])
             lines.append(f"  without the {entry['split']} runs, Approach {entry['approach']}: "
                          f"median {100 * entry['median_abs_error']:.1f}%, max "
-                         f"{100 * entry['max_abs_error']:.1f}% over {len(entry['rows'])} runs")
+                         f"{100 * entry['max_abs_error']:.1f}% over {len(entry['rows'])} runs "
+                         f"(medians {per})")
     optimal = document.get("optimal") or {}
     if "skipped" in optimal:
         lines.append(f"Compute-optimal test: not run ({optimal['skipped']})")
