@@ -13,7 +13,7 @@ TINY = dict(widths=(2, 4), data_sizes=(256, 512), checkpoints=(0.5, 1.0), n_test
 
 
 def test_sources_round_trip_and_keep_their_knobs():
-    for text in ("true", "kde:m=64,h=0.05", "kde:h=0.5,m=8"):
+    for text in ("true", "kde:m=64,h=0.05", "kde:h=0.5,m=8", "diffusion:m=16,steps=5"):
         source = Source.parse(text)
         assert Source.parse(source.spec()) == source
     kde = Source.parse("kde:h=0.5,m=8")
@@ -39,7 +39,8 @@ def test_a_bad_source_is_one_line_naming_it(text, words):
     (dict(checkpoints=(0.0, 1.0)), r"\(0, 1\]"), (dict(data_sizes=(4, 512)), "periods"),
     (dict(sources=("true", "true")), "distinct"), (dict(seeds=()), "seeds"),
     (dict(extra_seeds=(0,)), "extra_seeds"), (dict(optimizer="rmsprop"), "optimizer"),
-    (dict(dataset="nope"), "nope"),
+    (dict(dataset="nope"), "nope"), (dict(optimal_budget=1e3), "optimal_budget"),
+    (dict(optimal_factors=(0.5, 2.0)), "hold 1"), (dict(quality_measure="tv"), "quality_measure"),
 ])
 def test_bad_settings_are_one_line(changes, words):
     with pytest.raises(ConfigError, match=words) as info:

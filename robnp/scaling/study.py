@@ -75,6 +75,7 @@ class Source:
 
     @classmethod
     def parse(cls, text) -> "Source":
+        from ..data import quality  # noqa: F401  (registers every kind, "diffusion" too)
         from ..data.generators import GENERATORS
 
         if isinstance(text, Source):
@@ -317,6 +318,15 @@ class ScalingConfig:
         if self.optimal_budget is not None:
             set_("optimal_budget", _checks.real("optimal_budget", self.optimal_budget, 0,
                                                 low_open=True))
+        if self.optimal_budget is not None and self.optimal_factors:
+            smallest = min(ScalingTask(self, self.reference_source(), self.widths[0], D,
+                                       self.seeds[0]).train_flops()
+                           for D in self.data_sizes[:1])
+            if self.optimal_budget < smallest:
+                raise ConfigError(
+                    f"optimal_budget {self.optimal_budget:.3g} FLOPs is below the cheapest "
+                    f"run of the grid ({smallest:.3g} FLOPs: width {self.widths[0]}, D "
+                    f"{self.data_sizes[0]}); no model of the grid's sizes trains on it")
         periods = self.periods
         for D in self.data_sizes:
             steps = -(-D // self.batch_size_for(D))
