@@ -81,21 +81,46 @@ def _number(value, digits=4) -> str:
 def quality_table(reports: list[dict]) -> str:
     """The ladder's table: one row per generator."""
     header = ("generator", "knob", "FID@n", "FID_inf", "TV", "KL(p||q)", "KL(q||p)", "W1")
+    with_accuracy = any("accuracy" in report for report in reports)
+    if with_accuracy:
+        header += ("clean", "robust")
     rows = []
     for report in reports:
         exact = report["exact"] or {}
-        rows.append((report["kind"] + (f" m={report['generator']['m']}"
-                                       if report["generator"]["m"] is not None else ""),
-                     report["knob"], _number(report["fid"]["value"]),
-                     _number(report["fid"]["fid_inf"]), _number(exact.get("tv")),
-                     _number(exact.get("kl")), _number(exact.get("kl_reverse")),
-                     _number(report["w1"]["value"])))
+        row = (report["kind"] + (f" m={report['generator']['m']}"
+                                 if report["generator"]["m"] is not None else ""),
+               report["knob"], _number(report["fid"]["value"]),
+               _number(report["fid"]["fid_inf"]), _number(exact.get("tv")),
+               _number(exact.get("kl")), _number(exact.get("kl_reverse")),
+               _number(report["w1"]["value"]))
+        if with_accuracy:
+            accuracy = report.get("accuracy") or {}
+            row += (_number(accuracy.get("clean_acc")), _number(accuracy.get("robust_acc")))
+        rows.append(row)
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(w) if i < 2 else str(cell).rjust(w)
                        for i, (cell, w) in enumerate(zip(row, widths)))
              for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+_MEASURE_NAMES = {"fid": "FID@n", "fid_inf": "FID_inf", "tv": "TV", "kl": "KL(p||q)",
+                  "kl_reverse": "KL(q||p)", "w1": "W1"}
+
+
+def correlation_lines(correlations: dict) -> list[str]:
+    """Spearman's rank correlation of each measure with the accuracies, one line each,
+    and the measure that predicts robust accuracy best."""
+    lines = ["Spearman rank correlation over the ladder (a distance that predicts the "
+             "accuracy well is near -1):"]
+    for name, values in correlations["measures"].items():
+        lines.append(f"  {_MEASURE_NAMES[name]:<9} robust {values['robust']:+.3f}  clean "
+                     f"{values['clean']:+.3f}  ({values['rungs']} rungs)")
+    best = correlations["best"]
+    lines.append(f"best predictor of robust accuracy: "
+                 f"{_MEASURE_NAMES[best] if best else 'none (no ordering)'}")
+    return lines
 
 
 def _figure(generators, reports, path, n_points: int, seed: int):
@@ -156,15 +181,27 @@ def _figure(generators, reports, path, n_points: int, seed: int):
 @click.option("--steps", "steps_list", type=INT_LIST, default=None,
               help="Sample each diffusion file with each of these Heun step counts "
                    "(one rung per count; nothing refitted), e.g. 5,10,20,50.")
+@click.option("--accuracy", "with_accuracy", is_flag=True, default=False,
+              help="Add the clean and robust accuracy on true test data of a fixed model "
+                   "(width 128, two hidden layers, TRADES one pass) trained on each rung, "
+                   "and each measure's rank correlation with it (costs a training per "
+                   "rung).")
+@click.option("--accuracy-examples", type=int, default=100_000, show_default=True,
+              help="Examples of each rung the accuracy model is trained on (one pass).")
+@click.option("--accuracy-eps", type=float, default=0.03, show_default=True,
+              help="Radius of TRADES and of the pgd-cw evaluation.")
+@click.option("--accuracy-test-n", type=int, default=4000, show_default=True,
+              help="True test points of the accuracy columns.")
 @click.option("--figure", default=None, help="Write a figure of every rung's samples (.png).")
 @click.option("--json", "json_path", default=None, help="Write the full reports (JSON).")
-def quality(generators, with_true, n, w1_n, seed, resolution, exact, steps_list, figure,
+def quality(generators, with_true, n, w1_n, seed, resolution, exact, steps_list,
+            with_accuracy, accuracy_examples, accuracy_eps, accuracy_test_n, figure,
             json_path):
     """Quality of generator files three ways: FID analogue, exact TV and KL to the
     truth, conditional Wasserstein-1; a table per rung, the truth first."""
     from robnp._io import atomic_write_json, check_output_file
     from robnp.data.generators import load_generator, true_generator
-    from robnp.data.quality import quality_report
+    from robnp.data.quality import ladder_correlations, quality_report
     from robnp.errors import ConfigError
 
     if not generators:
@@ -184,12 +221,23 @@ def quality(generators, with_true, n, w1_n, seed, resolution, exact, steps_list,
     if with_true:
         rungs.insert(0, true_generator(first.task))
     want = {"auto": None, "require": True, "skip": False}[exact]
-    reports = [quality_report(g, n, seed, w1_n=w1_n, exact=want, resolution=resolution)
-               for g in rungs]
+    accuracy = None
+    if with_accuracy:
+        accuracy = {"examples": accuracy_examples, "eps": accuracy_eps,
+                    "test_n": accuracy_test_n, "seed": seed}
+    reports = [quality_report(g, n, seed, w1_n=w1_n, exact=want, resolution=resolution,
+                              accuracy=accuracy) for g in rungs]
     click.echo(f"{first.task.describe()}: FID analogue at n = {n} (FID_inf: intercept "
                f"against 1/n), exact TV and KL (p the truth, q the generator), "
                f"conditional W1 at {w1_n} points")
     click.echo(quality_table(reports))
+    if with_accuracy:
+        click.echo(f"accuracy: on {accuracy_test_n} true test points, of an MLP (128, 128) "
+                   f"trained by TRADES at eps {accuracy_eps:g} one pass over "
+                   f"{accuracy_examples} examples of the rung; robust: pgd-cw at eps "
+                   f"{accuracy_eps:g}")
+        for line in correlation_lines(ladder_correlations(reports)):
+            click.echo(line)
     if figure is not None:
         _figure(rungs, reports, figure, 1500, seed)
         click.echo(f"figure: {figure}")

@@ -115,3 +115,20 @@ def test_a_diffusion_file_expands_into_its_step_ladder(tmp_path):
     line = one_error_line(run("data", "fit-generator", *TASK, "--kind", "diffusion",
                               "--m", 16, "--steps", 0, "--out", path))
     assert "steps must be an integer >= 1, got 0" in line
+
+
+def test_quality_adds_accuracy_columns_and_rank_correlations(files, tmp_path):
+    report = tmp_path / "q.json"
+    result = run("data", "quality", *files, *SMALL, "--accuracy", "--accuracy-examples",
+                 2048, "--accuracy-test-n", 300, "--json", report)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = next(line for line in lines if line.startswith("generator"))
+    assert header.split()[-2:] == ["clean", "robust"]
+    assert any(line.strip().startswith("TV") and "robust" in line for line in lines)
+    assert any(line.startswith("best predictor of robust accuracy:") for line in lines)
+    reports = json.loads(report.read_text())
+    assert all(r["accuracy"]["examples"] == 2048 for r in reports)
+    line = one_error_line(run("data", "quality", *files, *SMALL, "--accuracy",
+                              "--accuracy-examples", 0))
+    assert "examples must be an integer >= 1, got 0" in line

@@ -37,6 +37,13 @@ loop.
    distance), averaged over classes with the truth's proportions. Biased upwards at
    finite size like FID; the truth's own row of a ladder shows the floor.
 
+**What a rung buys.** :func:`trained_accuracy` trains one fixed model
+(:data:`ACCURACY`: width 128, two hidden layers, TRADES one pass over ``10^5``
+examples of the rung's stream) and measures its clean and ``pgd-cw`` robust accuracy
+on true test points; ``quality_report(..., accuracy=...)`` adds it to a rung's report,
+and :func:`ladder_correlations` says, by Spearman's rank correlation over the ladder,
+which measure orders the rungs as the robust accuracy they buy does.
+
 :class:`GeneratorStream` is a :class:`robnp.training.stream.SampleStream` whose
 blocks come from a generator, so :func:`robnp.training.stream.fit_stream` trains on
 it: example ``i`` is fixed by the generator's identity, the stream's seed and ``i``.
@@ -55,25 +62,38 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from .. import _checks
+from ..attacks import accuracy as clean_accuracy
+from ..attacks import robust_accuracy
 from ..errors import ConfigError
 from ..model import MLP
 from ..training.config import TrainConfig
 from ..training.fit import fit
-from ..training.stream import BLOCK_SIZE, SampleStream
+from ..training.stream import BLOCK_SIZE, SampleStream, fit_stream
 from . import diffusion  # noqa: F401  (registers the kind "diffusion")
 from .generators import (DataTask, Generator, child_seed, fit_generator, load_generator,
                          save_generator, true_generator)
 
 __all__ = ["REFERENCE", "reference_network", "features", "frechet_distance", "fid",
            "exact_distances", "conditional_w1", "quality_report", "GeneratorStream",
+           "ACCURACY", "trained_accuracy", "spearman", "MEASURES", "ladder_correlations",
            "fit_generator", "load_generator", "save_generator", "true_generator"]
 
 #: How the FID analogue's reference network is made (once per task).
 REFERENCE = {"hidden": (64, 64), "model_seed": 0, "n_train": 8192, "data_seed": 0,
              "max_epochs": 100, "lr": 1e-3, "batch_size": 256}
 
+#: The one fixed model whose clean and robust accuracy on true test data a rung of
+#: the ladder buys (:func:`trained_accuracy`): an MLP of two hidden layers of width
+#: 128 trained one pass by TRADES (the scaling-law paper's: 10 sign steps of eps/4,
+#: beta 5, label smoothing 0.1) at ``eps`` on ``examples`` examples of the rung's
+#: :class:`GeneratorStream`, Adam under a one-cycle schedule, weights averaged
+#: (EMA); robust accuracy by ``pgd-cw`` (40 steps on the CW margin) at the same eps.
+ACCURACY = {"hidden": (128, 128), "model_seed": 0, "examples": 100_000, "eps": 0.03,
+            "recipe": "trades", "schedule": "one-cycle", "ema": True, "lr": 1e-3,
+            "batch_size": 256, "attack": "pgd-cw", "test_n": 4000}
+
 #: Seeds' purposes below, so that no two samples share a stream.
-_REFERENCE_SAMPLE, _BOX_SAMPLE = 9, 10
+_REFERENCE_SAMPLE, _BOX_SAMPLE, _TEST_SAMPLE = 9, 10, 14
 
 
 @functools.lru_cache(maxsize=16)
@@ -289,8 +309,151 @@ def conditional_w1(generator: Generator, n: int = 1536, seed: int = 0) -> dict:
     return {"n": n, "value": _weighted(per_class, task.priors()), "per_class": per_class}
 
 
+def _accuracy_options(examples=ACCURACY["examples"], eps=ACCURACY["eps"],
+                      test_n=ACCURACY["test_n"], seed=0, n_threads=1) -> dict:
+    """:func:`trained_accuracy`'s options, checked (before any work is done)."""
+    return {"examples": _checks.integer("examples", examples, 1),
+            "eps": _checks.real("eps", eps, 0, low_open=True),
+            "test_n": _checks.integer("test_n", test_n, 1),
+            "seed": _checks.integer("seed", seed, 0),
+            "n_threads": _checks.integer("n_threads", n_threads, 1)}
+
+
+def trained_accuracy(generator: Generator, examples: int = ACCURACY["examples"], *,
+                     eps: float = ACCURACY["eps"], test_n: int = ACCURACY["test_n"],
+                     seed: int = 0, n_threads: int = 1) -> dict:
+    """Clean and robust accuracy on true test data of the fixed model
+    (:data:`ACCURACY`) trained one pass on ``examples`` examples of ``generator``.
+
+    Every rung of a ladder gets the same initial weights, the same stream seed and
+    the same ``test_n`` true test points (drawn with ``seed``), so the rungs differ in
+    their training data alone.
+
+    Parameters
+    ----------
+    generator : Generator
+    examples : int >= 1
+        ``D``, examples of the generator's stream trained on, each once.
+    eps : float > 0
+        The training radius of TRADES and the radius of the ``pgd-cw`` evaluation.
+    test_n : int >= 1
+        True test points.
+    seed : int >= 0
+        Seed of the stream and of the test points.
+    n_threads : int >= 1
+        Threads for training (the results do not depend on it).
+
+    Returns
+    -------
+    dict
+        ``clean_acc``, ``robust_acc`` (floats in [0, 1]), ``examples``, ``eps``,
+        ``test_n``, ``seed`` and ``model`` (the settings of :data:`ACCURACY`).
+    """
+    if not isinstance(generator, Generator):
+        raise ConfigError(f"generator must be a robnp Generator, got "
+                          f"{type(generator).__name__}")
+    examples, eps, test_n, seed, n_threads = _accuracy_options(
+        examples=examples, eps=eps, test_n=test_n, seed=seed, n_threads=n_threads).values()
+    task = generator.task
+    model = MLP(task.input_dim, ACCURACY["hidden"], task.n_classes,
+                seed=ACCURACY["model_seed"])
+    config = TrainConfig(recipe=ACCURACY["recipe"], train_eps=eps,
+                         schedule=ACCURACY["schedule"], ema=ACCURACY["ema"],
+                         lr=ACCURACY["lr"], batch_size=ACCURACY["batch_size"], patience=None,
+                         seed=0)
+    fit_stream(model, GeneratorStream(generator, seed), examples, config, n_threads=n_threads)
+    X, y = true_generator(task).sample(test_n, child_seed(seed, _TEST_SAMPLE))
+    robust = robust_accuracy(model, X, y, ACCURACY["attack"], eps=(eps,))[eps]
+    return {"clean_acc": float(clean_accuracy(model, X, y)), "robust_acc": float(robust),
+            "examples": examples, "eps": eps, "test_n": test_n, "seed": seed,
+            "model": {k: (list(v) if isinstance(v, tuple) else v)
+                      for k, v in ACCURACY.items()
+                      if k not in ("examples", "eps", "test_n")}}
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties given the mean of the ranks they share."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    sorted_values = values[order]
+    start = 0
+    while start < len(values):
+        stop = start + 1
+        while stop < len(values) and sorted_values[stop] == sorted_values[start]:
+            stop += 1
+        ranks[order[start:stop]] = (start + stop + 1) / 2  # mean of start+1 .. stop
+        start = stop
+    return ranks
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation: Pearson's correlation of the average ranks.
+
+    NaN when fewer than two pairs, or when either side is constant (no order).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ConfigError(f"x and y must be 1-D of one length, got shapes {x.shape} "
+                          f"and {y.shape}")
+    if len(x) < 2:
+        return float("nan")
+    rx, ry = _average_ranks(x), _average_ranks(y)
+    rx -= rx.mean()
+    ry -= ry.mean()
+    norm = np.sqrt((rx @ rx) * (ry @ ry))
+    return float(rx @ ry / norm) if norm > 0 else float("nan")
+
+
+def _measure(report: dict, name: str):
+    exact = report.get("exact") or {}
+    return {"fid": report["fid"]["value"], "fid_inf": report["fid"]["fid_inf"],
+            "w1": report["w1"]["value"]}.get(name, exact.get(name))
+
+
+#: The quality measures :func:`ladder_correlations` ranks (each: lower is closer to
+#: the truth).
+MEASURES = ("fid", "fid_inf", "tv", "kl", "kl_reverse", "w1")
+
+
+def ladder_correlations(reports: list[dict]) -> dict:
+    """How well each quality measure orders a ladder by the accuracy it buys.
+
+    For each measure of :data:`MEASURES`, Spearman's rank correlation over the
+    rungs (reports of :func:`quality_report` with ``accuracy``) between the measure
+    and the robust (and the clean) accuracy, over the rungs where the measure is
+    defined. A distance that predicts accuracy well correlates near -1.
+
+    Returns
+    -------
+    dict
+        ``measures``: per measure ``{"robust": rho, "clean": rho, "rungs": count}``;
+        ``best``: the measure whose robust-accuracy correlation is the most negative
+        (the first of :data:`MEASURES` among equals; None when no measure has one).
+    """
+    missing = [r.get("label", "?") for r in reports if not r.get("accuracy")]
+    if missing:
+        raise ConfigError(f"rank correlations need every rung's accuracy (quality_report("
+                          f"..., accuracy=...)); missing for {', '.join(missing)}")
+    out = {}
+    for name in MEASURES:
+        rows = [(_measure(r, name), r["accuracy"]["robust_acc"], r["accuracy"]["clean_acc"])
+                for r in reports]
+        rows = [row for row in rows if row[0] is not None]
+        if not rows:
+            continue
+        values, robust, clean = (np.array(c, dtype=np.float64) for c in zip(*rows))
+        out[name] = {"robust": spearman(values, robust), "clean": spearman(values, clean),
+                     "rungs": len(rows)}
+    # ties go to the measure listed first in MEASURES
+    ranked = [(v["robust"], MEASURES.index(name), name) for name, v in out.items()
+              if np.isfinite(v["robust"])]
+    return {"measures": out, "best": min(ranked)[2] if ranked else None}
+
+
 def quality_report(generator: Generator, n: int = 4096, seed: int = 0, *,
-                   w1_n: int = 1536, exact: bool | None = None, **exact_options) -> dict:
+                   w1_n: int = 1536, exact: bool | None = None, accuracy=None,
+                   **exact_options) -> dict:
     """The three measures of ``generator``'s quality.
 
     Parameters
@@ -304,13 +467,17 @@ def quality_report(generator: Generator, n: int = 4096, seed: int = 0, *,
     exact : bool or None
         None: exact distances when the task and the generator have densities; True:
         required (a one-line ConfigError when impossible); False: skipped.
+    accuracy : None, True or dict
+        None: no accuracy; True: :func:`trained_accuracy` at its defaults; a dict: its
+        keyword arguments (``examples``, ``eps``, ``test_n``, ``seed``, ``n_threads``).
+        It trains a model, so it costs far more than the measures.
     **exact_options
         Passed to :func:`exact_distances`.
 
     Returns
     -------
     dict with ``generator`` (its identity), ``label``, ``knob``, ``fid``, ``exact``
-    (None when skipped) and ``w1``.
+    (None when skipped), ``w1`` and, when asked for, ``accuracy``.
     """
     if not isinstance(generator, Generator):
         raise ConfigError(f"generator must be a robnp Generator, got "
@@ -319,11 +486,24 @@ def quality_report(generator: Generator, n: int = 4096, seed: int = 0, *,
         exact = _checks.flag("exact", exact)
     want_exact = exact if exact is not None else (generator.task.has_density
                                                   and generator.has_density)
-    return {"generator": generator.identity(), "label": generator.label(),
-            "kind": generator.kind, "knob": generator.knob(),
-            "fid": fid(generator, n, seed),
-            "exact": exact_distances(generator, **exact_options) if want_exact else None,
-            "w1": conditional_w1(generator, w1_n, seed)}
+    if accuracy is not None and accuracy is not True and not isinstance(accuracy, dict):
+        raise ConfigError(f"accuracy must be None, True or a dict of trained_accuracy's "
+                          f"options, got {accuracy!r}")
+    if isinstance(accuracy, dict):
+        unknown = set(accuracy) - {"examples", "eps", "test_n", "seed", "n_threads"}
+        if unknown:
+            raise ConfigError(f"accuracy has unknown options {sorted(unknown)} (allowed: "
+                              f"examples, eps, test_n, seed, n_threads)")
+        _accuracy_options(**accuracy)
+    report = {"generator": generator.identity(), "label": generator.label(),
+              "kind": generator.kind, "knob": generator.knob(),
+              "fid": fid(generator, n, seed),
+              "exact": exact_distances(generator, **exact_options) if want_exact else None,
+              "w1": conditional_w1(generator, w1_n, seed)}
+    if accuracy is not None:
+        report["accuracy"] = trained_accuracy(
+            generator, **({} if accuracy is True else accuracy))
+    return report
 
 
 class GeneratorStream(SampleStream):
