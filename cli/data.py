@@ -81,6 +81,9 @@ def _number(value, digits=4) -> str:
 def quality_table(reports: list[dict]) -> str:
     """The ladder's table: one row per generator."""
     header = ("generator", "knob", "FID@n", "FID_inf", "TV", "KL(p||q)", "KL(q||p)", "W1")
+    with_sampled = any(report.get("sampled") for report in reports)
+    if with_sampled:
+        header += ("TV_b", "floor")
     with_accuracy = any("accuracy" in report for report in reports)
     if with_accuracy:
         header += ("clean", "robust")
@@ -93,6 +96,9 @@ def quality_table(reports: list[dict]) -> str:
                _number(report["fid"]["fid_inf"]), _number(exact.get("tv")),
                _number(exact.get("kl")), _number(exact.get("kl_reverse")),
                _number(report["w1"]["value"]))
+        if with_sampled:
+            sampled = report.get("sampled") or {}
+            row += (_number(sampled.get("tv")), _number(sampled.get("tv_floor")))
         if with_accuracy:
             accuracy = report.get("accuracy") or {}
             row += (_number(accuracy.get("clean_acc")), _number(accuracy.get("robust_acc")))
@@ -106,7 +112,7 @@ def quality_table(reports: list[dict]) -> str:
 
 
 _MEASURE_NAMES = {"fid": "FID@n", "fid_inf": "FID_inf", "tv": "TV", "kl": "KL(p||q)",
-                  "kl_reverse": "KL(q||p)", "w1": "W1"}
+                  "kl_reverse": "KL(q||p)", "tv_b": "TV_b", "w1": "W1"}
 
 
 def correlation_lines(correlations: dict) -> list[str]:
@@ -151,6 +157,8 @@ def _figure(generators, reports, path, n_points: int, seed: int):
                        alpha=0.8)
         exact = report["exact"]
         tv = f", TV {exact['tv']:.2f}" if exact else ""
+        if not exact and report.get("sampled"):
+            tv = f", TV_b {report['sampled']['tv']:.2f}"
         title = "truth (another draw)" if generator.kind == "true" else generator.label()
         ax.set_title(f"{title}\nW1 {report['w1']['value']:.3f}{tv}", fontsize=9)
         ax.set_xlim(centre[0] - half, centre[0] + half)
@@ -181,6 +189,13 @@ def _figure(generators, reports, path, n_points: int, seed: int):
 @click.option("--steps", "steps_list", type=INT_LIST, default=None,
               help="Sample each diffusion file with each of these Heun step counts "
                    "(one rung per count; nothing refitted), e.g. 5,10,20,50.")
+@click.option("--sampled", type=click.Choice(["auto", "all", "skip"]), default="auto",
+              show_default=True,
+              help="TV from samples after a common blur of half the noise (TV_b, with its "
+                   "noise floor): for generators without a density (auto), every rung "
+                   "(all), or none.")
+@click.option("--sampled-n", type=int, default=20000, show_default=True,
+              help="Samples per class of TV_b.")
 @click.option("--accuracy", "with_accuracy", is_flag=True, default=False,
               help="Add the clean and robust accuracy on true test data of a fixed model "
                    "(width 128, two hidden layers, TRADES one pass) trained on each rung, "
@@ -194,8 +209,8 @@ def _figure(generators, reports, path, n_points: int, seed: int):
               help="True test points of the accuracy columns.")
 @click.option("--figure", default=None, help="Write a figure of every rung's samples (.png).")
 @click.option("--json", "json_path", default=None, help="Write the full reports (JSON).")
-def quality(generators, with_true, n, w1_n, seed, resolution, exact, steps_list,
-            with_accuracy, accuracy_examples, accuracy_eps, accuracy_test_n, figure,
+def quality(generators, with_true, n, w1_n, seed, resolution, exact, steps_list, sampled,
+            sampled_n, with_accuracy, accuracy_examples, accuracy_eps, accuracy_test_n, figure,
             json_path):
     """Quality of generator files three ways: FID analogue, exact TV and KL to the
     truth, conditional Wasserstein-1; a table per rung, the truth first."""
@@ -225,12 +240,19 @@ def quality(generators, with_true, n, w1_n, seed, resolution, exact, steps_list,
     if with_accuracy:
         accuracy = {"examples": accuracy_examples, "eps": accuracy_eps,
                     "test_n": accuracy_test_n, "seed": seed}
+    want_sampled = {"auto": None, "all": True, "skip": False}[sampled]
     reports = [quality_report(g, n, seed, w1_n=w1_n, exact=want, resolution=resolution,
-                              accuracy=accuracy) for g in rungs]
+                              sampled=want_sampled, sampled_n=sampled_n, accuracy=accuracy)
+               for g in rungs]
     click.echo(f"{first.task.describe()}: FID analogue at n = {n} (FID_inf: intercept "
                f"against 1/n), exact TV and KL (p the truth, q the generator), "
                f"conditional W1 at {w1_n} points")
     click.echo(quality_table(reports))
+    blurred = next((r["sampled"] for r in reports if r.get("sampled")), None)
+    if blurred is not None:
+        click.echo(f"TV_b: TV after blurring both sides by N(0, {blurred['bandwidth']:g}^2 I), "
+                   f"from {blurred['n_per_class']} samples per class (a lower bound of TV; "
+                   f"floor: its noise bias)")
     if with_accuracy:
         click.echo(f"accuracy: on {accuracy_test_n} true test points, of an MLP (128, 128) "
                    f"trained by TRADES at eps {accuracy_eps:g} one pass over "
