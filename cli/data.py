@@ -3,7 +3,9 @@
 ``robnp data fit-generator`` fits one generator to ``m`` real points per class and
 writes it (``.npz``); ``robnp data quality`` measures generators (files) against the
 truth three ways and prints a table, one row per rung of the ladder, the truth first,
-with a figure of each rung's samples over true samples.
+with a figure of each rung's samples over true samples; ``--sampled`` adds the blurred
+TV from samples, ``--accuracy`` the accuracy a fixed model trained on each rung reaches
+on true test data and each measure's rank correlation with it.
 """
 
 from __future__ import annotations

@@ -406,7 +406,8 @@ def run_task(task: Task) -> TaskResult:
     test point, each attack's randomness derived from the task's seed).
     """
     start = time.perf_counter()
-    X_train, X_test, y_train, y_test = task_data(task)
+    with default_threads(1):  # a train source's sampler: the workers run in parallel
+        X_train, X_test, y_train, y_test = task_data(task)
     initial = MLP(task.input_dim, task.hidden, task.n_classes, seed=task.seed)
     # The loss the training minimises, at initialisation: plain cross-entropy for the
     # study's training, the recipe's objective otherwise.
