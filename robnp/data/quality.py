@@ -82,7 +82,8 @@ from .generators import (DataTask, Generator, child_seed, fit_generator, load_ge
 
 __all__ = ["REFERENCE", "reference_network", "features", "frechet_distance", "fid",
            "exact_distances", "conditional_w1", "quality_report", "GeneratorStream",
-           "ACCURACY", "trained_accuracy", "sampled_distances", "spearman", "MEASURES", "ladder_correlations",
+           "ACCURACY", "trained_accuracy", "sampled_distances", "spearman", "MEASURES",
+           "ladder_correlations",
            "fit_generator", "load_generator", "save_generator", "true_generator"]
 
 #: How the FID analogue's reference network is made (once per task).

@@ -344,10 +344,9 @@ class StudyConfig:
         for name, want in wanted:
             got = {key: task.get(key) for key in want}
             if got != want:
-                describe = lambda t: (f"{t['dataset']} (noise {t['noise']:g}, input_dim "  # noqa: E731
-                                      f"{t['input_dim']}, {t['n_classes']} classes)")
                 raise ConfigError(f"train_source {source.path} holds a generator of "
-                                  f"{describe(got)}, not of the study's {describe(want)}")
+                                  f"{_describe_task(got)}, not of the study's "
+                                  f"{_describe_task(want)}")
         return source
 
     def _check_analyses(self, analyses) -> tuple:
@@ -520,6 +519,11 @@ class StudyConfig:
     def n_runs(self) -> int:
         """Records the study produces: datasets x seeds x widths x epsilons."""
         return len(self.datasets) * len(self.seeds) * len(self.widths) * len(self.epsilons)
+
+
+def _describe_task(task: dict) -> str:
+    return (f"{task['dataset']} (noise {task['noise']:g}, input_dim {task['input_dim']}, "
+            f"{task['n_classes']} classes)")
 
 
 def _train_option_names() -> list[str]:
