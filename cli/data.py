@@ -3,7 +3,9 @@
 ``robnp data fit-generator`` fits one generator to ``m`` real points per class and
 writes it (``.npz``); ``robnp data quality`` measures generators (files) against the
 truth three ways and prints a table, one row per rung of the ladder, the truth first,
-with a figure of each rung's samples over true samples.
+with a figure of each rung's samples over true samples; ``--sampled`` adds the blurred
+TV from samples, ``--accuracy`` the accuracy a fixed model trained on each rung reaches
+on true test data and each measure's rank correlation with it.
 """
 
 from __future__ import annotations
@@ -81,21 +83,52 @@ def _number(value, digits=4) -> str:
 def quality_table(reports: list[dict]) -> str:
     """The ladder's table: one row per generator."""
     header = ("generator", "knob", "FID@n", "FID_inf", "TV", "KL(p||q)", "KL(q||p)", "W1")
+    with_sampled = any(report.get("sampled") for report in reports)
+    if with_sampled:
+        header += ("TV_b", "floor")
+    with_accuracy = any("accuracy" in report for report in reports)
+    if with_accuracy:
+        header += ("clean", "robust")
     rows = []
     for report in reports:
         exact = report["exact"] or {}
-        rows.append((report["kind"] + (f" m={report['generator']['m']}"
-                                       if report["generator"]["m"] is not None else ""),
-                     report["knob"], _number(report["fid"]["value"]),
-                     _number(report["fid"]["fid_inf"]), _number(exact.get("tv")),
-                     _number(exact.get("kl")), _number(exact.get("kl_reverse")),
-                     _number(report["w1"]["value"])))
+        row = (report["kind"] + (f" m={report['generator']['m']}"
+                                 if report["generator"]["m"] is not None else ""),
+               report["knob"], _number(report["fid"]["value"]),
+               _number(report["fid"]["fid_inf"]), _number(exact.get("tv")),
+               _number(exact.get("kl")), _number(exact.get("kl_reverse")),
+               _number(report["w1"]["value"]))
+        if with_sampled:
+            sampled = report.get("sampled") or {}
+            row += (_number(sampled.get("tv")), _number(sampled.get("tv_floor")))
+        if with_accuracy:
+            accuracy = report.get("accuracy") or {}
+            row += (_number(accuracy.get("clean_acc")), _number(accuracy.get("robust_acc")))
+        rows.append(row)
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(cell).ljust(w) if i < 2 else str(cell).rjust(w)
                        for i, (cell, w) in enumerate(zip(row, widths)))
              for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+_MEASURE_NAMES = {"fid": "FID@n", "fid_inf": "FID_inf", "tv": "TV", "kl": "KL(p||q)",
+                  "kl_reverse": "KL(q||p)", "tv_b": "TV_b", "w1": "W1"}
+
+
+def correlation_lines(correlations: dict) -> list[str]:
+    """Spearman's rank correlation of each measure with the accuracies, one line each,
+    and the measure that predicts robust accuracy best."""
+    lines = ["Spearman rank correlation over the ladder (a distance that predicts the "
+             "accuracy well is near -1):"]
+    for name, values in correlations["measures"].items():
+        lines.append(f"  {_MEASURE_NAMES[name]:<9} robust {values['robust']:+.3f}  clean "
+                     f"{values['clean']:+.3f}  ({values['rungs']} rungs)")
+    best = correlations["best"]
+    lines.append(f"best predictor of robust accuracy: "
+                 f"{_MEASURE_NAMES[best] if best else 'none (no ordering)'}")
+    return lines
 
 
 def _figure(generators, reports, path, n_points: int, seed: int):
@@ -126,6 +159,8 @@ def _figure(generators, reports, path, n_points: int, seed: int):
                        alpha=0.8)
         exact = report["exact"]
         tv = f", TV {exact['tv']:.2f}" if exact else ""
+        if not exact and report.get("sampled"):
+            tv = f", TV_b {report['sampled']['tv']:.2f}"
         title = "truth (another draw)" if generator.kind == "true" else generator.label()
         ax.set_title(f"{title}\nW1 {report['w1']['value']:.3f}{tv}", fontsize=9)
         ax.set_xlim(centre[0] - half, centre[0] + half)
@@ -156,15 +191,34 @@ def _figure(generators, reports, path, n_points: int, seed: int):
 @click.option("--steps", "steps_list", type=INT_LIST, default=None,
               help="Sample each diffusion file with each of these Heun step counts "
                    "(one rung per count; nothing refitted), e.g. 5,10,20,50.")
+@click.option("--sampled", type=click.Choice(["auto", "all", "skip"]), default="auto",
+              show_default=True,
+              help="TV from samples after a common blur of half the noise (TV_b, with its "
+                   "noise floor): for generators without a density (auto), every rung "
+                   "(all), or none.")
+@click.option("--sampled-n", type=int, default=20000, show_default=True,
+              help="Samples per class of TV_b.")
+@click.option("--accuracy", "with_accuracy", is_flag=True, default=False,
+              help="Add the clean and robust accuracy on true test data of a fixed model "
+                   "(width 128, two hidden layers, TRADES one pass) trained on each rung, "
+                   "and each measure's rank correlation with it (costs a training per "
+                   "rung).")
+@click.option("--accuracy-examples", type=int, default=100_000, show_default=True,
+              help="Examples of each rung the accuracy model is trained on (one pass).")
+@click.option("--accuracy-eps", type=float, default=0.03, show_default=True,
+              help="Radius of TRADES and of the pgd-cw evaluation.")
+@click.option("--accuracy-test-n", type=int, default=4000, show_default=True,
+              help="True test points of the accuracy columns.")
 @click.option("--figure", default=None, help="Write a figure of every rung's samples (.png).")
 @click.option("--json", "json_path", default=None, help="Write the full reports (JSON).")
-def quality(generators, with_true, n, w1_n, seed, resolution, exact, steps_list, figure,
+def quality(generators, with_true, n, w1_n, seed, resolution, exact, steps_list, sampled,
+            sampled_n, with_accuracy, accuracy_examples, accuracy_eps, accuracy_test_n, figure,
             json_path):
     """Quality of generator files three ways: FID analogue, exact TV and KL to the
     truth, conditional Wasserstein-1; a table per rung, the truth first."""
     from robnp._io import atomic_write_json, check_output_file
     from robnp.data.generators import load_generator, true_generator
-    from robnp.data.quality import quality_report
+    from robnp.data.quality import ladder_correlations, quality_report
     from robnp.errors import ConfigError
 
     if not generators:
@@ -184,12 +238,30 @@ def quality(generators, with_true, n, w1_n, seed, resolution, exact, steps_list,
     if with_true:
         rungs.insert(0, true_generator(first.task))
     want = {"auto": None, "require": True, "skip": False}[exact]
-    reports = [quality_report(g, n, seed, w1_n=w1_n, exact=want, resolution=resolution)
+    accuracy = None
+    if with_accuracy:
+        accuracy = {"examples": accuracy_examples, "eps": accuracy_eps,
+                    "test_n": accuracy_test_n, "seed": seed}
+    want_sampled = {"auto": None, "all": True, "skip": False}[sampled]
+    reports = [quality_report(g, n, seed, w1_n=w1_n, exact=want, resolution=resolution,
+                              sampled=want_sampled, sampled_n=sampled_n, accuracy=accuracy)
                for g in rungs]
     click.echo(f"{first.task.describe()}: FID analogue at n = {n} (FID_inf: intercept "
                f"against 1/n), exact TV and KL (p the truth, q the generator), "
                f"conditional W1 at {w1_n} points")
     click.echo(quality_table(reports))
+    blurred = next((r["sampled"] for r in reports if r.get("sampled")), None)
+    if blurred is not None:
+        click.echo(f"TV_b: TV after blurring both sides by N(0, {blurred['bandwidth']:g}^2 I), "
+                   f"from {blurred['n_per_class']} samples per class (a lower bound of TV; "
+                   f"floor: its noise bias)")
+    if with_accuracy:
+        click.echo(f"accuracy: on {accuracy_test_n} true test points, of an MLP (128, 128) "
+                   f"trained by TRADES at eps {accuracy_eps:g} one pass over "
+                   f"{accuracy_examples} examples of the rung; robust: pgd-cw at eps "
+                   f"{accuracy_eps:g}")
+        for line in correlation_lines(ladder_correlations(reports)):
+            click.echo(line)
     if figure is not None:
         _figure(rungs, reports, figure, 1500, seed)
         click.echo(f"figure: {figure}")

@@ -112,6 +112,9 @@ def sidecar_path(model_path) -> Path:
                    "[default: last]")
 @click.option("--val-fraction", type=float, default=None,
               help="Share of training rows held out for --select robust.")
+@click.option("--train-source", default=None,
+              help="A generator file (robnp data fit-generator) whose samples replace the "
+                   "training rows (as many); the test rows stay the true distribution's.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Model file to write (.npz; the suffix is added when there is none); its "
                    "config and history go beside it (.json).")
@@ -120,7 +123,7 @@ def sidecar_path(model_path) -> Path:
 @threads_option
 def train(out_path, force, threads, width, depth, lr, batch_size, max_epochs, patience, recipe, train_eps,
           optimizer, momentum, nesterov, weight_decay, schedule, ema, label_smoothing, beta,
-          select, val_fraction, **data):
+          select, val_fraction, train_source, **data):
     """Train one model the study's way (Adam, early stopping, the study's data draw)
     and save it, with a JSON of its configuration and training history beside it.
     The training options (recipe, optimizer, schedule, ...) replace the study's."""
@@ -145,7 +148,8 @@ def train(out_path, force, threads, width, depth, lr, batch_size, max_epochs, pa
         slots["patience"] = None
         patience = None
     config = _study_config(data, width=width, depth=depth, lr=lr, batch_size=batch_size,
-                           max_epochs=max_epochs, patience=patience)
+                           max_epochs=max_epochs, patience=patience,
+                           train_source=train_source)
     task = config.tasks()[0]
     if slots:
         task = dataclasses.replace(task, train=task.train.replace(**slots))
@@ -156,6 +160,11 @@ def train(out_path, force, threads, width, depth, lr, batch_size, max_epochs, pa
     sidecar = atomic_write_json(sidecar_path(path), train_record(task, history, clean_acc))
     click.echo(f"{task.label}: {model.n_params} parameters, {history.epochs} epochs, "
                f"final loss {history.final_loss:.4f}, clean accuracy {clean_acc:.4f}")
+    if task.train_source is not None:
+        generator = task.train_source.identity()["generator"]
+        click.echo(f"  trained on {len(y_train)} samples of {generator['kind']} m="
+                   f"{generator['m']} {generator['options']} ({task.train_source.path}); "
+                   f"tested on the true distribution")
     if slots:
         options = ", ".join(f"{k}={v}" for k, v in history.recipe_options.items()) or "none"
         line = (f"  recipe {history.recipe} ({options}), {history.train_flops:.4g} training "

@@ -42,6 +42,9 @@ _STUDY_OPTIONS = [
                                          "each from the config file's [attacks.NAME] table."),
     ("--analyses", "analyses", NAME_LIST, "What the data allows, added to the records: any of "
                                            "exact, ceiling, bayes (none by default)."),
+    ("--train-source", "train_source", str, "A generator file (robnp data fit-generator) to "
+                                            "train on instead of each draw's training rows; "
+                                            "the test rows stay the true distribution's."),
 ]
 
 

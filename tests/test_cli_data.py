@@ -112,6 +112,31 @@ def test_a_diffusion_file_expands_into_its_step_ladder(tmp_path):
             if line.startswith("diffusion")]
     assert [row[2] for row in rows] == ["steps=2", "steps=7"]
     assert all(row[5] == "-" for row in rows)  # no exact density
+    header = next(line.split() for line in result.output.splitlines()
+                  if line.startswith("generator"))
+    assert header[-2:] == ["TV_b", "floor"]  # from samples instead
+    assert all(float(row[-2]) > 0 for row in rows)
+    true_row = next(line.split() for line in result.output.splitlines()
+                    if line.startswith("true"))
+    assert true_row[-2:] == ["-", "-"]
+    assert "TV_b: TV after blurring both sides by N(0, 0.1^2 I)" in result.output
     line = one_error_line(run("data", "fit-generator", *TASK, "--kind", "diffusion",
                               "--m", 16, "--steps", 0, "--out", path))
     assert "steps must be an integer >= 1, got 0" in line
+
+
+def test_quality_adds_accuracy_columns_and_rank_correlations(files, tmp_path):
+    report = tmp_path / "q.json"
+    result = run("data", "quality", *files, *SMALL, "--accuracy", "--accuracy-examples",
+                 2048, "--accuracy-test-n", 300, "--json", report)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = next(line for line in lines if line.startswith("generator"))
+    assert header.split()[-2:] == ["clean", "robust"]
+    assert any(line.strip().startswith("TV") and "robust" in line for line in lines)
+    assert any(line.startswith("best predictor of robust accuracy:") for line in lines)
+    reports = json.loads(report.read_text())
+    assert all(r["accuracy"]["examples"] == 2048 for r in reports)
+    line = one_error_line(run("data", "quality", *files, *SMALL, "--accuracy",
+                              "--accuracy-examples", 0))
+    assert "examples must be an integer >= 1, got 0" in line

@@ -262,3 +262,20 @@ def test_save_points_writes_every_attack_point_with_its_truth(model_file, tmp_pa
         assert [float(v) for v in line.split()[1:]] == pytest.approx(list(row), abs=5e-5)
     assert "ends in .npz" in one_error_line(run("attack", model_file, "--save-points",
                                                 tmp_path / "p.txt"))
+
+
+def test_train_on_a_generator_file_records_it(tmp_path):
+    source = tmp_path / "kde.npz"
+    assert run("data", "fit-generator", "--dataset", "moons", "--m", 40, "--h", 0.05,
+               "--out", source).exit_code == 0
+    path = tmp_path / "m.npz"
+    result = run("train", "--dataset", "moons", *TINY, "--train-source", source, "--out", path)
+    assert result.exit_code == 0, result.output
+    assert "tested on the true distribution" in result.output
+    record = json.loads(path.with_suffix(".json").read_text())
+    source_record = record["task"]["train_source"]
+    assert source_record["path"] == str(source) and len(source_record["sha256"]) == 64
+    assert source_record["generator"]["options"] == {"h": 0.05}
+    line = one_error_line(run("train", "--dataset", "circles", *TINY, "--train-source", source,
+                              "--out", tmp_path / "c.npz"))
+    assert "holds a generator of moons" in line

@@ -318,3 +318,30 @@ def test_non_utf8_config_is_one_line(tmp_path):
     path.write_bytes(b"\xff\xfe")
     result = run("sweep", "--config", path, "--out", tmp_path / "o")
     assert result.exit_code == 2 and "not valid TOML" in result.output
+
+
+def test_a_sweep_trains_on_a_generator_file(tmp_path):
+    source = tmp_path / "kde.npz"
+    result = run("data", "fit-generator", "--dataset", "moons", "--m", 40, "--h", 0.05,
+                 "--out", source)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "gen"
+    result = run("sweep", *SMALL, "--widths", "4,8", "--seeds", "1", "--train-source", source,
+                 "--out", out, "--jobs", "1")
+    assert result.exit_code == 0, result.output
+    document = load(out)
+    assert document["config"]["train_source"]["generator"]["kind"] == "kde"
+    assert document["config"]["train_source"]["path"] == str(source)
+    plain = tmp_path / "plain"
+    assert run("sweep", *SMALL, "--widths", "4,8", "--seeds", "1", "--out", plain,
+               "--jobs", "1").exit_code == 0
+    assert "train_source" not in load(plain)["config"]
+    assert [r["final_loss"] for r in document["results"]] != \
+        [r["final_loss"] for r in load(plain)["results"]]
+    result = run("sweep", "--out", out, "--resume", "--quiet")
+    assert result.exit_code == 0 and "reused 2" in result.output, result.output
+    result = run("sweep", *SMALL, "--datasets", "circles", "--train-source", source,
+                 "--out", tmp_path / "bad")
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith("Error: train_source") and "not of the study's circles" in lines[0]

@@ -109,3 +109,36 @@ def test_heun_solves_the_gaussian_ode_to_second_order():
         errors.append(np.abs((X - mean) / exact - 1).max())
     ratios = np.array(errors[:-1]) / np.array(errors[1:])
     assert np.all(ratios > 3.5) and errors[-1] < 1e-3
+
+
+def trained_like_model(seed=1):
+    model = MLP(3, (16, 16), 2, seed=0)
+    model.params[:] = (0.3 * np.random.default_rng(seed).standard_normal(model.n_params)
+                       ).astype(model.dtype)
+    return model
+
+
+@pytest.mark.parametrize("steps", [1, 2, 7])
+def test_the_compiled_sampler_is_the_numpy_one(steps):
+    """float32 network: the BLAS path may round its products differently (measured
+    max difference 1.3e-8 at S = 20)."""
+    from robnp.data.diffusion import heun_sample, heun_sample_numpy
+    model = trained_like_model()
+    mean, sd = np.array([0.3, -1.0]), 0.6
+    want = heun_sample_numpy(model, mean, sd, 700, steps, np.random.default_rng(4))
+    got = heun_sample(model, mean, sd, 700, steps, np.random.default_rng(4))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * max(1.0, np.abs(want).max()))
+    model64 = MLP(3, (16, 16), 2, seed=0, dtype=np.float64)
+    model64.params[:] = model.params
+    want = heun_sample_numpy(model64, mean, sd, 700, steps, np.random.default_rng(4))
+    got = heun_sample(model64, mean, sd, 700, steps, np.random.default_rng(4))
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_the_sampler_does_not_depend_on_the_thread_count():
+    from robnp.data.diffusion import heun_sample
+    model = trained_like_model(2)
+    runs = [heun_sample(model, np.zeros(2), 0.5, 1500, 5, np.random.default_rng(0),
+                        n_threads=t) for t in (1, 2, 3)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_array_equal(runs[0], runs[2])

@@ -43,6 +43,7 @@ a damaged file, or one fitted to another task than the one asked for, is a one-l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -62,7 +63,8 @@ from .synthetic import class_counts, two_class_counts
 __all__ = ["DataTask", "Generator", "TrueGenerator", "KDEGenerator", "GeneratorOptions",
            "TrueOptions", "KDEOptions", "GeneratorKind", "GENERATORS", "register_generator",
            "generator_kinds", "fit_generator", "true_generator", "save_generator",
-           "load_generator", "TRUTH_SIZE", "child_seed", "as_task", "real_points"]
+           "load_generator", "generator_digest", "TRUTH_SIZE", "child_seed", "as_task",
+           "real_points"]
 
 #: Draw size that fixes the truth unless told otherwise (the stream's block size).
 TRUTH_SIZE = 1024
@@ -456,6 +458,17 @@ def fit_generator(task, kind: str, m: int | None = None, seed: int = 0, **knobs)
         return entry.build(task, None, seed, options)
     m = _checks.integer("m", m, 1, context="(real points per class)")
     return entry.build(task, m, seed, options)
+
+
+def generator_digest(generator: Generator) -> str:
+    """A SHA-256 of the generator's identity and fitted arrays (names, dtypes, shapes,
+    bytes): two generators with one digest sample the same points."""
+    digest = hashlib.sha256(json.dumps(generator.identity(), sort_keys=True).encode())
+    for name, array in sorted(generator.arrays().items()):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def true_generator(task) -> TrueGenerator:

@@ -29,7 +29,7 @@ from ..data import get_dataset
 from ..errors import ConfigError
 from ..training.config import TrainConfig
 from ..training.recipes import RecipeOptions, get_recipe
-from .tasks import Task
+from .tasks import Task, TrainSource
 
 __all__ = ["StudyConfig", "load_config_file", "format_setting", "DEFAULT_ATTACKS", "ANALYSES"]
 
@@ -134,6 +134,13 @@ class StudyConfig:
         (``bayes_robust_acc``, ``invalid_share_<attack>``,
         ``error_region_acc_<attack>``; datasets with a known density only). None
         by default, so the study's records keep their keys.
+    train_source : str, TrainSource or None
+        A generator file (``robnp data fit-generator``) every task trains on in place
+        of its draw's training split (as many rows, ``sample(n_train, seed)``), the
+        test split staying the truth's. Its generator must be of the study's one
+        dataset with the study's noise, input dimension and class count. Stored as a
+        :class:`~robnp.study.tasks.TrainSource` (path, generator identity, SHA-256);
+        it enters the config block and the task keys only when given.
     train : TrainConfig
         Not a setting but made from them: the training configuration every task
         trains with (``seed`` None; each task's is its seed), the recipe's options
@@ -163,6 +170,7 @@ class StudyConfig:
     train_eps: float | None = None
     recipe_options: Any = ()
     train_options: Any = ()
+    train_source: Any = None
     train: TrainConfig = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -215,6 +223,7 @@ class StudyConfig:
                                                0, low_open=True))
         set_("attacks", self._attack_settings(self.attacks))
         set_("analyses", self._check_analyses(self.analyses))
+        set_("train_source", self._check_train_source(self.train_source))
         n_test = int(self.n_samples * self.test_fraction)
         if n_test < 1 or self.n_samples - n_test < 1:
             raise ConfigError(
@@ -314,6 +323,31 @@ class StudyConfig:
                 raise ConfigError(f"set PGD's {option} with {setting.replace('_', '-')}, "
                                   f"not in the pgd attack's options")
         return spec.make_options({**values, **study}, source=f"attacks.{name}")
+
+    def _check_train_source(self, source) -> TrainSource | None:
+        if source is None:
+            return None
+        if isinstance(source, Mapping):  # a stored config block: the file is not read
+            try:
+                source = TrainSource.from_dict(source)
+            except (KeyError, TypeError, ValueError):
+                raise ConfigError(f"train_source must hold path, generator and sha256, "
+                                  f"got {source!r}") from None
+        elif not isinstance(source, TrainSource):
+            if not isinstance(source, str) or not source.strip():
+                raise ConfigError(f"train_source must be the path of a generator file "
+                                  f"(.npz), got {source!r}")
+            source = TrainSource.from_file(source)
+        task = source.task
+        wanted = [(name, {"dataset": name, "noise": self.noise, "input_dim": self.input_dim,
+                          "n_classes": self.classes_of(name)}) for name in self.datasets]
+        for name, want in wanted:
+            got = {key: task.get(key) for key in want}
+            if got != want:
+                raise ConfigError(f"train_source {source.path} holds a generator of "
+                                  f"{_describe_task(got)}, not of the study's "
+                                  f"{_describe_task(want)}")
+        return source
 
     def _check_analyses(self, analyses) -> tuple:
         if isinstance(analyses, str):  # "exact,bayes" from a config file
@@ -421,7 +455,7 @@ class StudyConfig:
         for name in self.field_names():
             if name not in ("widths", "epsilons", "seeds", "datasets", "attacks", "n_classes",
                             "analyses", "recipe", "train_eps", "recipe_options",
-                            "train_options"):
+                            "train_options", "train_source"):
                 out[name] = getattr(self, name)
         # Settings the study did not have appear only when they differ from its
         # defaults, so a study configuration keeps its results.json byte for byte.
@@ -440,6 +474,8 @@ class StudyConfig:
             out["recipe_options"] = self.train.recipe_options.to_dict()
         if self.train_options:
             out["train_options"] = dict(self.train_options)
+        if self.train_source is not None:
+            out["train_source"] = self.train_source.to_dict()
         return out
 
     @classmethod
@@ -472,7 +508,8 @@ class StudyConfig:
                  n_samples=self.n_samples,
                  test_fraction=self.test_fraction, input_dim=self.input_dim, seed=seed,
                  width=width, depth=self.depth, train=dataclasses.replace(self.train, seed=seed),
-                 epsilons=self.epsilons, attacks=self.attacks, analyses=self.analyses)
+                 epsilons=self.epsilons, attacks=self.attacks, analyses=self.analyses,
+                 train_source=self.train_source)
             for dataset in self.datasets
             for seed in self.seeds
             for width in self.widths
@@ -482,6 +519,11 @@ class StudyConfig:
     def n_runs(self) -> int:
         """Records the study produces: datasets x seeds x widths x epsilons."""
         return len(self.datasets) * len(self.seeds) * len(self.widths) * len(self.epsilons)
+
+
+def _describe_task(task: dict) -> str:
+    return (f"{task['dataset']} (noise {task['noise']:g}, input_dim {task['input_dim']}, "
+            f"{task['n_classes']} classes)")
 
 
 def _train_option_names() -> list[str]:

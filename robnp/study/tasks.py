@@ -28,7 +28,76 @@ from ..threads import single_blas_thread
 from ..training.config import TrainConfig
 from ..training.fit import epoch_flops, fit, objective
 
-__all__ = ["Task", "content_key", "TaskResult", "run_task", "task_data", "train_task", "train_record"]
+__all__ = ["Task", "content_key", "TaskResult", "TrainSource", "run_task", "task_data", "train_task",
+           "train_record"]
+
+
+@dataclass(frozen=True)
+class TrainSource:
+    """A generator file (``robnp data fit-generator``) as a task's training data.
+
+    The task's training rows are ``generator.sample(n_train, seed)`` in place of its
+    draw's training split; the test split stays the true distribution's. What the
+    results depend on (:meth:`identity`) is the generator's identity and the SHA-256
+    of its arrays (:func:`robnp.data.generators.generator_digest`), not the path, so a
+    moved file keeps the task keys; a file whose content changed is refused when a
+    task loads it.
+
+    Attributes
+    ----------
+    path : str
+    generator : str
+        The generator's identity as sorted JSON (hashable).
+    sha256 : str
+    """
+
+    path: str
+    generator: str
+    sha256: str
+
+    @classmethod
+    def from_file(cls, path) -> "TrainSource":
+        """Read the file (a damaged one is a one-line ModelFileError)."""
+        from ..data import diffusion  # noqa: F401  (registers the kind "diffusion")
+        from ..data.generators import generator_digest, load_generator
+
+        generator = load_generator(path)
+        return cls(str(path), json.dumps(generator.identity(), sort_keys=True),
+                   generator_digest(generator))
+
+    @classmethod
+    def from_dict(cls, data) -> "TrainSource":
+        """Inverse of :meth:`to_dict` (the file is not read)."""
+        return cls(str(data["path"]), json.dumps(data["generator"], sort_keys=True),
+                   str(data["sha256"]))
+
+    def identity(self) -> dict:
+        return {"generator": json.loads(self.generator), "sha256": self.sha256}
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, **self.identity()}
+
+    @property
+    def task(self) -> dict:
+        """The generator's task (``dataset``, ``noise``, ``input_dim``, ``n_classes``,
+        ``size``)."""
+        return json.loads(self.generator)["task"]
+
+    def load(self):
+        """The generator, checked to be the one this source names."""
+        from ..data import diffusion  # noqa: F401  (registers the kind "diffusion")
+        from ..data.generators import generator_digest, load_generator
+        from ..errors import DataError
+
+        generator = load_generator(self.path)
+        if generator_digest(generator) != self.sha256:
+            raise DataError(f"train source {self.path} has changed since the study took it "
+                            f"(SHA-256 {generator_digest(generator)[:12]}..., expected "
+                            f"{self.sha256[:12]}...)")
+        return generator
+
+    def __str__(self) -> str:
+        return self.path
 
 
 def content_key(identity: dict) -> str:
@@ -63,10 +132,12 @@ class Task:
     epsilons: tuple[float, ...]
     attacks: tuple[tuple[str, AttackOptions], ...]
     analyses: tuple[str, ...] = ()
+    train_source: TrainSource | None = None
 
     def identity(self) -> dict:
-        """Everything the result depends on, as plain JSON values (``analyses`` only
-        when there are some, so a study's task keys stay as they were)."""
+        """Everything the result depends on, as plain JSON values (``analyses`` and
+        ``train_source`` only when there are some, so a study's task keys stay as they
+        were)."""
         out = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         out["train"] = self.train.identity()
         out["attacks"] = [[name, options.to_dict()] for name, options in self.attacks]
@@ -74,6 +145,10 @@ class Task:
             del out["analyses"]
         else:
             out["analyses"] = list(self.analyses)
+        if self.train_source is None:
+            del out["train_source"]
+        else:
+            out["train_source"] = self.train_source.identity()
         return out
 
     @property
@@ -210,12 +285,18 @@ class TaskResult:
 
 def task_data(task: Task):
     """The task's dataset draw, split the study's way: ``X_train, X_test, y_train,
-    y_test``."""
+    y_test``. With a ``train_source`` the training rows are as many of the
+    generator's samples (``sample(n_train, seed=task.seed)``, in the draw's dtype)
+    and the test rows stay the draw's."""
     X, y = make_dataset(task.dataset, task.n_samples, task.noise, seed=task.seed,
                         input_dim=task.input_dim,
                         n_classes=task.n_classes if get_dataset(task.dataset).variable_classes
                         else None)
-    return train_test_split(X, y, task.test_fraction)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, task.test_fraction)
+    if task.train_source is not None:
+        X_gen, y_train = task.train_source.load().sample(len(y_train), task.seed)
+        X_train = X_gen.astype(X_test.dtype)
+    return X_train, X_test, y_train, y_test
 
 
 @single_blas_thread
@@ -305,6 +386,8 @@ def train_record(task: Task, history, clean_acc: float) -> dict:
     identity = task.identity()
     for key in ("attacks", "epsilons", "analyses"):
         identity.pop(key, None)
+    if task.train_source is not None:
+        identity["train_source"] = task.train_source.to_dict()
     facts = {"epochs": history.epochs, "final_loss": history.final_loss,
              "best_loss": history.best_loss, "stopped_early": history.stopped_early,
              "loss": [float(v) for v in history.loss]}
@@ -333,7 +416,8 @@ def run_task(task: Task) -> TaskResult:
     test point, each attack's randomness derived from the task's seed).
     """
     start = time.perf_counter()
-    X_train, X_test, y_train, y_test = task_data(task)
+    with default_threads(1):  # a train source's sampler: the workers run in parallel
+        X_train, X_test, y_train, y_test = task_data(task)
     initial = MLP(task.input_dim, task.hidden, task.n_classes, seed=task.seed)
     # The loss the training minimises, at initialisation: plain cross-entropy for the
     # study's training, the recipe's objective otherwise.
