@@ -2,9 +2,14 @@
 cluster of as many workers (interleaved repeats, medians), and the Dask cluster's
 speed-up from 1 to 2 workers on a study of heavier tasks.
 
-Run: ``python benchmarks/bench_dask.py [--repeats 2] [--json FILE]``. Every run
-writes to a fresh temporary directory; the wall time is that of ``run_study``,
-cluster start-up included.
+With ``--scaling``, the same two questions on the scaling study: the small preset's grid
+with data sizes up to ``--max-d`` (65,536 by default: a quarter of the preset's work,
+the compute-optimal test left out, no bootstrap, no figures), on the local pool of 2
+workers and on Dask with 2 and with 1 worker, one run each.
+
+Run: ``python benchmarks/bench_dask.py [--repeats 2] [--scaling] [--json FILE]``. Every
+run writes to a fresh temporary directory; the wall time is that of ``run_study`` (or
+``run_scaling_study``), cluster start-up included.
 """
 
 from __future__ import annotations
@@ -33,12 +38,45 @@ def timed(config, executor) -> float:
         return time.perf_counter() - start
 
 
+def timed_scaling(config, executor) -> float:
+    from robnp.scaling.run import run_scaling_study
+
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        run_scaling_study(config, out, executor=executor, n_boot=0, figures=False)
+        return time.perf_counter() - start
+
+
+def scaling(args) -> dict:
+    from robnp.scaling.study import preset
+
+    config = preset("small", data_sizes=tuple(d for d in (4096, 16384, 65536, 262144)
+                                              if d <= args.max_d), optimal_factors=())
+    local = timed_scaling(config, LocalExecutor(2))
+    two = timed_scaling(config, DaskExecutor(jobs=2))
+    one = timed_scaling(config, DaskExecutor(jobs=1))
+    n = len(config.tasks())
+    print(f"Scaling study ({n} runs, D up to {args.max_d}): local pool, 2 workers {local:.1f} s; "
+          f"Dask 2 workers {two:.1f} s (overhead {(two - local) / local:+.1%}); Dask 1 worker "
+          f"{one:.1f} s: x{one / two:.2f} from 1 to 2 workers")
+    return {"runs": n, "max_d": args.max_d, "local_2_seconds": local, "dask_2_seconds": two,
+            "dask_1_seconds": one}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--scaling", action="store_true")
+    parser.add_argument("--max-d", type=int, default=65536)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if args.scaling:
+        result = scaling(args)
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump(result, handle, indent=2)
+        return
 
     default = StudyConfig()
     local, dask = [], []
