@@ -42,7 +42,7 @@ from bench_attacks import gemm_seconds  # noqa: E402
 from bench_engine import machine  # noqa: E402
 
 from robnp.attacks._threat import ATTACK_CHUNK_ROWS  # noqa: E402
-from robnp.scaling.study import ScalingConfig, ScalingTask, preset  # noqa: E402
+from robnp.scaling.study import ScalingConfig, ScalingTask  # noqa: E402
 from robnp.training.fit import TRAIN_CHUNK_ROWS  # noqa: E402
 
 
