@@ -1460,7 +1460,7 @@ def mixture_log_and_grad(X2, centres, inv_two_var, logits, log_out, grad_out, wa
 NORM_L1 = 2
 
 
-@_kernel
+@_row_helper
 def _row_norm(v, norm):
     """``||v||`` in ``NORM_LINF``, ``NORM_L2`` or ``NORM_L1``, float64."""
     total = 0.0
@@ -1475,37 +1475,64 @@ def _row_norm(v, norm):
     return np.sqrt(total) if norm == NORM_L2 else total
 
 
-@_kernel
-def _level_row(breaks, gains, slopes, r, before, after):
+@_row_helper
+def _stable_order(values, descending, order):
+    """The indices of ``values`` sorted (ties in index order) into ``order``: an
+    insertion sort for the few features of a tabular input, where it is several times
+    faster than ``np.argsort`` (which allocates), else a stable ``np.argsort``."""
+    d = values.shape[0]
+    if d > 16:
+        found = np.argsort(-values if descending else values, kind="mergesort")
+        for k in range(d):
+            order[k] = found[k]
+        return
+    for k in range(d):
+        order[k] = k
+        j = k
+        while j > 0:
+            a = values[order[j - 1]]
+            b = values[k]
+            if (b > a) if descending else (b < a):
+                order[j] = order[j - 1]
+                j -= 1
+            else:
+                break
+        order[j] = k
+
+
+@_row_helper
+def _level_row(scratch, r, order):
     """``_projections._level`` for one row: the level ``s >= 0`` at which
     ``sum_{breaks_i <= s} gains_i + s sum_{breaks_i > s} slopes_i`` reaches ``r``, and
-    whether any level does. ``before`` and ``after`` are scratch rows of ``d + 1``."""
-    d = breaks.shape[0]
-    order = np.argsort(breaks, kind="mergesort")
-    before[0] = 0.0
+    whether any level does; ``gains``, ``breaks`` and ``slopes`` are rows 3, 4 and 5 of
+    ``scratch``, rows 6 and 7 (``d + 1`` long) are its working space."""
+    d = order.shape[0]
+    _stable_order(scratch[4, :d], False, order)
+    scratch[6, 0] = 0.0                                    # gain of the coordinates before k
     for k in range(d):
-        before[k + 1] = before[k] + gains[order[k]]
-    after[d] = 0.0
+        scratch[6, k + 1] = scratch[6, k] + scratch[3, order[k]]
+    scratch[7, d] = 0.0                                    # slopes from k on
     for k in range(d - 1, -1, -1):
-        after[k] = after[k + 1] + slopes[order[k]]
+        scratch[7, k] = scratch[7, k + 1] + scratch[5, order[k]]
     below = 0
     for k in range(d):
-        h = before[k] + breaks[order[k]] * after[k] if after[k] > 0 else before[k]
+        after = scratch[7, k]
+        h = scratch[6, k] + scratch[4, order[k]] * after if after > 0 else scratch[6, k]
         if h < r:
             below += 1
     kk = min(below, d - 1)
-    level = (r - before[kk]) / after[kk] if after[kk] > 0 else 0.0
+    level = (r - scratch[6, kk]) / scratch[7, kk] if scratch[7, kk] > 0 else 0.0
     return max(level, 0.0), below < d
 
 
-@_kernel
-def hyperplane_row(t, w, b, norm, lower, upper, use_bounds, D, scratch):
+@_row_helper
+def hyperplane_row(t, w, b, norm, lower, upper, use_bounds, D, scratch, order):
     """The smallest step ``D`` (``norm``: ``NORM_LINF``, ``NORM_L2`` or ``NORM_L1``)
     from the row ``t`` onto ``w . z = b`` inside the box, as
     ``robnp.attacks._projections.hyperplane_step`` computes it for one row (an
     unreachable hyperplane: every coordinate with ``w_i != 0`` to its bound towards
-    it). ``scratch`` is float64 of shape (8, d + 1). Returns whether the hyperplane
-    was reachable."""
+    it). ``scratch`` is float64 of shape (8, d + 1), ``order`` int64 of shape (d,).
+    Returns whether the hyperplane was reachable."""
     d = t.shape[0]
     dot = 0.0
     for i in range(d):
@@ -1513,64 +1540,65 @@ def hyperplane_row(t, w, b, norm, lower, upper, use_bounds, D, scratch):
     r = b - dot
     flip = -1.0 if r < 0 else 1.0
     r = r * flip
-    sign = scratch[0, :d]
-    a = scratch[1, :d]
-    cap = scratch[2, :d]
-    gains = scratch[3, :d]
-    breaks = scratch[4, :d]
-    slopes = scratch[5, :d]
+    # rows of scratch: 0 sign(w), 1 |w|, 2 the room to the box, 3 gains, 4 breaks,
+    # 5 slopes
     for i in range(d):
         wi = w[i] * flip
-        sign[i] = 1.0 if wi > 0 else (-1.0 if wi < 0 else 0.0)
-        a[i] = abs(wi)
-        if a[i] > 0:
+        scratch[0, i] = 1.0 if wi > 0 else (-1.0 if wi < 0 else 0.0)
+        a = abs(wi)
+        scratch[1, i] = a
+        if a > 0:
             if use_bounds:
                 c = upper - t[i] if wi > 0 else t[i] - lower
-                cap[i] = max(c, 0.0)
+                c = max(c, 0.0)
             else:
-                cap[i] = np.inf
-            gains[i] = a[i] * cap[i]
+                c = np.inf
+            scratch[3, i] = a * c
         else:
-            cap[i] = 0.0
-            gains[i] = 0.0
+            c = 0.0
+            scratch[3, i] = 0.0
+        scratch[2, i] = c
     if norm == NORM_L1:
         # the coordinates of largest |w_i| first, each to its bound, the last partly
-        order = np.argsort(-a, kind="mergesort")
-        total = scratch[6]
+        _stable_order(scratch[1, :d], True, order)
         running = 0.0
+        filled = 0.0
         below = 0
         for k in range(d):
-            running += gains[order[k]]
-            total[k] = running
+            running += scratch[3, order[k]]
             if running < r:
                 below += 1
-        kk = min(below, d - 1)
-        filled = total[kk - 1] if kk > 0 else 0.0
+                filled = running
         for k in range(d):
             i = order[k]
-            D[i] = sign[i] * (cap[i] if k < below and a[i] > 0 else 0.0)
-        pivot = order[kk]
-        if below < d:
-            partial = (r - filled) / a[pivot] if a[pivot] > 0 else 0.0
-            D[pivot] = sign[pivot] * (min(partial, cap[pivot]) if a[pivot] > 0 else 0.0)
+            D[i] = scratch[0, i] * (scratch[2, i] if k < below and scratch[1, i] > 0
+                                    else 0.0)
         reachable = below < d
+        if reachable:
+            pivot = order[below]
+            a = scratch[1, pivot]
+            partial = (r - filled) / a if a > 0 else 0.0
+            D[pivot] = scratch[0, pivot] * (min(partial, scratch[2, pivot]) if a > 0
+                                            else 0.0)
     else:
         for i in range(d):
+            a = scratch[1, i]
             if norm == NORM_LINF:
-                breaks[i] = cap[i]
-                slopes[i] = a[i]
+                scratch[4, i] = scratch[2, i]
+                scratch[5, i] = a
             else:
-                breaks[i] = cap[i] / a[i] if a[i] > 0 else np.inf
-                slopes[i] = a[i] * a[i]
-        level, reachable = _level_row(breaks, gains, slopes, r, scratch[6], scratch[7])
+                scratch[4, i] = scratch[2, i] / a if a > 0 else np.inf
+                scratch[5, i] = a * a
+        level, reachable = _level_row(scratch, r, order)
         for i in range(d):
+            a = scratch[1, i]
             if not reachable:
-                D[i] = sign[i] * (cap[i] if a[i] > 0 else 0.0)
+                D[i] = scratch[0, i] * (scratch[2, i] if a > 0 else 0.0)
                 continue
-            amount = min(level, breaks[i])
+            amount = min(level, scratch[4, i])
             if norm == NORM_L2:
-                amount = amount * a[i]
-            D[i] = sign[i] * (amount if a[i] > 0 else 0.0)
+                amount = amount * a
+            D[i] = scratch[0, i] * (amount if a > 0 else 0.0)
     if use_bounds:
         # the step lands in the box up to rounding; make it exact
         for i in range(d):
@@ -1605,7 +1633,7 @@ def fab_rows(params, sizes, X, y, t, targeted, start, norm, n_iter, alpha_max, e
     after a success: the other rows' next forward pass is the check's. ``points``
     (``X``'s dtype) and ``best`` (float64) receive the smallest misclassified iterate
     per row and its norm (``X`` and inf where none was); ``trace``, when it has rows,
-    every iterate."""
+    every iterate. Returns the number of rows the extra forward passes covered."""
     n, d = X.shape
     K = sizes[sizes.shape[0] - 1]
     width = 0
@@ -1638,7 +1666,9 @@ def fab_rows(params, sizes, X, y, t, targeted, start, norm, n_iter, alpha_max, e
     step1 = np.empty(d)
     step0 = np.empty(d)
     scratch = np.empty((8, d + 1))
+    order = np.empty(d, np.int64)
     dual = NORM_L1 if norm == NORM_LINF else (NORM_L2 if norm == NORM_L2 else NORM_LINF)
+    stepped_back = 0
     Z = forward(params, sizes, seen, acts)
     for it in range(n_iter):
         if trace.shape[0] > 0:
@@ -1691,8 +1721,10 @@ def fab_rows(params, sizes, X, y, t, targeted, start, norm, n_iter, alpha_max, e
             for k in range(d):
                 b += w[k] * x1[i, k]
             b = b - f
-            hyperplane_row(x1[i], w, b, norm, lower, upper, use_bounds, step1, scratch)
-            hyperplane_row(origin[i], w, b, norm, lower, upper, use_bounds, step0, scratch)
+            hyperplane_row(x1[i], w, b, norm, lower, upper, use_bounds, step1, scratch,
+                           order)
+            hyperplane_row(origin[i], w, b, norm, lower, upper, use_bounds, step0, scratch,
+                           order)
             a1 = max(_row_norm(step1, norm), 1e-8)
             a0 = max(_row_norm(step0, norm), 1e-8)
             alpha = min(a1 / (a1 + a0), alpha_max)
@@ -1727,3 +1759,5 @@ def fab_rows(params, sizes, X, y, t, targeted, start, norm, n_iter, alpha_max, e
             # the next forward pass: the check's for the rows that stayed, these anew
             forward(params, sizes, back[:m], acts_back)
             _scatter_rows(acts_back, m, acts, n, sizes, rows[:m])
+            stepped_back += m
+    return stepped_back

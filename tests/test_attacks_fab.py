@@ -289,27 +289,31 @@ def test_the_compiled_loop_on_a_float32_net_follows_the_reference(norm, targeted
 
 
 @pytest.mark.parametrize("norm", NORMS)
-def test_the_compiled_projection_matches_the_vectorised_one(norm):
+@pytest.mark.parametrize("d", [1, 7, 40])
+def test_the_compiled_projection_matches_the_vectorised_one(norm, d):
     """``kernels.hyperplane_row`` (the compiled loop's projection) against
     :func:`hyperplane_step`, row by row, with a box, a half-open box and none,
-    hyperplanes near, far and unreachable, and normals with zero coordinates."""
+    hyperplanes near, far and unreachable, and normals with zero coordinates; few
+    features (sorted by insertion) and many (by ``np.argsort``)."""
     from robnp import kernels
     from robnp.attacks._fab import FAB_NORM_CODES
 
     rng = np.random.default_rng(7)
-    n, d = 150, 7
+    n = 150
     T = rng.uniform(-1, 1, (n, d))
     W = rng.normal(size=(n, d)) * (rng.random((n, d)) > 0.2)
     W[:3] = 0.0
     b = np.einsum("ij,ij->i", W, T) + rng.normal(size=n) * rng.choice([0.0, 0.05, 1.0, 6.0], n)
     D = np.empty(d)
     scratch = np.empty((8, d + 1))
+    order = np.empty(d, np.int64)
     for bounds in [(-1.0, 1.0), (-np.inf, 1.0), None]:
         lower, upper = bounds if bounds is not None else (0.0, 0.0)
         ref, ref_reachable = hyperplane_step(T, W, b, norm, bounds)
         for i in range(n):
             reachable = kernels.hyperplane_row(T[i], W[i], b[i], FAB_NORM_CODES[norm],
-                                               lower, upper, bounds is not None, D, scratch)
+                                               lower, upper, bounds is not None, D, scratch,
+                                               order)
             assert reachable == ref_reachable[i]
             np.testing.assert_allclose(D, ref[i], rtol=1e-12, atol=1e-12)
 
