@@ -1757,7 +1757,12 @@ def fab_rows(params, sizes, X, y, t, targeted, start, norm, n_iter, alpha_max, e
             m += 1
         if m > 0 and it < n_iter - 1:
             # the next forward pass: the check's for the rows that stayed, these anew
-            forward(params, sizes, back[:m], acts_back)
-            _scatter_rows(acts_back, m, acts, n, sizes, rows[:m])
-            stepped_back += m
+            # (all rows when most stepped back: one product, no copies)
+            if 2 * m > n:
+                Z = forward(params, sizes, seen, acts)
+                stepped_back += n
+            else:
+                forward(params, sizes, back[:m], acts_back)
+                _scatter_rows(acts_back, m, acts, n, sizes, rows[:m])
+                stepped_back += m
     return stepped_back
