@@ -33,6 +33,7 @@ In this order, each a section of the file:
 12. Adversarial training, one chunk of a recipe's step: ``uniform_start``,
     ``pgd_at_gradient``, ``n_fgsm_gradient``, ``trades_gradient``
 13. Densities: ``mixture_log_and_grad``
+14. FAB: ``hyperplane_row``, ``fab_rows``
 
 Parameter layout
 ----------------
@@ -1497,3 +1498,324 @@ def heun_trajectory(params, sizes, x, sigmas, sd, inp, acts, den, x_next, slope)
         for i in range(n):
             for j in range(d):
                 x[i, j] = x_next[i, j]
+
+
+# ---------------------------------------------------------------------------
+# FAB
+# ---------------------------------------------------------------------------
+#
+# FAB (Croce and Hein, 2020) for an MLP, one call per chunk of rows: the loop of
+# robnp/attacks/_fab.py's ``fab_single_run`` with the box-constrained hyperplane
+# projection of robnp/attacks/_projections.py written per row. The NumPy versions stay
+# the readable reference (and the path of models that are not MLPs); the tests hold
+# this section to them and to tests/naive.py.
+
+NORM_L1 = 2
+
+
+@_row_helper
+def _row_norm(v, norm):
+    """``||v||`` in ``NORM_LINF``, ``NORM_L2`` or ``NORM_L1``, float64."""
+    total = 0.0
+    for k in range(v.shape[0]):
+        a = abs(np.float64(v[k]))
+        if norm == NORM_LINF:
+            total = max(total, a)
+        elif norm == NORM_L2:
+            total += a * a
+        else:
+            total += a
+    return np.sqrt(total) if norm == NORM_L2 else total
+
+
+@_row_helper
+def _stable_order(values, descending, order):
+    """The indices of ``values`` sorted (ties in index order) into ``order``: an
+    insertion sort for the few features of a tabular input, where it is several times
+    faster than ``np.argsort`` (which allocates), else a stable ``np.argsort``."""
+    d = values.shape[0]
+    if d > 16:
+        found = np.argsort(-values if descending else values, kind="mergesort")
+        for k in range(d):
+            order[k] = found[k]
+        return
+    for k in range(d):
+        order[k] = k
+        j = k
+        while j > 0:
+            a = values[order[j - 1]]
+            b = values[k]
+            if (b > a) if descending else (b < a):
+                order[j] = order[j - 1]
+                j -= 1
+            else:
+                break
+        order[j] = k
+
+
+@_row_helper
+def _level_row(scratch, r, order):
+    """``_projections._level`` for one row: the level ``s >= 0`` at which
+    ``sum_{breaks_i <= s} gains_i + s sum_{breaks_i > s} slopes_i`` reaches ``r``, and
+    whether any level does; ``gains``, ``breaks`` and ``slopes`` are rows 3, 4 and 5 of
+    ``scratch``, rows 6 and 7 (``d + 1`` long) are its working space."""
+    d = order.shape[0]
+    _stable_order(scratch[4, :d], False, order)
+    scratch[6, 0] = 0.0                                    # gain of the coordinates before k
+    for k in range(d):
+        scratch[6, k + 1] = scratch[6, k] + scratch[3, order[k]]
+    scratch[7, d] = 0.0                                    # slopes from k on
+    for k in range(d - 1, -1, -1):
+        scratch[7, k] = scratch[7, k + 1] + scratch[5, order[k]]
+    below = 0
+    for k in range(d):
+        after = scratch[7, k]
+        h = scratch[6, k] + scratch[4, order[k]] * after if after > 0 else scratch[6, k]
+        if h < r:
+            below += 1
+    kk = min(below, d - 1)
+    level = (r - scratch[6, kk]) / scratch[7, kk] if scratch[7, kk] > 0 else 0.0
+    return max(level, 0.0), below < d
+
+
+@_row_helper
+def hyperplane_row(t, w, b, norm, lower, upper, use_bounds, D, scratch, order):
+    """The smallest step ``D`` (``norm``: ``NORM_LINF``, ``NORM_L2`` or ``NORM_L1``)
+    from the row ``t`` onto ``w . z = b`` inside the box, as
+    ``robnp.attacks._projections.hyperplane_step`` computes it for one row (an
+    unreachable hyperplane: every coordinate with ``w_i != 0`` to its bound towards
+    it). ``scratch`` is float64 of shape (8, d + 1), ``order`` int64 of shape (d,).
+    Returns whether the hyperplane was reachable."""
+    d = t.shape[0]
+    dot = 0.0
+    for i in range(d):
+        dot += w[i] * t[i]
+    r = b - dot
+    flip = -1.0 if r < 0 else 1.0
+    r = r * flip
+    # rows of scratch: 0 sign(w), 1 |w|, 2 the room to the box, 3 gains, 4 breaks,
+    # 5 slopes
+    for i in range(d):
+        wi = w[i] * flip
+        scratch[0, i] = 1.0 if wi > 0 else (-1.0 if wi < 0 else 0.0)
+        a = abs(wi)
+        scratch[1, i] = a
+        if a > 0:
+            if use_bounds:
+                c = upper - t[i] if wi > 0 else t[i] - lower
+                c = max(c, 0.0)
+            else:
+                c = np.inf
+            scratch[3, i] = a * c
+        else:
+            c = 0.0
+            scratch[3, i] = 0.0
+        scratch[2, i] = c
+    if norm == NORM_L1:
+        # the coordinates of largest |w_i| first, each to its bound, the last partly
+        _stable_order(scratch[1, :d], True, order)
+        running = 0.0
+        filled = 0.0
+        below = 0
+        for k in range(d):
+            running += scratch[3, order[k]]
+            if running < r:
+                below += 1
+                filled = running
+        for k in range(d):
+            i = order[k]
+            D[i] = scratch[0, i] * (scratch[2, i] if k < below and scratch[1, i] > 0
+                                    else 0.0)
+        reachable = below < d
+        if reachable:
+            pivot = order[below]
+            a = scratch[1, pivot]
+            partial = (r - filled) / a if a > 0 else 0.0
+            D[pivot] = scratch[0, pivot] * (min(partial, scratch[2, pivot]) if a > 0
+                                            else 0.0)
+    else:
+        for i in range(d):
+            a = scratch[1, i]
+            if norm == NORM_LINF:
+                scratch[4, i] = scratch[2, i]
+                scratch[5, i] = a
+            else:
+                scratch[4, i] = scratch[2, i] / a if a > 0 else np.inf
+                scratch[5, i] = a * a
+        level, reachable = _level_row(scratch, r, order)
+        for i in range(d):
+            a = scratch[1, i]
+            if not reachable:
+                D[i] = scratch[0, i] * (scratch[2, i] if a > 0 else 0.0)
+                continue
+            amount = min(level, scratch[4, i])
+            if norm == NORM_L2:
+                amount = amount * a
+            D[i] = scratch[0, i] * (amount if a > 0 else 0.0)
+    if use_bounds:
+        # the step lands in the box up to rounding; make it exact
+        for i in range(d):
+            D[i] = min(max(t[i] + D[i], lower), upper) - t[i]
+    return reachable
+
+
+@_kernel
+def _scatter_rows(source, m, target, n, sizes, rows):
+    """Copy the activations of ``m`` compact rows (``source``, as :func:`forward`
+    lays them out for ``m`` rows) to rows ``rows`` of ``target`` (laid out for ``n``)."""
+    a_off = act_offsets(sizes)
+    for layer in range(sizes.shape[0] - 1):
+        width = sizes[layer + 1]
+        src = _block(source, m, a_off[layer], width)
+        dst = _block(target, n, a_off[layer], width)
+        for q in range(m):
+            for k in range(width):
+                dst[rows[q], k] = src[q, k]
+
+
+@_kernel
+def fab_rows(params, sizes, X, y, t, targeted, start, norm, n_iter, alpha_max, eta, beta,
+             lower, upper, use_bounds, points, best, trace):
+    """FAB (Croce and Hein, 2020) on rows ``X`` (classified correctly when clean) from
+    ``start``, as ``robnp.attacks._fab.fab_single_run`` runs it: the iterates are
+    float64, the network sees them rounded to its dtype.
+
+    Per iteration: a backward pass for a target (the gradient of ``z_t - z_y``) or one
+    per class, the two projections and the combined step per row, the forward pass
+    that checks the new points, and a forward pass over only the rows stepped back
+    after a success: the other rows' next forward pass is the check's. ``points``
+    (``X``'s dtype) and ``best`` (float64) receive the smallest misclassified iterate
+    per row and its norm (``X`` and inf where none was); ``trace``, when it has rows,
+    every iterate. Returns the number of rows the extra forward passes covered."""
+    n, d = X.shape
+    K = sizes[sizes.shape[0] - 1]
+    width = 0
+    widest = sizes[0]
+    for layer in range(1, sizes.shape[0]):
+        width += sizes[layer]
+        widest = max(widest, sizes[layer])
+    x0 = np.empty((n, d))
+    origin = np.empty((n, d))
+    x1 = np.empty((n, d))
+    seen = np.empty_like(X)                   # the iterate as the network sees it
+    for i in range(n):
+        best[i] = np.inf
+        for k in range(d):
+            x0[i, k] = X[i, k]
+            origin[i, k] = min(max(x0[i, k], lower), upper) if use_bounds else x0[i, k]
+            x1[i, k] = start[i, k]
+            seen[i, k] = x1[i, k]
+            points[i, k] = X[i, k]
+    acts = np.empty(n * width, X.dtype)
+    acts_back = np.empty(n * width, X.dtype)
+    d0 = np.empty(n * widest, X.dtype)
+    d1 = np.empty(n * widest, X.dtype)
+    dZ = np.zeros((n, K), X.dtype)
+    dX = np.empty((n, d), X.dtype)
+    J = np.empty((n, 1 if targeted else K, d))
+    back = np.empty((n, d), X.dtype)
+    rows = np.empty(n, np.int64)
+    w = np.empty(d)
+    step1 = np.empty(d)
+    step0 = np.empty(d)
+    scratch = np.empty((8, d + 1))
+    order = np.empty(d, np.int64)
+    dual = NORM_L1 if norm == NORM_LINF else (NORM_L2 if norm == NORM_L2 else NORM_LINF)
+    stepped_back = 0
+    Z = forward(params, sizes, seen, acts)
+    for it in range(n_iter):
+        if trace.shape[0] > 0:
+            for i in range(n):
+                for k in range(d):
+                    trace[it, i, k] = x1[i, k]
+        if targeted:
+            for i in range(n):
+                dZ[i, t[i]] += 1
+                dZ[i, y[i]] -= 1
+            backward_input(params, sizes, seen, acts, dZ, dX, d0, d1)
+            for i in range(n):
+                dZ[i, t[i]] = 0
+                dZ[i, y[i]] = 0
+                for k in range(d):
+                    J[i, 0, k] = dX[i, k]
+        else:
+            for c in range(K):
+                for i in range(n):
+                    dZ[i, c] = 1
+                backward_input(params, sizes, seen, acts, dZ, dX, d0, d1)
+                for i in range(n):
+                    dZ[i, c] = 0
+                    for k in range(d):
+                        J[i, c, k] = dX[i, k]
+        for i in range(n):
+            label = y[i]
+            if targeted:
+                for k in range(d):
+                    w[k] = J[i, 0, k]
+                f = np.float64(Z[i, t[i]]) - Z[i, label]
+            else:
+                # the class whose linearised boundary is nearest in the norm
+                nearest = -1
+                shortest = np.inf
+                for c in range(K):
+                    if c == label:
+                        continue
+                    for k in range(d):
+                        w[k] = J[i, c, k] - J[i, label, k]
+                    gap = np.float64(Z[i, c]) - Z[i, label]
+                    distance = abs(gap) / (1e-12 + _row_norm(w, dual))
+                    if nearest < 0 or distance < shortest:
+                        nearest = c
+                        shortest = distance
+                for k in range(d):
+                    w[k] = J[i, nearest, k] - J[i, label, k]
+                f = np.float64(Z[i, nearest]) - Z[i, label]
+            b = 0.0
+            for k in range(d):
+                b += w[k] * x1[i, k]
+            b = b - f
+            hyperplane_row(x1[i], w, b, norm, lower, upper, use_bounds, step1, scratch,
+                           order)
+            hyperplane_row(origin[i], w, b, norm, lower, upper, use_bounds, step0, scratch,
+                           order)
+            a1 = max(_row_norm(step1, norm), 1e-8)
+            a0 = max(_row_norm(step0, norm), 1e-8)
+            alpha = min(a1 / (a1 + a0), alpha_max)
+            for k in range(d):
+                value = ((x1[i, k] + eta * step1[k]) * (1 - alpha)
+                         + (origin[i, k] + eta * step0[k]) * alpha)
+                if use_bounds:
+                    value = min(max(value, lower), upper)
+                x1[i, k] = value
+                seen[i, k] = value
+        # the check: a point counts when the network misclassifies it
+        Z = forward(params, sizes, seen, acts)
+        m = 0
+        for i in range(n):
+            if _row_argmax(Z, i) == y[i]:
+                continue
+            for k in range(d):
+                step1[k] = np.float64(seen[i, k]) - x0[i, k]
+            size = _row_norm(step1, norm)
+            if size < best[i]:
+                best[i] = size
+                for k in range(d):
+                    points[i, k] = seen[i, k]
+            # a success: step back towards the original point
+            for k in range(d):
+                x1[i, k] = origin[i, k] + beta * (x1[i, k] - origin[i, k])
+                seen[i, k] = x1[i, k]
+                back[m, k] = seen[i, k]
+            rows[m] = i
+            m += 1
+        if m > 0 and it < n_iter - 1:
+            # the next forward pass: the check's for the rows that stayed, these anew
+            # (all rows when most stepped back: one product, no copies)
+            if 2 * m > n:
+                Z = forward(params, sizes, seen, acts)
+                stepped_back += n
+            else:
+                forward(params, sizes, back[:m], acts_back)
+                _scatter_rows(acts_back, m, acts, n, sizes, rows[:m])
+                stepped_back += m
+    return stepped_back
