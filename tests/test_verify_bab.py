@@ -224,6 +224,37 @@ def test_misclassified_points_are_not_robust_with_the_clean_point():
     assert np.all(result.decided_by[wrong] == "clean")
 
 
+def _everything_wrong():
+    """A model that misclassifies every point given: labels are the other class."""
+    model = robnp.MLP(2, (8,), 2, seed=0)
+    X = np.random.default_rng(0).normal(size=(12, 2)).astype(np.float32)
+    return model, X, 1 - model.predict(X)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_a_call_where_every_point_is_a_clean_error_is_all_not_robust(norm):
+    model, X, y = _everything_wrong()
+    for eps in (0.0, 0.1):
+        result = verify(model, X, y, eps, norm=norm)
+        assert np.all(result.verdict == "not_robust") and np.all(result.decided_by == "clean")
+        assert result.bracket == robnp.verify.Bracket(0.0, 0.0, 0)
+        assert exact_robust_accuracy(model, X, y, eps, norm=norm).exact == 0.0
+    results = verify_radii(model, X, y, [0.0, 0.05, 0.5], norm=norm)
+    assert [r.bracket.exact for r in results] == [0.0, 0.0, 0.0]
+
+
+def test_points_all_broken_at_a_smaller_radius_are_not_robust_at_larger_ones():
+    """The smaller radius's counterexamples decide every point at the larger ones
+    before any attack runs there: nothing is left to attack."""
+    model = robnp.MLP(2, (8,), 2, seed=0)
+    X = np.random.default_rng(0).normal(size=(12, 2)).astype(np.float32)
+    y = model.predict(X)
+    results = verify_radii(model, X, y, [5.0, 10.0, 20.0])
+    for result in results:
+        assert np.all(result.verdict == "not_robust")
+        assert result.bracket.exact == 0.0
+
+
 def test_ties_count_as_the_model_arg_max_does():
     """Equal logits: the first index wins, so label 1 is misclassified and label 0 is
     not (at eps = 0 that is the verdict itself)."""

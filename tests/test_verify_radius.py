@@ -206,3 +206,17 @@ def test_probes_are_grouped_into_the_fewest_radii():
                 assert right[a] < left[b] or right[b] < left[a]
     assert np.array_equal(_stab(np.array([0.0, 0.5, 0.4]), np.array([1.0, 0.6, 0.45])),
                           [0.6, 0.6, 0.45])
+
+
+@pytest.mark.parametrize("start", ["fab", None, "given"])
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_every_point_a_clean_error_gives_radius_zero_without_verifying(norm, start):
+    model, X, y = _tiny()
+    y = (model.predict(X) + 1) % model.n_classes
+    if start == "given":
+        start = (X + 0.1, np.full(X.shape[0], 0.1))
+    result = robustness_radius(model, X, y, norm=norm, start=start)
+    assert np.all(result.status == "clean_error")
+    assert np.all(result.lower == 0) and np.all(result.upper == 0)
+    assert result.verify_calls == 0
+    assert result.robust_accuracy(0.0) == (0.0, 0.0)

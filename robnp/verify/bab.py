@@ -133,7 +133,10 @@ class Verification:
 # ---------------------------------------------------------------------------
 
 def _margins(model, X, y) -> np.ndarray:
-    """``z_y - max_{j != y} z_j`` of the model's own logits, float64, shape (n,)."""
+    """``z_y - max_{j != y} z_j`` of the model's own logits, float64, shape (n,)
+    (no rows: none)."""
+    if X.shape[0] == 0:
+        return np.empty(0)
     Z = model.logits(X).astype(np.float64)
     rows = np.arange(X.shape[0])
     own = Z[rows, y].copy()
@@ -142,7 +145,9 @@ def _margins(model, X, y) -> np.ndarray:
 
 
 def _misclassified(model, X, y) -> np.ndarray:
-    """The model's arg-max (first index on ties) differs from ``y``."""
+    """The model's arg-max (first index on ties) differs from ``y`` (no rows: none)."""
+    if X.shape[0] == 0:
+        return np.zeros(0, bool)
     return model.logits(X).argmax(axis=1) != y
 
 
@@ -246,6 +251,10 @@ def _corner(X0, eps, bounds, code):
 
 
 def _attack(run, rows, restarts, seed):
+    """Attack the open points ``rows``; every attack sees only points still open, and
+    there may be none (all clean errors, or all broken at a smaller radius)."""
+    if rows.size == 0:
+        return
     model, eps, bounds = run.model, run.eps, run.bounds
     X0, y = run.X[rows], run.y[rows]
     if run.norm == "linf":
