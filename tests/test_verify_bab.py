@@ -372,3 +372,43 @@ def test_the_verifier_says_it_needs_an_mlp(call):
            "box_margin_bounds": lambda: robnp.verify.box_margin_bounds(model, X, X + 1, y)}
     with pytest.raises(ConfigError, match="the verifier needs an MLP .*got LogitsOnly"):
         run[call]()
+
+
+def test_verdicts_are_bit_identical_on_one_two_and_three_threads(trained_model, circles_split,
+                                                                 monkeypatch):
+    """Points and branch and bound's boxes are bounded in fixed chunks (here 7 rows)
+    that threads share: every count gives the same verdicts, margins, counterexamples
+    and branch counts, and more than one thread does run the bounds."""
+    import threading
+
+    import robnp.verify.bounds as bounds_module
+
+    X, y = circles_split[1][:60], circles_split[3][:60]
+    monkeypatch.setattr(bounds_module, "_CHUNK_FLOPS",
+                        7 * bounds_module.row_flops(trained_model.layer_sizes))
+    assert bounds_module.chunk_rows(trained_model.layer_sizes) == 7
+    seen = set()
+    chunk = bounds_module._bounds_chunk
+
+    def recording(*args):
+        seen.add(threading.get_ident())
+        return chunk(*args)
+
+    monkeypatch.setattr(bounds_module, "_bounds_chunk", recording)
+    runs = {}
+    for n_threads in (1, 2, 3):
+        seen.clear()
+        runs[n_threads] = verify_radii(trained_model, X, y, [0.05, 0.15], budget=64,
+                                       n_threads=n_threads)
+        assert len(seen) == 1 if n_threads == 1 else len(seen) > 1
+    assert sum(r.branches.sum() for r in runs[1]) > 0          # branch and bound ran
+    for n_threads in (2, 3):
+        for one, many in zip(runs[1], runs[n_threads]):
+            for field in ("verdict", "margin", "counterexample", "decided_by", "branches"):
+                np.testing.assert_array_equal(getattr(many, field), getattr(one, field))
+
+
+def test_a_thread_count_below_one_is_refused(trained_model, circles_split):
+    X, y = circles_split[1][:5], circles_split[3][:5]
+    with pytest.raises(ConfigError, match="n_threads"):
+        verify(trained_model, X, y, 0.1, n_threads=0)
