@@ -220,3 +220,17 @@ def test_every_point_a_clean_error_gives_radius_zero_without_verifying(norm, sta
     assert np.all(result.lower == 0) and np.all(result.upper == 0)
     assert result.verify_calls == 0
     assert result.robust_accuracy(0.0) == (0.0, 0.0)
+
+
+def test_radii_are_bit_identical_on_one_and_two_threads(monkeypatch):
+    """The bounds run in fixed chunks (here 3 rows) that threads share."""
+    import robnp.verify.bounds as bounds_module
+
+    model, X, y = _tiny()
+    monkeypatch.setattr(bounds_module, "_CHUNK_FLOPS",
+                        3 * bounds_module.row_flops(model.layer_sizes))
+    one = robustness_radius(model, X, y, seed=0, n_threads=1)
+    two = robustness_radius(model, X, y, seed=0, n_threads=2)
+    for field in ("lower", "upper", "status", "counterexample"):
+        np.testing.assert_array_equal(getattr(two, field), getattr(one, field))
+    assert two.verify_calls == one.verify_calls
