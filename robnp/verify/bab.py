@@ -56,7 +56,7 @@ from ..attacks import check_eps, check_reach, pgd
 from ..attacks._threat import check_threads, default_threads, evaluation_memory
 from ..errors import ConfigError
 from ..threads import single_blas_thread
-from .bounds import (_CHUNK_ELEMENTS, Box, Float64Net, bound_threads, check_verifiable,
+from .bounds import (Box, Float64Net, bound_threads, check_verifiable,
                      chunk_rows, input_region, region_margin_bounds, row_elements)
 
 __all__ = ["Verification", "Bracket", "verify", "verify_radii", "exact_robust_accuracy",
