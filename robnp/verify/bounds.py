@@ -500,10 +500,11 @@ def _margin_spec(net, y):
 _CHUNK_ELEMENTS = 1 << 18
 
 #: Work (FLOPs, see :func:`row_flops`) a chunk of rows holds at most, so that rows run in
-#: several chunks that threads share. A chunk also pays a fixed cost for the products
-#: of the shared weight matrices (about 0.1 s at width 512), so chunks are not made
-#: smaller than this: at width 512 (2 inputs, two hidden layers) it is 53 rows.
-_CHUNK_FLOPS = 10 ** 9
+#: several chunks that threads share. A chunk also pays a fixed cost (measured at width
+#: 512: about 19 ms, against 0.9 ms per row, mostly fresh allocations of the matrices
+#: its rows share), so chunks are not made smaller than this: at width 512 (2 inputs,
+#: two hidden layers) 106 rows, the study's 400 test points in four chunks.
+_CHUNK_FLOPS = 2 * 10 ** 9
 
 
 def row_flops(layer_sizes) -> float:
