@@ -9,8 +9,9 @@ For the study's net (2 inputs, two hidden layers of width 512, 2 classes) on cir
 * ``attack``: PGD-10 at five radii (0.01, 0.05, 0.1, 0.2, 0.5) on the 400 test points
   (``robnp.evaluate(model, X, y, radii, ["pgd"])``: 2000 rows, eight chunks);
 * ``verify``: ``robnp.verify.verify_radii`` on the 400 test points at eps 0.05 and 0.1
-  (branch and bound's attacks run in chunks on threads; its bound propagation is NumPy
-  on one BLAS thread);
+  (its attacks run in chunks of rows on threads, and its bound propagation in fixed
+  chunks of points and of branch and bound's boxes, NumPy on one BLAS thread per
+  chunk);
 
 each with ``n_threads`` 1 and 2 (``default_threads``, as ``--threads`` sets it), the
 best of ``--repeats`` runs after a warm-up, one and two threads alternating (the machine

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -105,3 +106,34 @@ def test_a_model_that_does_not_fit_the_dataset_is_refused(tmp_path):
         result = run("verify", path, "--dataset", "moons", "--seed", 0)
         assert result.exit_code == 2, result.output
         assert needle in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_radii_where_every_point_breaks_give_zero_not_an_error(model_file):
+    """At 3 every point is broken, so at 6 the counterexamples of 3 decide them all
+    before an attack runs: nothing is left to attack."""
+    result = run("verify", model_file, "--dataset", "moons", "--seed", 1, "--n-samples", 300,
+                 "--eps", "3,6")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("0.0000 (exact)") == 2
+
+
+def test_a_model_wrong_on_every_test_point_verifies_to_zero(tmp_path):
+    """The output units of a model right on every test point rolled by one (class c's
+    logit moves to c + 1): every point is a clean error, so not robust at every radius."""
+    X, y = robnp.make_dataset("blobs", 200, 0.05, seed=4)
+    X_train, X_test, y_train, y_test = robnp.train_test_split(X, y, 0.2)
+    model = robnp.MLP(2, (16,), 3, seed=4)
+    robnp.fit(model, X_train, y_train, max_epochs=200, seed=4)
+    assert robnp.accuracy(model, X_test, y_test) == 1.0
+    model.coefs_[-1][:] = np.roll(model.coefs_[-1], 1, axis=1)
+    model.intercepts_[-1][:] = np.roll(model.intercepts_[-1], 1)
+    assert robnp.accuracy(model, X_test, y_test) == 0.0
+    path, out = tmp_path / "wrong.npz", tmp_path / "wrong.json"
+    robnp.save_model(model, path)
+    result = run("verify", path, "--dataset", "blobs", "--seed", 4, "--n-samples", 200,
+                 "--noise", 0.05, "--eps", "0,0.1", "--json", out)
+    assert result.exit_code == 0, result.output
+    assert "clean accuracy 0.0000" in result.output
+    for row in json.loads(out.read_text())["results"]:
+        assert row["not_robust"] == 40 and row["robust"] == row["undecided"] == 0
+        assert row["exact"] == 0.0 and row["decided_by"] == {"clean": 40}

@@ -224,6 +224,37 @@ def test_misclassified_points_are_not_robust_with_the_clean_point():
     assert np.all(result.decided_by[wrong] == "clean")
 
 
+def _everything_wrong():
+    """A model that misclassifies every point given: labels are the other class."""
+    model = robnp.MLP(2, (8,), 2, seed=0)
+    X = np.random.default_rng(0).normal(size=(12, 2)).astype(np.float32)
+    return model, X, 1 - model.predict(X)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_a_call_where_every_point_is_a_clean_error_is_all_not_robust(norm):
+    model, X, y = _everything_wrong()
+    for eps in (0.0, 0.1):
+        result = verify(model, X, y, eps, norm=norm)
+        assert np.all(result.verdict == "not_robust") and np.all(result.decided_by == "clean")
+        assert result.bracket == robnp.verify.Bracket(0.0, 0.0, 0)
+        assert exact_robust_accuracy(model, X, y, eps, norm=norm).exact == 0.0
+    results = verify_radii(model, X, y, [0.0, 0.05, 0.5], norm=norm)
+    assert [r.bracket.exact for r in results] == [0.0, 0.0, 0.0]
+
+
+def test_points_all_broken_at_a_smaller_radius_are_not_robust_at_larger_ones():
+    """The smaller radius's counterexamples decide every point at the larger ones
+    before any attack runs there: nothing is left to attack."""
+    model = robnp.MLP(2, (8,), 2, seed=0)
+    X = np.random.default_rng(0).normal(size=(12, 2)).astype(np.float32)
+    y = model.predict(X)
+    results = verify_radii(model, X, y, [5.0, 10.0, 20.0])
+    for result in results:
+        assert np.all(result.verdict == "not_robust")
+        assert result.bracket.exact == 0.0
+
+
 def test_ties_count_as_the_model_arg_max_does():
     """Equal logits: the first index wins, so label 1 is misclassified and label 0 is
     not (at eps = 0 that is the verdict itself)."""
@@ -341,3 +372,43 @@ def test_the_verifier_says_it_needs_an_mlp(call):
            "box_margin_bounds": lambda: robnp.verify.box_margin_bounds(model, X, X + 1, y)}
     with pytest.raises(ConfigError, match="the verifier needs an MLP .*got LogitsOnly"):
         run[call]()
+
+
+def test_verdicts_are_bit_identical_on_one_two_and_three_threads(trained_model, circles_split,
+                                                                 monkeypatch):
+    """Points and branch and bound's boxes are bounded in fixed chunks (here 7 rows)
+    that threads share: every count gives the same verdicts, margins, counterexamples
+    and branch counts, and more than one thread does run the bounds."""
+    import threading
+
+    import robnp.verify.bounds as bounds_module
+
+    X, y = circles_split[1][:60], circles_split[3][:60]
+    monkeypatch.setattr(bounds_module, "_CHUNK_FLOPS",
+                        7 * bounds_module.row_flops(trained_model.layer_sizes))
+    assert bounds_module.chunk_rows(trained_model.layer_sizes) == 7
+    seen = set()
+    chunk = bounds_module._bounds_chunk
+
+    def recording(*args):
+        seen.add(threading.get_ident())
+        return chunk(*args)
+
+    monkeypatch.setattr(bounds_module, "_bounds_chunk", recording)
+    runs = {}
+    for n_threads in (1, 2, 3):
+        seen.clear()
+        runs[n_threads] = verify_radii(trained_model, X, y, [0.05, 0.15], budget=64,
+                                       n_threads=n_threads)
+        assert len(seen) == 1 if n_threads == 1 else len(seen) > 1
+    assert sum(r.branches.sum() for r in runs[1]) > 0          # branch and bound ran
+    for n_threads in (2, 3):
+        for one, many in zip(runs[1], runs[n_threads]):
+            for field in ("verdict", "margin", "counterexample", "decided_by", "branches"):
+                np.testing.assert_array_equal(getattr(many, field), getattr(one, field))
+
+
+def test_a_thread_count_below_one_is_refused(trained_model, circles_split):
+    X, y = circles_split[1][:5], circles_split[3][:5]
+    with pytest.raises(ConfigError, match="n_threads"):
+        verify(trained_model, X, y, 0.1, n_threads=0)

@@ -206,3 +206,31 @@ def test_probes_are_grouped_into_the_fewest_radii():
                 assert right[a] < left[b] or right[b] < left[a]
     assert np.array_equal(_stab(np.array([0.0, 0.5, 0.4]), np.array([1.0, 0.6, 0.45])),
                           [0.6, 0.6, 0.45])
+
+
+@pytest.mark.parametrize("start", ["fab", None, "given"])
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_every_point_a_clean_error_gives_radius_zero_without_verifying(norm, start):
+    model, X, y = _tiny()
+    y = (model.predict(X) + 1) % model.n_classes
+    if start == "given":
+        start = (X + 0.1, np.full(X.shape[0], 0.1))
+    result = robustness_radius(model, X, y, norm=norm, start=start)
+    assert np.all(result.status == "clean_error")
+    assert np.all(result.lower == 0) and np.all(result.upper == 0)
+    assert result.verify_calls == 0
+    assert result.robust_accuracy(0.0) == (0.0, 0.0)
+
+
+def test_radii_are_bit_identical_on_one_and_two_threads(monkeypatch):
+    """The bounds run in fixed chunks (here 3 rows) that threads share."""
+    import robnp.verify.bounds as bounds_module
+
+    model, X, y = _tiny()
+    monkeypatch.setattr(bounds_module, "_CHUNK_FLOPS",
+                        3 * bounds_module.row_flops(model.layer_sizes))
+    one = robustness_radius(model, X, y, seed=0, n_threads=1)
+    two = robustness_radius(model, X, y, seed=0, n_threads=2)
+    for field in ("lower", "upper", "status", "counterexample"):
+        np.testing.assert_array_equal(getattr(two, field), getattr(one, field))
+    assert two.verify_calls == one.verify_calls

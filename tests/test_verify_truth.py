@@ -258,3 +258,19 @@ def test_bracket_certified_exact_attacks_clean(dataset, seed):
     for i in robust_rows[:10]:
         pts = X[i] + rng.uniform(-0.1, 0.1, (200, 2))
         assert np.all(predict(model, pts.astype(np.float32)) == y[i])
+
+
+def test_a_bracket_where_every_point_is_a_clean_error_is_all_zero():
+    """Clean errors only: the evaluation attacks none of them and the verifier decides
+    every one at the clean point, so every bound is 0 at every radius."""
+    model = robnp.MLP(2, (8,), 2, seed=0)
+    X = np.random.default_rng(0).normal(size=(12, 2)).astype(np.float32)
+    y = 1 - model.predict(X)
+    evaluation = robnp.evaluate(model, X, y, EPS, ("fgsm", "pgd"), seed=0)
+    bracket = robustness_bracket(model, X, y, evaluation)
+    assert bracket.clean == 0.0
+    np.testing.assert_array_equal(bracket.certified, 0.0)
+    np.testing.assert_array_equal(bracket.upper, 0.0)
+    np.testing.assert_array_equal(bracket.exact, 0.0)
+    for acc in bracket.attacks.values():
+        np.testing.assert_array_equal(acc, 0.0)

@@ -163,15 +163,16 @@ def row_flops(target, passes: float) -> float | None:
     return passes * forward_flops(target.model.layer_sizes)
 
 
-def over_chunks(work, n_rows: int, n_threads, flops_per_row: float | None = None) -> None:
-    """Call ``work(start, stop)`` on the fixed chunks of ``ATTACK_CHUNK_ROWS`` rows, on up to
-    ``thread_count(n_threads, n_rows, flops_per_row)`` threads. ``work`` must write only
-    its rows and should call nogil kernels (with BLAS on one thread, as every entry
-    point sets), so that the threads run in parallel and the result does not depend on
-    their number."""
-    bounds = [(start, min(start + ATTACK_CHUNK_ROWS, n_rows))
-              for start in range(0, n_rows, ATTACK_CHUNK_ROWS)]
-    threads = thread_count(n_threads, n_rows, flops_per_row)
+def over_chunks(work, n_rows: int, n_threads, flops_per_row: float | None = None,
+                chunk_rows: int = ATTACK_CHUNK_ROWS) -> None:
+    """Call ``work(start, stop)`` on the fixed chunks of ``chunk_rows`` rows, on up to
+    ``thread_count(n_threads, n_rows, flops_per_row, chunk_rows)`` threads. ``work``
+    must write only its rows and should call nogil kernels (with BLAS on one thread, as
+    every entry point sets), so that the threads run in parallel and the result does
+    not depend on their number."""
+    bounds = [(start, min(start + chunk_rows, n_rows))
+              for start in range(0, n_rows, chunk_rows)]
+    threads = thread_count(n_threads, n_rows, flops_per_row, chunk_rows)
     if threads == 1:
         for start, stop in bounds:
             work(start, stop)

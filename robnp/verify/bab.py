@@ -46,17 +46,18 @@ over an L2 ball: what neither decides is ``undecided``.
 from __future__ import annotations
 
 import heapq
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import _checks, _memory
 from ..attacks import check_eps, check_reach, pgd
-from ..attacks._threat import evaluation_memory
+from ..attacks._threat import check_threads, default_threads, evaluation_memory
 from ..errors import ConfigError
 from ..threads import single_blas_thread
-from .bounds import (_CHUNK_ELEMENTS, Box, Float64Net, check_verifiable, input_region,
-                     region_margin_bounds)
+from .bounds import (Box, Float64Net, bound_threads, check_verifiable,
+                     chunk_rows, input_region, region_margin_bounds, row_elements)
 
 __all__ = ["Verification", "Bracket", "verify", "verify_radii", "exact_robust_accuracy",
            "verification_memory",
@@ -133,7 +134,10 @@ class Verification:
 # ---------------------------------------------------------------------------
 
 def _margins(model, X, y) -> np.ndarray:
-    """``z_y - max_{j != y} z_j`` of the model's own logits, float64, shape (n,)."""
+    """``z_y - max_{j != y} z_j`` of the model's own logits, float64, shape (n,)
+    (no rows: none)."""
+    if X.shape[0] == 0:
+        return np.empty(0)
     Z = model.logits(X).astype(np.float64)
     rows = np.arange(X.shape[0])
     own = Z[rows, y].copy()
@@ -142,7 +146,9 @@ def _margins(model, X, y) -> np.ndarray:
 
 
 def _misclassified(model, X, y) -> np.ndarray:
-    """The model's arg-max (first index on ties) differs from ``y``."""
+    """The model's arg-max (first index on ties) differs from ``y`` (no rows: none)."""
+    if X.shape[0] == 0:
+        return np.zeros(0, bool)
     return model.logits(X).argmax(axis=1) != y
 
 
@@ -246,6 +252,10 @@ def _corner(X0, eps, bounds, code):
 
 
 def _attack(run, rows, restarts, seed):
+    """Attack the open points ``rows``; every attack sees only points still open, and
+    there may be none (all clean errors, or all broken at a smaller radius)."""
+    if rows.size == 0:
+        return
     model, eps, bounds = run.model, run.eps, run.bounds
     X0, y = run.X[rows], run.y[rows]
     if run.norm == "linf":
@@ -450,31 +460,39 @@ def _verify(model, X, y, eps, norm, budget, bounds, seed, extra=None,
     return run.result()
 
 
-#: Coefficient tensors of _CHUNK_ELEMENTS float64 values a chunk of CROWN holds at
-#: once, with their absolute values, positive and negative parts and error terms
-#: (measured with tracemalloc on deep and wide models: tests/test_limits.py).
-_CHUNK_TENSORS = 6
+#: A chunk of CROWN holds at once this many times its largest per-row tensor (rows x
+#: :func:`robnp.verify.bounds.row_elements` float64 values: coefficients with their
+#: absolute values, positive and negative parts and error terms) and
+#: _SHARED_TENSORS times the largest matrix its rows share (``2 w_k x w_{k-1}``):
+#: measured with tracemalloc on full branch-and-bound rounds of 4096 boxes, 9 to 16
+#: (widths 16 to 64, two and three hidden layers, 2 and 10 inputs) and the shared part
+#: at width 512 (tests/test_limits.py).
+_CHUNK_TENSORS = 16
+_SHARED_TENSORS = 8
 
 
-def verification_memory(layer_sizes, n_points: int, n_radii: int = 1) -> _memory.MemoryEstimate:
+def verification_memory(layer_sizes, n_points: int, n_radii: int = 1,
+                        n_threads: int = 1) -> _memory.MemoryEstimate:
     """Peak bytes of :func:`verify_radii` on ``n_points`` points: the float64 copy of
     the network, the per-point results of every radius (verdicts, margins,
     counterexamples, CROWN's root coefficients), one chunk of bound propagation
-    (:data:`robnp.verify.bounds._CHUNK_ELEMENTS` values per tensor) or one round of
-    branch and bound, and the attacks' PGD on every point."""
+    (:func:`robnp.verify.bounds.chunk_rows` rows, at most
+    :data:`robnp.verify.bounds._CHUNK_ELEMENTS` values per tensor) on each of
+    ``n_threads`` threads, or one round of branch and bound, and the attacks' PGD on
+    every point."""
     sizes = tuple(_memory.check_size("layer size", s) for s in layer_sizes)
     n_points = _memory.check_size("n_points", n_points)
     d, n_classes = sizes[0], sizes[-1]
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     per_point = 8 * (n_radii * (3 * d + 8) + 4 * d + 3 * n_classes * (d + 4)
                      + 6 * sum(sizes[1:]))
-    # one chunk of region_margin_bounds: rows x its largest per-row tensor, for the
-    # points at once or the boxes of one branch-and-bound round
-    widths = sizes[1:]
-    per_row = max([n_classes * max(widths)]
-                  + [2 * widths[k] * widths[k - 2] for k in range(2, len(widths) - 1)])
-    rows = min(max(n_points, 2 * _BATCH_BOXES), max(1, _CHUNK_ELEMENTS // per_row))
-    chunk = 8 * _CHUNK_TENSORS * rows * per_row
+    # one chunk of region_margin_bounds per thread: rows x its largest per-row tensor,
+    # for the points at once or the boxes of one branch-and-bound round
+    per_row = row_elements(sizes)
+    rows = min(max(n_points, 2 * _BATCH_BOXES), chunk_rows(sizes))
+    shared = max([2 * sizes[k] * sizes[k - 1] for k in range(2, len(sizes) - 1)] or [0])
+    chunk = (8 * (_CHUNK_TENSORS * rows * per_row + _SHARED_TENSORS * shared)
+             * max(1, int(n_threads)))
     boxes = 8 * 2 * _BATCH_BOXES * (8 * d + 3 * n_classes * (d + 4) + 6 * sum(sizes[1:]))
     attacks = evaluation_memory(n_points=n_points, n_features=d, n_radii=1, n_attacks=1,
                                 layer_sizes=sizes, itemsize=8).total
@@ -486,13 +504,17 @@ def verification_memory(layer_sizes, n_points: int, n_radii: int = 1) -> _memory
     ))
 
 
-def _check_common(model, X, y, norm, budget, bounds, n_radii=1):
+def _check_common(model, X, y, norm, budget, bounds, n_radii=1, n_threads=None):
     check_verifiable(model)
     _checks.norm("norm", norm)
     budget = _check_budget(budget)
+    n_threads = check_threads(n_threads)
     n_points = np.shape(X)[0] if np.ndim(X) and hasattr(model, "layer_sizes") else 0
     if n_points:
-        _memory.check_fits(verification_memory(model.layer_sizes, n_points, n_radii),
+        threads = bound_threads(model.layer_sizes, max(n_points, 2 * _BATCH_BOXES),
+                                n_threads)
+        _memory.check_fits(verification_memory(model.layer_sizes, n_points, n_radii,
+                                               threads),
                            f"verifying {n_points} points at {n_radii} radii")
     X = model.check_input(X)
     y = model.check_labels(y, X.shape[0])
@@ -504,9 +526,16 @@ def _check_common(model, X, y, norm, budget, bounds, n_radii=1):
     return X, y, budget, bounds
 
 
+def _threads(n_threads):
+    """``default_threads(n_threads)`` for the call when a count is given; else whatever
+    is set around it (the study's 1) or the choice by the work."""
+    n_threads = check_threads(n_threads)
+    return nullcontext() if n_threads is None else default_threads(n_threads)
+
+
 @single_blas_thread
 def verify(model, X, y, eps: float, norm: str = "linf", budget: int = 4096, bounds=None,
-           seed=0) -> Verification:
+           seed=0, n_threads=None) -> Verification:
     """Decide, point by point, whether ``model`` is robust in the eps-ball.
 
     Parameters
@@ -524,6 +553,12 @@ def verify(model, X, y, eps: float, norm: str = "linf", budget: int = 4096, boun
         must lie in it.
     seed : int
         Source of the attacks' random starts.
+    n_threads : int >= 1, optional
+        Threads for the attacks' chunks and the bounds' chunks of points (and of
+        branch and bound's boxes); the verdicts, margins and counterexamples are the
+        same for any count. By default every core when a chunk holds enough work
+        (:func:`robnp.attacks._threat.thread_count`), or the count
+        ``default_threads`` set around the call.
 
     Returns
     -------
@@ -535,15 +570,17 @@ def verify(model, X, y, eps: float, norm: str = "linf", budget: int = 4096, boun
         counterexample re-checked in the model's dtype.
     """
     eps = check_eps(eps)
-    X, y, budget, bounds = _check_common(model, X, y, norm, budget, bounds)
+    X, y, budget, bounds = _check_common(model, X, y, norm, budget, bounds,
+                                         n_threads=n_threads)
     check_reach((eps,), X)
-    return _verify(model, X, y, eps, norm, budget, bounds, seed)
+    with _threads(n_threads):
+        return _verify(model, X, y, eps, norm, budget, bounds, seed)
 
 
 @single_blas_thread
 def verify_radii(model, X, y, epsilons, norm: str = "linf", budget: int = 4096,
-                 bounds=None, seed=0, progress=None) -> list[Verification]:
-    """:func:`verify` at every radius, in the order given.
+                 bounds=None, seed=0, progress=None, n_threads=None) -> list[Verification]:
+    """:func:`verify` at every radius, in the order given (``n_threads`` as there).
 
     ``progress``, when given, is called as ``progress(done, total)`` with the
     (point, radius) pairs decided so far and their total, after each radius and
@@ -557,8 +594,15 @@ def verify_radii(model, X, y, epsilons, norm: str = "linf", budget: int = 4096,
     """
     epsilons = [check_eps(e) for e in epsilons]
     X, y, budget, bounds = _check_common(model, X, y, norm, budget, bounds,
-                                         len(set(epsilons)))
+                                         len(set(epsilons)), n_threads)
     check_reach(epsilons, X)
+    with _threads(n_threads):
+        results = _verify_each(model, X, y, epsilons, norm, budget, bounds, seed, progress)
+    return [results[e] for e in epsilons]
+
+
+def _verify_each(model, X, y, epsilons, norm, budget, bounds, seed, progress) -> dict:
+    """The verdicts of :func:`verify_radii` by radius."""
     results = {}
     extra = None
     radii = sorted(set(epsilons))
@@ -580,11 +624,11 @@ def verify_radii(model, X, y, epsilons, norm: str = "linf", budget: int = 4096,
             small.verdict[lift] = ROBUST
             small.margin[lift] = large.margin[lift]
             small.decided_by[lift] = "larger"
-    return [results[e] for e in epsilons]
+    return results
 
 
 def exact_robust_accuracy(model, X, y, eps: float, norm: str = "linf", budget: int = 4096,
-                          bounds=None, seed=0) -> Bracket:
+                          bounds=None, seed=0, n_threads=None) -> Bracket:
     """Robust accuracy at ``eps`` as a :class:`Bracket`: ``[certified, attack]``,
     with ``Bracket.exact`` the value itself when no point is undecided."""
-    return verify(model, X, y, eps, norm, budget, bounds, seed).bracket
+    return verify(model, X, y, eps, norm, budget, bounds, seed, n_threads).bracket

@@ -168,6 +168,10 @@ class Float64Net:
     def n_classes(self) -> int:
         return self.Ws[-1].shape[1]
 
+    @property
+    def layer_sizes(self) -> tuple:
+        return (self.Ws[0].shape[0], *(W.shape[1] for W in self.Ws))
+
 
 # ---------------------------------------------------------------------------
 # regions
@@ -491,28 +495,90 @@ def _margin_spec(net, y):
     return S
 
 
-_CHUNK_ELEMENTS = 1 << 23      # largest coefficient tensor built at once (64 MB)
+#: Largest per-row tensor of a chunk, in float64 values (2 MB; a chunk holds about 16
+#: such tensors at once, see robnp.verify.bab._CHUNK_TENSORS).
+_CHUNK_ELEMENTS = 1 << 18
+
+#: Work (FLOPs, see :func:`row_flops`) a chunk of rows holds at most, so that rows run in
+#: several chunks that threads share. A chunk also pays a fixed cost (measured at width
+#: 512: about 19 ms, against 0.9 ms per row, mostly fresh allocations of the matrices
+#: its rows share), so chunks are not made smaller than this: at width 512 (2 inputs,
+#: two hidden layers) 106 rows, the study's 400 test points in four chunks.
+_CHUNK_FLOPS = 2 * 10 ** 9
 
 
-def region_margin_bounds(net, region, y, method):
+def row_flops(layer_sizes) -> float:
+    """FLOPs of the products of CROWN's backward passes for one row of
+    :func:`region_margin_bounds` (an estimate for sizing chunks and choosing threads):
+    each hidden layer ``k >= 2`` is bounded by a pass of ``2 w_k`` rows and the margins
+    by one of ``n_classes`` rows, a pass of ``m`` rows through the layers below ``k``
+    costing about six products of ``m x w_j x w_{j-1}`` each."""
+    sizes = list(layer_sizes)
+    below = np.cumsum([sizes[j] * sizes[j - 1] for j in range(1, len(sizes) - 1)])
+    passes = [2 * sizes[k] * below[k - 2] for k in range(2, len(sizes) - 1)]
+    return float(6 * 2 * (sum(passes) + sizes[-1] * (below[-1] if below.size else sizes[0])))
+
+
+def row_elements(layer_sizes) -> int:
+    """The largest per-row tensor of :func:`region_margin_bounds`, in float64 values:
+    the margins' pass holds ``n_classes x w_j`` per row for every layer ``j`` (inputs
+    included); the pass that bounds hidden layer ``k >= 2`` (``2 w_k`` rows) holds
+    ``w_{k-1} x w_{k-2}`` (the first layer's product, per row's slopes) and then ``2 w_k
+    x w_j`` for every ``j <= k - 2``."""
+    sizes = list(layer_sizes)
+    largest = [sizes[-1] * max(sizes[:-1])]
+    for k in range(2, len(sizes) - 1):
+        largest += [sizes[k - 1] * sizes[k - 2], 2 * sizes[k] * max(sizes[:k - 1])]
+    return int(max(largest))
+
+
+def chunk_rows(layer_sizes) -> int:
+    """Rows per chunk of :func:`region_margin_bounds`: fixed by the network alone
+    (never by the thread count, so that every row's bound is computed by the same
+    products whatever the number of threads): at most :data:`_CHUNK_FLOPS` of work, and
+    CROWN's per-row coefficient tensors (rows x outputs x inputs of a layer) within
+    :data:`_CHUNK_ELEMENTS`."""
+    by_memory = max(1, _CHUNK_ELEMENTS // row_elements(layer_sizes))
+    by_work = max(1, int(-(-_CHUNK_FLOPS // max(1.0, row_flops(layer_sizes)))))
+    return min(by_memory, by_work)
+
+
+def bound_threads(layer_sizes, n_rows: int, n_threads=None) -> int:
+    """Threads :func:`region_margin_bounds` uses on ``n_rows`` rows (see
+    :func:`robnp.attacks._threat.thread_count`: ``n_threads``, else the count
+    ``default_threads`` set, else every core when a chunk holds enough work; never
+    more than the chunks)."""
+    from ..attacks._threat import thread_count
+
+    return thread_count(n_threads, n_rows, row_flops(layer_sizes), chunk_rows(layer_sizes))
+
+
+def region_margin_bounds(net, region, y, method, n_threads=None):
     """:class:`MarginBounds` of every row of ``region`` (a :class:`Box` or
     :class:`Ball` with one row per label of ``y``, int64) through ``net`` (a
     :class:`Float64Net`), by ``method`` (one of :data:`METHODS`).
 
     The public functions check their inputs and call this; branch and bound calls it
-    directly on the boxes it splits. Rows run in chunks small enough that CROWN's
-    per-row coefficient tensors (rows x outputs x inputs of a layer) stay in memory."""
+    directly on the boxes it splits. Rows run in fixed chunks of :func:`chunk_rows`
+    (bounded work, and per-row coefficient tensors that stay in memory), shared by up
+    to :func:`bound_threads` threads (NumPy's products and element-wise loops release
+    the GIL); a row's bound does not depend on the number of threads."""
     if method not in METHODS:
         raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
-    widths = [W.shape[1] for W in net.Ws]
-    per_row = max([net.n_classes * max(widths)]
-                  + [2 * widths[k] * widths[k - 2] for k in range(2, len(widths) - 1)])
-    chunk = max(1, _CHUNK_ELEMENTS // per_row)
+    from ..attacks._threat import over_chunks
+
+    sizes = net.layer_sizes
+    chunk = chunk_rows(sizes)
     n = y.shape[0]
     if n <= chunk:
         return _bounds_chunk(net, region, y, method)
-    parts = [_bounds_chunk(net, region.take(slice(i, i + chunk)), y[i:i + chunk], method)
-             for i in range(0, n, chunk)]
+    parts = [None] * (-(-n // chunk))
+
+    def work(start, stop):
+        parts[start // chunk] = _bounds_chunk(net, region.take(slice(start, stop)),
+                                              y[start:stop], method)
+
+    over_chunks(work, n, n_threads, row_flops(sizes), chunk_rows=chunk)
     return MarginBounds(*(None if getattr(parts[0], f) is None
                           else np.concatenate([getattr(p, f) for p in parts])
                           for f in ("lower", "exact_lower", "float_error", "coefficients",

@@ -51,7 +51,8 @@ from .. import _checks
 from ..attacks import check_eps, fab
 from ..attacks._projections import row_norm
 from ..errors import ConfigError
-from .bab import NOT_ROBUST, ROBUST, _check_common, _in_ball, _misclassified, _verify
+from .bab import (NOT_ROBUST, ROBUST, _check_common, _in_ball, _misclassified, _threads,
+                  _verify)
 
 __all__ = ["RobustnessRadius", "robustness_radius", "EXACT", "UNDECIDED", "CLEAN_ERROR",
            "UNBOUNDED"]
@@ -179,7 +180,8 @@ class _State:
 
 def robustness_radius(model, X, y, norm: str = "linf", *, rtol: float = 1e-3,
                       atol: float = 1e-6, budget: int = 4096, bounds=None, start="fab",
-                      max_radius: float | None = None, seed=0) -> RobustnessRadius:
+                      max_radius: float | None = None, seed=0,
+                      n_threads=None) -> RobustnessRadius:
     """Bracket each point's exact robustness radius by bisection on :func:`verify`
     (see the module docstring).
 
@@ -211,6 +213,9 @@ def robustness_radius(model, X, y, norm: str = "linf", *, rtol: float = 1e-3,
         1e4); such points end ``unbounded``.
     seed : int
         Source of FAB's and the verifier's random starts.
+    n_threads : int >= 1, optional
+        Threads of FAB and of every :func:`verify` call (results are the same for any
+        count); by default as :func:`verify` chooses.
 
     Returns
     -------
@@ -221,7 +226,16 @@ def robustness_radius(model, X, y, norm: str = "linf", *, rtol: float = 1e-3,
     atol = _checks.real("atol", atol, 0)
     if rtol == 0 and atol == 0:
         raise ConfigError("rtol and atol must not both be 0 (the bisection would not end)")
-    X, y, budget, bounds = _check_common(model, X, y, norm, budget, bounds)
+    X, y, budget, bounds = _check_common(model, X, y, norm, budget, bounds,
+                                         n_threads=n_threads)
+    with _threads(n_threads):
+        return _radius(model, X, y, norm, rtol, atol, budget, bounds, start, max_radius,
+                       seed)
+
+
+def _radius(model, X, y, norm, rtol, atol, budget, bounds, start, max_radius,
+            seed) -> RobustnessRadius:
+    """:func:`robustness_radius` on checked input."""
     if max_radius is None:
         max_radius = (bounds[1] - bounds[0]) * (1.0 if norm == "linf" else
                                                 np.sqrt(X.shape[1])) if bounds else 1e4
