@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from .sweep import executor_options
+
 
 def _quality(ctx, param, value):
     if value is None:
@@ -92,17 +94,7 @@ def fit(table, approach, flops_per_nd, budgets, quality, quality_fit, base_quali
                    "replace the preset's.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output directory (store, runs.csv, fits, scaling.json, figures).")
-@click.option("--jobs", type=int, default=None, help="Worker processes.  [default: all cores]")
-@click.option("--executor", "executor_name", type=click.Choice(["local", "dask"]),
-              default="local", show_default=True,
-              help="Where runs happen: worker processes of this machine, or a Dask cluster "
-                   "(the 'dask' extra; see docs/cluster.md).")
-@click.option("--scheduler", default=None,
-              help="With --executor dask: a running scheduler's address; without it a "
-                   "local cluster of --jobs workers.")
-@click.option("--allowed-failures", type=int, default=None,
-              help="With --executor dask: how many times a run may lose its worker before "
-                   "the study ends.  [default: 3]")
+@executor_options
 @click.option("--resume", is_flag=True, help="Continue the study stored in --out.")
 @click.option("--threads-per-run", type=int, default=1, show_default=True,
               help="Threads each run trains and attacks on (for workers with several cores "

@@ -59,6 +59,28 @@ def study_options(command):
 _FLAGS = {field: flag for flag, field, _, _ in _STUDY_OPTIONS}
 
 
+def executor_options(command):
+    """``--jobs``, ``--executor``, ``--scheduler`` and ``--allowed-failures``: where a
+    study's tasks run (``robnp sweep``, ``robnp scaling run``; :func:`_executor`)."""
+    options = [
+        click.option("--jobs", type=int, default=None,
+                     help="Worker processes.  [default: all cores]"),
+        click.option("--executor", "executor_name", type=click.Choice(["local", "dask"]),
+                     default="local", show_default=True,
+                     help="Where tasks run: worker processes of this machine, or a Dask "
+                          "cluster (the 'dask' extra; see docs/cluster.md)."),
+        click.option("--scheduler", default=None,
+                     help="With --executor dask: a running scheduler's address "
+                          "(tcp://host:8786); without it a local cluster of --jobs workers."),
+        click.option("--allowed-failures", type=int, default=None,
+                     help="With --executor dask: how many times a task may lose its worker "
+                          "before the study ends.  [default: 3]"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an exception so that it unwinds like Ctrl-C."""
 
@@ -74,18 +96,7 @@ def _raise_terminated(signum, frame):
                    "command-line options win.")
 @click.option("--out", "out_dir", default="results", show_default=True,
               type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--jobs", type=int, default=None,
-              help="Worker processes.  [default: all cores]")
-@click.option("--executor", "executor_name", type=click.Choice(["local", "dask"]),
-              default="local", show_default=True,
-              help="Where tasks run: worker processes of this machine, or a Dask cluster "
-                   "(the 'dask' extra; see docs/cluster.md).")
-@click.option("--scheduler", default=None,
-              help="With --executor dask: a running scheduler's address (tcp://host:8786); "
-                   "without it a local cluster of --jobs workers.")
-@click.option("--allowed-failures", type=int, default=None,
-              help="With --executor dask: how many times a task may lose its worker before "
-                   "the study ends.  [default: 3]")
+@executor_options
 @click.option("--resume", is_flag=True,
               help="Continue the study stored in --out with its stored settings "
                    "(options given must agree with them).")
