@@ -140,8 +140,12 @@ class DaskExecutor(Executor):
 
         if self.scheduler is None:
             env = {name: "1" for name in THREAD_VARIABLES}
+            # worker-saturation 1: a task leaves the scheduler only for a free worker
+            # thread, so tasks start in submission order (most expensive first), as in
+            # the local pool, instead of queueing a second one on each worker
             with dask.config.set({"distributed.scheduler.allowed-failures":
-                                  self.allowed_failures}):
+                                  self.allowed_failures,
+                                  "distributed.scheduler.worker-saturation": 1.0}):
                 cluster = distributed.LocalCluster(
                     n_workers=self.jobs, threads_per_worker=1, processes=True,
                     dashboard_address=None, silence_logs=logging.ERROR, env=env,
