@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from ..errors import RobnpError
-from .accuracy import loss_accuracy_from_table
+from .accuracy import LossAccuracyMap
 from .fit import FitConfig, fit_approach2, fit_approach3
 from .table import RunTable
 
@@ -95,18 +95,22 @@ def heldout_predictions(table: RunTable, fit_config: FitConfig | None = None,
     return out
 
 
-def plateau_against_truth(table: RunTable, fits: dict, truth: dict) -> dict:
+def plateau_against_truth(table: RunTable, fits: dict, truth: dict,
+                          acc_map: LossAccuracyMap | None) -> dict:
     """The fitted asymptotes next to what the data allows.
 
     Parameters
     ----------
     table : RunTable
-        With an ``accuracy`` column (the loss-to-accuracy line is fitted on it).
     fits : dict
         Approach number -> ParametricFit (those that could be fitted).
     truth : dict
         ``bayes_robust_acc`` (and ``bayes_exact``, ``bayes_interval``) of the task
         at the study's radius on its test sample, from the study runner.
+    acc_map : LossAccuracyMap or None
+        The runs' loss-to-accuracy line (the analysis's,
+        :attr:`robnp.scaling.analysis.ScalingReport.loss_accuracy`); None when it
+        could not be fitted.
 
     Returns
     -------
@@ -120,12 +124,6 @@ def plateau_against_truth(table: RunTable, fits: dict, truth: dict) -> dict:
     """
     out: dict = {"truth": truth}
     final = table.final()
-    acc_map = None
-    if table.accuracy is not None:
-        try:
-            acc_map = loss_accuracy_from_table(table)
-        except RobnpError as exc:
-            out["loss_to_accuracy_error"] = str(exc)
     if acc_map is not None:
         out["loss_to_accuracy"] = {"slope": acc_map.slope, "intercept": acc_map.intercept,
                                    "r2": acc_map.r2, "loss_range": list(acc_map.loss_range)}

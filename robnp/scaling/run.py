@@ -177,13 +177,6 @@ def truth_facts(config: ScalingConfig) -> dict:
             "n_test": n}
 
 
-def _check_memory(tasks) -> None:
-    from ..limits import check_fits
-
-    for task in tasks:
-        check_fits(task.memory(), f"run {task.label}")
-
-
 def run_scaling_study(config: ScalingConfig, out_dir, *, jobs: int | None = None,
                       executor=None, resume: bool = False, n_boot: int = 100,
                       threads_per_run: int = 1, on_progress=None, on_start=None,
@@ -211,13 +204,13 @@ def run_scaling_study(config: ScalingConfig, out_dir, *, jobs: int | None = None
     figures : bool
         Draw the figures (matplotlib).
     """
-    from ..study.runner import choose_executor, output_dir, run_into_store
+    from ..study.runner import check_memory, choose_executor, output_dir, run_into_store
     from ..study.store import TaskStore, check_writable
 
     executor = choose_executor(jobs, executor)
     out_dir = output_dir(out_dir)
     threads_per_run = _checks.integer("threads_per_run", threads_per_run, 1)
-    _check_memory(config.tasks())
+    check_memory(config.tasks(), "run")
     check_writable(out_dir)
     start = time.perf_counter()
     with TaskStore.open(out_dir, config, resume=resume) as store:
@@ -326,14 +319,14 @@ def optimal_outcome(plan: dict, tasks, stored: dict) -> dict:
         return plan
     runs = []
     for run in plan["runs"]:
-        losses = [stored[t.key].rows[-1]["loss"] for t in tasks
+        finals = [stored[t.key].rows[-1] for t in tasks
                   if t.width == run["width"] and t.examples == run["examples"]]
-        accuracy = [stored[t.key].rows[-1]["robust_acc"] for t in tasks
-                    if t.width == run["width"] and t.examples == run["examples"]]
+        losses = [row["loss"] for row in finals]
         se = float(np.std(losses, ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 \
             else math.nan
         runs.append({**run, "losses": losses, "mean_loss": float(np.mean(losses)),
-                     "se": se, "mean_robust_acc": float(np.mean(accuracy))})
+                     "se": se,
+                     "mean_robust_acc": float(np.mean([row["robust_acc"] for row in finals]))})
     star = next(r for r in runs if r["factor"] == 1.0)
     others = [r for r in runs if r is not star]
     margins = [r["mean_loss"] - star["mean_loss"] for r in others]
@@ -358,7 +351,8 @@ def write_report(config: ScalingConfig, grid: GridAnalysis, stored: dict, optima
     if grid.report is not None:
         report = grid.report
         fits = {n: f for n, f in ((2, report.approach2), (3, report.approach3)) if f is not None}
-        document["plateau"] = plateau_against_truth(grid.table, fits, truth)
+        document["plateau"] = plateau_against_truth(grid.table, fits, truth,
+                                                    report.loss_accuracy)
         paths.update({f"fit_{k}": v for k, v in
                       enumerate(save_report(report, out_dir / "fit", figures=figures))})
     else:
@@ -395,7 +389,6 @@ def measure_rate(width: int = 128, examples: int = 4096) -> float:
     from ..data.generators import true_generator
     from ..data.quality import GeneratorStream
     from ..model import MLP
-    from ..threads import single_blas_thread
     from ..training.stream import fit_stream
 
     config = ScalingConfig(widths=(width,), data_sizes=(examples,))
@@ -404,7 +397,7 @@ def measure_rate(width: int = 128, examples: int = 4096) -> float:
     for _ in range(2):
         model = MLP(config.input_dim, (width,) * config.depth, config.n_classes, seed=0)
         start = time.perf_counter()
-        history = single_blas_thread(fit_stream)(
+        history = fit_stream(
             model, GeneratorStream(true_generator(task), 0), examples,
             config.train_config(examples, 0), n_threads=1)
         rate = history.train_flops / (time.perf_counter() - start)

@@ -284,8 +284,8 @@ class ScalingConfig:
         set_("checkpoints", fractions)
         _checks.choice("optimizer", self.optimizer, ("adam", "sgd"))
         rates = tuple(_checks.real("lr", v, 0, low_open=True) for v in _as_tuple("lr", self.lr))
-        bounds = _increasing("lr_bounds", self.lr_bounds, 1) if _as_tuple(
-            "lr_bounds", self.lr_bounds) else ()
+        bounds = _as_tuple("lr_bounds", self.lr_bounds)
+        bounds = _increasing("lr_bounds", bounds, 1) if bounds else ()
         if len(rates) != len(bounds) + 1:
             raise ConfigError(f"lr must hold one step size more than lr_bounds has bounds, got "
                               f"{len(rates)} step size(s) and {len(bounds)} bound(s)")
@@ -451,9 +451,6 @@ class ScalingConfig:
     def replace(self, **changes) -> "ScalingConfig":
         return dataclasses.replace(self, **changes)
 
-    def total_cost(self) -> float:
-        return float(sum(task.cost() for task in self.tasks()))
-
     def n_params(self, width: int) -> int:
         """Parameters of the MLP of ``width``: weights and biases of every layer."""
         sizes = (self.input_dim, *(width,) * self.depth, self.n_classes)
@@ -579,15 +576,12 @@ class ScalingTask:
         checkpoint the evaluation (``pgd-cw``'s passes on the test sample, and the
         two forward passes of the loss)."""
         from ..attacks import get_attack
-        from ..training.fit import epoch_flops
 
         c = self.config
-        train = epoch_flops(self.sizes, c.train_config(self.examples, self.seed),
-                            self.examples)
         options = get_attack("pgd-cw").make_options({"steps": c.eval_steps})
         passes = options.passes(c.n_classes) + 3
         evaluation = len(c.checkpoints) * passes * c.n_test * forward_flops(self.sizes)
-        return float(train + evaluation)
+        return self.train_flops() + float(evaluation)
 
     def train_flops(self) -> float:
         from ..training.fit import epoch_flops
@@ -616,7 +610,6 @@ def run_scaling_task(task: ScalingTask) -> "ScalingResult":
     from ..data.quality import GeneratorStream
     from ..errors import TrainingDivergedError
     from ..model import MLP
-    from ..threads import single_blas_thread
     from ..training.stream import fit_stream
     from .checkpoint import checkpoint_metrics
 
@@ -646,7 +639,7 @@ def run_scaling_task(task: ScalingTask) -> "ScalingResult":
 
     try:
         with default_threads(task.threads):
-            history = single_blas_thread(fit_stream)(
+            history = fit_stream(
                 model, stream, task.examples, c.train_config(task.examples, task.seed),
                 epochs=P, n_threads=task.threads, on_epoch=on_epoch)
     except TrainingDivergedError as exc:

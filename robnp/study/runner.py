@@ -258,11 +258,12 @@ def check_attack_classes(tasks) -> None:
                 raise ConfigError(f"attack {name} on {task.dataset}: {exc}") from None
 
 
-def check_memory(tasks) -> None:
-    """Refuse (:class:`~robnp.errors.ConfigError`) a study whose largest task cannot
-    fit in the memory this machine has available (see :mod:`robnp.limits`)."""
+def check_memory(tasks, kind: str = "task") -> None:
+    """Refuse (:class:`~robnp.errors.ConfigError`, naming the ``kind`` and label of the
+    task) a study whose largest task cannot fit in the memory this machine has
+    available (see :mod:`robnp.limits`)."""
     for task in tasks:
-        check_fits(task.memory(), f"task {task.label}")
+        check_fits(task.memory(), f"{kind} {task.label}")
 
 
 def _write_study(config: StudyConfig, stored: dict[str, TaskResult], out_dir: Path):
