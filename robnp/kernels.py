@@ -17,8 +17,8 @@ In this order, each a section of the file:
  4. Losses on the logits: ``loss_grad_logits``, ``loss_grad_logits_targeted``,
     ``logit_stats``, ``smoothed_ce_grad_logits``, ``log_softmax_rows``,
     ``kl_grad_logits``
- 5. Losses through the network: ``loss_and_input_grad``, ``loss_and_param_grad``,
-    ``per_example_loss``, ``smoothed_per_example_loss``
+ 5. Losses through the network: ``scaled_input_grad``, ``loss_and_input_grad``,
+    ``loss_and_param_grad``, ``per_example_loss``, ``smoothed_per_example_loss``
  6. Optimizers and weight averaging: ``adam_update``, ``adamw_update``, ``sgd_update``,
     ``ema_update``
  7. Training epochs: ``AdamState``, ``EpochBuffers``, ``train_epoch``, ``train_epochs``,
@@ -32,8 +32,10 @@ In this order, each a section of the file:
     ``square_rows``
 12. Adversarial training, one chunk of a recipe's step: ``uniform_start``,
     ``pgd_at_gradient``, ``n_fgsm_gradient``, ``trades_gradient``
-13. Densities: ``mixture_log_and_grad``
+13. Densities: ``mixture_log_and_grad``; the diffusion sampler: ``edm_denoise``,
+    ``heun_trajectory``
 14. FAB: ``hyperplane_row``, ``fab_rows``
+15. Directed rounding: ``next_float``
 
 Parameter layout
 ----------------
@@ -570,15 +572,26 @@ def kl_grad_logits(P, logP, Za, dZa, dZp, scale, want_loss, want_clean):
 # ---------------------------------------------------------------------------
 
 @_kernel
+def scaled_input_grad(params, sizes, X, y, loss_kind, scale, dX, acts, dZ, d0, d1, want_loss):
+    """Sum of the loss over the rows of ``X`` (0 unless ``want_loss``) and ``scale``
+    times each row's gradient w.r.t. its input (into ``dX``). With ``scale = 1/n`` for
+    the ``n`` rows of a whole batch, a chunk of its rows gets the rows of the batch's
+    mean-loss gradient."""
+    n = X.shape[0]
+    Z = forward(params, sizes, X, acts)
+    dZ = dZ[:n]  # the workspace may hold more rows than this (short) batch
+    total = loss_grad_logits(loss_kind, Z, y, dZ, scale, want_loss)
+    backward_input(params, sizes, X, acts, dZ, dX, d0, d1)
+    return total
+
+
+@_kernel
 def loss_and_input_grad(params, sizes, X, y, loss_kind, dX, acts, dZ, d0, d1, want_loss):
     """Mean loss over the rows of ``X`` (0 unless ``want_loss``) and its gradient
     w.r.t. ``X`` (into ``dX``)."""
     n = X.shape[0]
-    Z = forward(params, sizes, X, acts)
-    dZ = dZ[:n]  # the workspace may hold more rows than this (short) batch
-    total = loss_grad_logits(loss_kind, Z, y, dZ, 1.0 / n, want_loss)
-    backward_input(params, sizes, X, acts, dZ, dX, d0, d1)
-    return total / n
+    return scaled_input_grad(params, sizes, X, y, loss_kind, 1.0 / n, dX, acts, dZ, d0, d1,
+                             want_loss) / n
 
 
 @_kernel
@@ -1819,3 +1832,31 @@ def fab_rows(params, sizes, X, y, t, targeted, start, norm, n_iter, alpha_max, e
                 _scatter_rows(acts_back, m, acts, n, sizes, rows[:m])
                 stepped_back += m
     return stepped_back
+
+
+# ---------------------------------------------------------------------------
+# directed rounding
+# ---------------------------------------------------------------------------
+
+@_kernel
+def next_float(x, out, upward):
+    """``out[i] = nextafter(x[i], +inf if upward else -inf)`` for flat float64 arrays,
+    bit for bit NumPy's: the neighbouring double, by one step of the bit pattern
+    (zero of either sign steps to the smallest subnormal of the direction's sign; NaN
+    and the infinity of the direction stay). The verifier's outward rounding steps
+    every bound this way, NumPy's ufunc costing some 10 ns an element."""
+    bits = x.view(np.int64)
+    out_bits = out.view(np.int64)
+    step = 1 if upward else -1
+    end = np.inf if upward else -np.inf
+    for i in range(x.shape[0]):
+        v = x[i]
+        if v != v or v == end:
+            out[i] = v
+        elif v == 0.0:
+            out_bits[i] = 1 if upward else np.int64(-9223372036854775807)  # -2^-1074
+        elif v > 0.0:
+            out_bits[i] = bits[i] + step
+        else:
+            out_bits[i] = bits[i] - step
+

@@ -331,16 +331,16 @@ def test_the_clean_gradient_is_computed_once_per_evaluation(trained_model, circl
     from robnp.attacks import _clean
 
     calls = []
-    real = _clean.input_gradient
+    real = _clean.chunked_input_gradient
 
-    def counted(*args, **kwargs):
-        calls.append(kwargs.get("loss"))
-        return real(*args, **kwargs)
+    def counted(model, X, y, loss_kind, *args, **kwargs):
+        calls.append(loss_kind)
+        return real(model, X, y, loss_kind, *args, **kwargs)
 
-    monkeypatch.setattr(_clean, "input_gradient", counted)
+    monkeypatch.setattr(_clean, "chunked_input_gradient", counted)
     shared = robnp.evaluate(trained_model, X, y, EPS, ["fgsm", "pgd"])
-    assert calls == ["cross_entropy"]
-    monkeypatch.setattr(_clean, "input_gradient", real)
+    assert calls == [robnp.kernels.LOSS_CROSS_ENTROPY]
+    monkeypatch.setattr(_clean, "chunked_input_gradient", real)
     for name in ("fgsm", "pgd"):
         alone = robnp.robust_accuracy(trained_model, X, y, name, eps=EPS)
         assert shared.robust_accuracy(name) == alone

@@ -24,7 +24,10 @@ def test_every_core_by_default_when_a_chunk_is_worth_a_thread(monkeypatch):
     monkeypatch.setattr(threat, "available_cores", lambda: 6)
     heavy = MIN_FLOPS_PER_CHUNK / ATTACK_CHUNK_ROWS
     assert thread_count(None, 10 * ATTACK_CHUNK_ROWS, heavy) == 6
-    assert thread_count(None, 3 * ATTACK_CHUNK_ROWS, heavy) == 3  # no more than chunks
+    # no more than chunks: 3 x 256 rows are 4 chunks of 192
+    assert thread_count(None, 3 * ATTACK_CHUNK_ROWS, heavy * 256 / 192) == 4
+    assert thread_count(None, 3 * ATTACK_CHUNK_ROWS, heavy * 0.99 * 256 / 192) == 1
+    assert thread_count(None, ATTACK_CHUNK_ROWS + 2, 2 * heavy) == 2
     assert thread_count(None, 10 * ATTACK_CHUNK_ROWS, heavy * 0.99) == 1
     # a small batch is one chunk whatever its work
     assert thread_count(None, ATTACK_CHUNK_ROWS, heavy * 1e6) == 1
@@ -143,3 +146,102 @@ def test_threads_below_one_are_refused_in_one_line(tmp_path, command):
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         "Error: --threads must be an integer >= 1, got 0"]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 106, 256])
+def test_chunks_cover_the_rows_evenly_in_an_even_count(chunk):
+    for n in list(range(0, 3 * chunk + 3)) + [10 * chunk + 1, 2000]:
+        bounds = threat.chunk_bounds(n, chunk)
+        if n == 0:
+            assert bounds == []
+            continue
+        assert [start for start, _ in bounds] == [0] + [stop for _, stop in bounds[:-1]]
+        assert bounds[-1][1] == n
+        sizes = [stop - start for start, stop in bounds]
+        assert all(0 < size <= chunk for size in sizes)
+        assert max(sizes) - min(sizes) <= 1
+        fewest = -(-n // chunk)
+        assert len(bounds) == (min(fewest + fewest % 2, n) if fewest > 1 else fewest)
+
+
+def test_two_threads_get_equal_halves_of_the_study_test_set():
+    assert threat.chunk_bounds(400) == [(0, 200), (200, 400)]
+
+
+def test_the_clean_logits_and_gradient_in_chunks_are_thread_invariant_and_right():
+    model = robnp.MLP(2, (64, 64), 3, seed=5)
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(700, 2)).astype(model.dtype)
+    y = rng.integers(0, 3, 700)
+    code = robnp.kernels.LOSS_CROSS_ENTROPY
+    logits = [threat.chunked_logits(model, X, n) for n in (1, 2, 3)]
+    grads = [threat.chunked_input_gradient(model, X, y, code, n) for n in (1, 2, 3)]
+    for other in logits[1:]:
+        np.testing.assert_array_equal(other, logits[0])
+    for other in grads[1:]:
+        np.testing.assert_array_equal(other, grads[0])
+    # the same numbers as the whole batch at once, up to the summation order of BLAS
+    np.testing.assert_allclose(logits[0], model.logits(X), rtol=1e-5, atol=1e-6)
+    whole = robnp.input_gradient(model, X, y)
+    np.testing.assert_allclose(grads[0], whole, rtol=1e-4, atol=1e-5 * np.abs(whole).max())
+    # the mean's scale is the whole batch's, not a chunk's
+    assert np.abs(grads[0]).max() < 2 * np.abs(whole).max()
+
+
+def test_chunks_asked_for_inside_a_chunk_run_in_order_without_waiting():
+    """A chunk's work that hands out chunks of its own would wait for the threads it
+    occupies; it runs them itself."""
+    import threading
+
+    seen = np.zeros(40, int)
+
+    def inner(start, stop):
+        seen[start:stop] += 1
+
+    def outer(start, stop):
+        threat.over_chunks(lambda a, b: inner(start + a, start + b), stop - start, 2,
+                           chunk_rows=3)
+
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (threat.over_chunks(outer, 40, 2, chunk_rows=10),
+                                              done.set()), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert done.is_set(), "chunks inside a chunk deadlocked"
+    np.testing.assert_array_equal(seen, 1)
+
+
+def test_a_forked_child_starts_its_own_chunk_threads():
+    import os
+
+    threat.over_chunks(lambda a, b: None, 10, 2, chunk_rows=2)  # the parent's pool exists
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        out = np.zeros(10)
+
+        def work(a, b):
+            out[a:b] = 1
+
+        try:
+            threat.over_chunks(work, 10, 2, chunk_rows=2)
+            os._exit(0 if out.all() else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_failing_chunk_is_raised_after_every_chunk_has_finished():
+    import time
+
+    finished = []
+
+    def work(start, stop):
+        if start == 0:
+            raise ValueError("chunk 0")
+        time.sleep(0.05)
+        finished.append(start)
+
+    with pytest.raises(ValueError, match="chunk 0"):
+        threat.over_chunks(work, 8, 2, chunk_rows=2)
+    assert sorted(finished) == [2, 4, 6]

@@ -196,3 +196,50 @@ def test_bounds_computed_in_chunks_are_the_same(monkeypatch):
     for field in ("lower", "exact_lower", "float_error", "coefficients"):
         np.testing.assert_allclose(getattr(parts, field), getattr(whole, field),
                                    rtol=1e-9, atol=1e-12)
+
+
+def test_the_compiled_outward_step_is_numpy_nextafter_bit_for_bit():
+    from robnp.verify.bounds import _down, _up
+
+    rng = np.random.default_rng(0)
+    big = np.finfo(np.float64).max
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324, big, -big,
+                        np.finfo(np.float64).tiny, -np.finfo(np.float64).tiny, 1.0, -1.0])
+    spread = rng.normal(size=20000) * 10.0 ** rng.integers(-320, 300, 20000)
+    with np.errstate(over="ignore"):
+        for x in (special, spread, spread.reshape(100, 200)):
+            for ours, direction in ((_up, np.inf), (_down, -np.inf)):
+                got, want = ours(x), np.nextafter(x, direction)
+                np.testing.assert_array_equal(got.view(np.int64), want.view(np.int64))
+
+
+@pytest.mark.parametrize("make", [lambda a: a, lambda a: a.T, lambda a: a.transpose(1, 0, 2),
+                                  lambda a: a[:, ::2], lambda a: a[::-1],
+                                  lambda a: np.broadcast_to(a[:1], a.shape)])
+def test_the_outward_step_keeps_numpy_memory_layout(make):
+    """A later product sums in an order that depends on its operands' layout: the step
+    must hand back NumPy's layout as well as its values."""
+    from robnp.verify.bounds import _up
+
+    x = make(np.random.default_rng(1).normal(size=(6, 5, 4)))
+    got, want = _up(x), np.nextafter(x, np.inf)
+    assert got.strides == want.strides
+    np.testing.assert_array_equal(got, want)
+
+
+def test_the_network_parts_every_chunk_shares_are_made_once_and_read_only():
+    from robnp.verify.bounds import Float64Net
+
+    net = Float64Net.of(_net(np.float32, (8, 8), 2, seed=1))
+    assert net.identity_spec(2) is net.identity_spec(2)
+    Lam, E, const, Lp, Ln, absLam = net.identity_spec(2)
+    W = net.Ws[1]
+    np.testing.assert_array_equal(Lam, np.concatenate([W.T, -W.T]))
+    np.testing.assert_array_equal(Lp - Ln, absLam)
+    assert not E.any()
+    for layer, W in zip(net.weight_parts, net.Ws):
+        np.testing.assert_array_equal(layer[0] + layer[1], W)
+        np.testing.assert_array_equal(layer[3], np.abs(W))
+    for array in (Lam, E, const, Lp, *net.weight_parts[0]):
+        with pytest.raises(ValueError):
+            array[...] = 0

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..gradients import input_gradient
+from ..loss_codes import loss_code
+from ._threat import chunked_input_gradient
 
 __all__ = ["CleanPoints"]
 
@@ -32,11 +33,14 @@ class CleanPoints:
 
     def gradient(self, loss: str) -> np.ndarray:
         """dL/dX of the mean ``loss`` over the rows at ``X``, of shape (n_samples,
-        n_features) in the model's dtype: :func:`robnp.input_gradient` for an MLP, the
-        model's own ``input_gradient`` otherwise."""
+        n_features) in the model's dtype: for an MLP the numbers of
+        :func:`robnp.input_gradient`, computed in chunks on threads
+        (:func:`~robnp.attacks._threat.chunked_input_gradient`); the model's own
+        ``input_gradient`` otherwise."""
         if loss not in self._gradients:
             if self.target.fast:
-                gradient = input_gradient(self.target.model, self.X, self.y, loss=loss)
+                gradient = chunked_input_gradient(self.target.model, self.X, self.y,
+                                                  loss_code(loss))
             else:
                 gradient = self.target.evaluate(self.X, self.y, self.y, loss)[2]
             view = gradient.view()  # read-only without touching the model's own array

@@ -19,7 +19,7 @@ from ._fab import MinimalPerturbation
 from ._projections import row_norm
 from ._registry import get_attack
 from ._threat import (AttackedModel, as_generator, check_evaluation_fits, check_radii,
-                      check_reach, refuse_nan)
+                      check_reach, chunked_logits, forward_chunks, refuse_nan)
 
 __all__ = ["accuracy", "robust_accuracy", "evaluate", "Evaluation",
            "AttackResult", "predict"]
@@ -93,8 +93,41 @@ def _inputs(model, X, y):
 
 
 def _logits(model, X) -> np.ndarray:
-    """``model.logits(X)`` as an array; NaN refused (:func:`refuse_nan`)."""
+    """``model.logits(X)`` as an array (an MLP's in chunks on threads,
+    :func:`chunked_logits`); NaN refused (:func:`refuse_nan`)."""
+    if isinstance(model, MLP):
+        return refuse_nan(chunked_logits(model, model.check_input(X)), "model.logits")
     return refuse_nan(np.asarray(model.logits(X)), "model.logits")
+
+
+def _misclassified(model, points, attacked, y, radii) -> np.ndarray:
+    """``success[k, i]``: whether ``points[k, i]``, the point found for point ``i`` at
+    radius ``k``, is misclassified, where ``attacked[k, i]`` (False elsewhere). On an
+    MLP every attacked pair is one batch in chunks on threads (:func:`forward_chunks`);
+    any other model is asked once per radius."""
+    success = np.zeros(attacked.shape, bool)
+    if not isinstance(model, MLP):
+        for k in range(attacked.shape[0]):
+            rows = np.flatnonzero(attacked[k])
+            if rows.size:
+                success[k, rows] = predict(model, points[k, rows]) != y[rows]
+        return success
+    ks, rows = np.nonzero(attacked)
+    wrong = np.empty(rows.size, bool)
+    nan = np.empty(rows.size, bool)
+
+    def use(lo, hi, Z):
+        nan[lo:hi] = np.isnan(Z).any(axis=1)
+        wrong[lo:hi] = Z.argmax(axis=1) != y[rows[lo:hi]]
+
+    forward_chunks(model, rows.size, lambda lo, hi: np.ascontiguousarray(
+        points[ks[lo:hi], rows[lo:hi]], dtype=model.dtype), use)
+    if nan.any():
+        first = int(np.argmax(nan))
+        raise DataError(f"model.logits returned NaN (at point {int(rows[first])} attacked "
+                        f"at eps {radii[ks[first]]!r})")
+    success[ks, rows] = wrong
+    return success
 
 
 def predict(model, X) -> np.ndarray:
@@ -410,7 +443,6 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
         rng = _attack_seed(seed, name)
         adversarial = np.repeat(X[None], n_eps, axis=0)
         attacked = np.zeros((n_eps, n_points), bool)
-        success = np.zeros((n_eps, n_points), bool)
         minimal = None
         if isinstance(options, SuiteOptions):
             # the suite runs on every point it is handed, as any attack does
@@ -436,10 +468,8 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
             attacked[:] = True
             minimal = _found_minimal(found, minimal, np.arange(n_points), X)
             advance(n_eps * work[name])
+        success = _misclassified(model, adversarial, attacked, y, radii)
         for k in range(n_eps):
-            rows = np.flatnonzero(attacked[k])
-            if rows.size:
-                success[k, rows] = predict(model, adversarial[k, rows]) != y[rows]
             new = success[k] & ~worst[k]
             worst_points[k, new] = adversarial[k, new]
             worst[k] |= success[k]

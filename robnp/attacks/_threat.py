@@ -8,7 +8,8 @@ checks at the Python boundary, written once for every attack.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -16,9 +17,12 @@ import numpy as np
 
 from .. import _checks, _memory, kernels
 from ..errors import ConfigError, DataError
+from ..flops import forward_flops
 
 __all__ = ["check_eps", "check_radii", "check_reach", "check_bounds", "gradient_sign", "NORMS",
-           "check_norm", "check_threads", "thread_count", "over_chunks", "default_threads",
+           "check_norm", "check_threads", "thread_count", "chunk_bounds", "over_chunks",
+           "default_threads",
+           "forward_chunks", "chunked_logits", "chunked_input_gradient",
            "available_cores", "row_flops", "MIN_FLOPS_PER_CHUNK", "AttackedModel",
            "top_wrong_class", "ATTACK_CHUNK_ROWS", "as_generator", "refuse_nan",
            "evaluation_memory", "check_evaluation_fits"]
@@ -141,14 +145,16 @@ def thread_count(n_threads, n_rows: int, flops_per_row: float | None = None,
     """Threads to use on ``n_rows`` rows in fixed chunks of ``chunk_rows``:
     ``n_threads`` when given (else the one :func:`default_threads` set); when neither
     is, every core (:func:`available_cores`) if a chunk holds at least
-    :data:`MIN_FLOPS_PER_CHUNK` of work (``flops_per_row`` times its rows; unknown
-    work counts as enough), else one. Never more threads than chunks."""
-    chunks = -(-n_rows // chunk_rows)
+    :data:`MIN_FLOPS_PER_CHUNK` of work (``flops_per_row`` times the rows of the
+    largest chunk of :func:`chunk_bounds`; unknown work counts as enough), else one.
+    Never more threads than chunks."""
+    bounds = chunk_bounds(n_rows, chunk_rows)
+    chunks = len(bounds)
     if n_threads is None:
         n_threads = _default_threads.get()
     if n_threads is None:
-        enough = (flops_per_row is None
-                  or min(chunk_rows, n_rows) * flops_per_row >= MIN_FLOPS_PER_CHUNK)
+        largest = max((stop - start for start, stop in bounds), default=0)
+        enough = flops_per_row is None or largest * flops_per_row >= MIN_FLOPS_PER_CHUNK
         n_threads = available_cores() if enough else 1
     return max(1, min(n_threads, chunks))
 
@@ -158,28 +164,126 @@ def row_flops(target, passes: float) -> float | None:
     (an MLP; None for a model of the protocol, whose cost is unknown)."""
     if not getattr(target, "fast", False):
         return None
-    from ..flops import forward_flops
-
     return passes * forward_flops(target.model.layer_sizes)
+
+
+def chunk_bounds(n_rows: int, chunk_rows: int = ATTACK_CHUNK_ROWS) -> list[tuple[int, int]]:
+    """The fixed chunks ``(start, stop)`` of ``n_rows`` rows, each of at most
+    ``chunk_rows``: as few as that allows, their count rounded up to an even number
+    (beyond one), and rows shared evenly (sizes differ by at most one). Fixed by the
+    rows alone, never by the thread count; even and equal, so that two threads (or
+    four, on multiples of four) finish together: 400 rows in chunks of at most 256
+    are two of 200, not 256 and 144."""
+    count = -(-n_rows // chunk_rows)
+    if count > 1 and count % 2:
+        count = min(count + 1, n_rows)  # (chunks of one row cannot be split further)
+    base, extra = divmod(n_rows, max(count, 1))
+    bounds, start = [], 0
+    for c in range(count):
+        stop = start + base + (c < extra)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
 
 
 def over_chunks(work, n_rows: int, n_threads, flops_per_row: float | None = None,
                 chunk_rows: int = ATTACK_CHUNK_ROWS) -> None:
-    """Call ``work(start, stop)`` on the fixed chunks of ``chunk_rows`` rows, on up to
+    """Call ``work(start, stop)`` on the fixed chunks of :func:`chunk_bounds`, on up to
     ``thread_count(n_threads, n_rows, flops_per_row, chunk_rows)`` threads. ``work``
     must write only its rows and should call nogil kernels (with BLAS on one thread, as
     every entry point sets), so that the threads run in parallel and the result does
     not depend on their number."""
-    bounds = [(start, min(start + chunk_rows, n_rows))
-              for start in range(0, n_rows, chunk_rows)]
+    bounds = chunk_bounds(n_rows, chunk_rows)
     threads = thread_count(n_threads, n_rows, flops_per_row, chunk_rows)
-    if threads == 1:
+    if threads == 1 or getattr(_chunk_thread, "busy", False):
+        # one thread, or a chunk's work asking for chunks of its own: here, in order
         for start, stop in bounds:
             work(start, stop)
         return
-    with ThreadPoolExecutor(threads) as pool:
-        for future in [pool.submit(work, start, stop) for start, stop in bounds]:
-            future.result()
+    pool = _chunk_pool(threads)
+    futures = [pool.submit(_in_chunk_thread, work, start, stop) for start, stop in bounds]
+    wait(futures)  # every chunk done, or failed, before anything is raised or read
+    for future in futures:
+        future.result()
+
+
+#: Pools of chunk threads by size, kept for the life of the process: an evaluation
+#: hands out chunks several times, and starting a pool's threads each time costs
+#: about 0.5 ms on 2 cores. A forked child starts with none (its parent's threads
+#: do not exist in it).
+_chunk_pools: dict[int, ThreadPoolExecutor] = {}
+_chunk_pools_lock = threading.Lock()
+_chunk_thread = threading.local()
+
+
+def _forget_chunk_pools() -> None:
+    global _chunk_pools_lock
+    _chunk_pools.clear()
+    _chunk_pools_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_chunk_pools)
+
+
+def _chunk_pool(threads: int) -> ThreadPoolExecutor:
+    with _chunk_pools_lock:
+        pool = _chunk_pools.get(threads)
+        if pool is None:
+            pool = _chunk_pools[threads] = ThreadPoolExecutor(
+                threads, thread_name_prefix="robnp-chunks")
+        return pool
+
+
+def _in_chunk_thread(work, start, stop):
+    """``work(start, stop)`` on a pool thread, marked busy: chunks it hands out run on
+    it in order instead of waiting for threads of the pool it occupies."""
+    _chunk_thread.busy = True
+    try:
+        work(start, stop)
+    finally:
+        _chunk_thread.busy = False
+
+
+def forward_chunks(model, n_rows: int, take, use, n_threads=None) -> None:
+    """One forward pass of an MLP per fixed chunk of :data:`ATTACK_CHUNK_ROWS` of
+    ``n_rows`` rows, on threads (:func:`over_chunks`): ``take(lo, hi)`` gives the
+    chunk's inputs (the model's dtype, C-contiguous) and ``use(lo, hi, Z)`` receives
+    its logits (a scratch view, valid during the call). The same numbers for any
+    number of threads. An evaluation's passes over all its points (the clean logits,
+    the checks of what each attack found) run this way, so that they do not stay on
+    one core while the attacks between them use every core."""
+    def work(lo, hi):
+        acts = model.workspace(hi - lo).acts
+        use(lo, hi, kernels.forward(model.params, model.sizes, take(lo, hi), acts))
+
+    over_chunks(work, n_rows, n_threads, forward_flops(model.layer_sizes))
+
+
+def chunked_logits(model, X: np.ndarray, n_threads=None) -> np.ndarray:
+    """The logits of an MLP at the rows of ``X`` (checked, the model's dtype) by
+    :func:`forward_chunks`."""
+    out = np.empty((X.shape[0], model.layer_sizes[-1]), X.dtype)
+    forward_chunks(model, X.shape[0], lambda lo, hi: X[lo:hi],
+                   lambda lo, hi, Z: out.__setitem__(slice(lo, hi), Z), n_threads)
+    return out
+
+
+def chunked_input_gradient(model, X: np.ndarray, y: np.ndarray, loss_kind: int,
+                           n_threads=None) -> np.ndarray:
+    """The gradient w.r.t. ``X`` of an MLP's mean loss (code ``loss_kind``) over the
+    rows of ``X``, in fixed chunks of :data:`ATTACK_CHUNK_ROWS` rows on threads: each
+    chunk scales its rows by ``1 / len(X)``, as the whole batch would."""
+    dX = np.empty_like(X)
+    scale = 1.0 / X.shape[0]
+
+    def work(lo, hi):
+        ws = model.workspace(hi - lo)
+        kernels.scaled_input_grad(model.params, model.sizes, X[lo:hi], y[lo:hi], loss_kind,
+                                  scale, dX[lo:hi], ws.acts, ws.dZ, ws.d0, ws.d1, False)
+
+    over_chunks(work, X.shape[0], n_threads, 3 * forward_flops(model.layer_sizes))
+    return dX
 
 
 def refuse_nan(values: np.ndarray, method: str) -> np.ndarray:

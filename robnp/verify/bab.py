@@ -53,7 +53,8 @@ import numpy as np
 
 from .. import _checks, _memory
 from ..attacks import check_eps, check_reach, pgd
-from ..attacks._threat import check_threads, default_threads, evaluation_memory
+from ..attacks._threat import (check_threads, chunked_logits, default_threads,
+                              evaluation_memory)
 from ..errors import ConfigError
 from ..threads import single_blas_thread
 from .bounds import (Box, Float64Net, bound_threads, check_verifiable,
@@ -138,7 +139,7 @@ def _margins(model, X, y) -> np.ndarray:
     (no rows: none)."""
     if X.shape[0] == 0:
         return np.empty(0)
-    Z = model.logits(X).astype(np.float64)
+    Z = _logits(model, X).astype(np.float64)
     rows = np.arange(X.shape[0])
     own = Z[rows, y].copy()
     Z[rows, y] = -np.inf
@@ -149,7 +150,14 @@ def _misclassified(model, X, y) -> np.ndarray:
     """The model's arg-max (first index on ties) differs from ``y`` (no rows: none)."""
     if X.shape[0] == 0:
         return np.zeros(0, bool)
-    return model.logits(X).argmax(axis=1) != y
+    return _logits(model, X).argmax(axis=1) != y
+
+
+def _logits(model, X) -> np.ndarray:
+    """The model's logits at the rows of ``X``, a forward pass per fixed chunk of rows
+    on threads (:func:`robnp.attacks._threat.chunked_logits`): the checks of candidate
+    counterexamples run on every core, as the attacks and bounds around them do."""
+    return chunked_logits(model, model.check_input(X))
 
 
 def _in_ball(model, X0, Xc, eps, norm, bounds) -> np.ndarray:

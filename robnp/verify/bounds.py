@@ -73,10 +73,11 @@ A bound that overflows or becomes NaN is reported as ``-inf``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from .. import _checks
+from .. import _checks, kernels
 from ..errors import ConfigError, DataError
 from ..threads import single_blas_thread
 
@@ -103,12 +104,31 @@ def _factor(k) -> float:
     return g / (1.0 - g) * (1.0 + 1e-9)
 
 
+def _next(x, upward: bool):
+    """``np.nextafter(x, +-inf)``, bit for bit and in the ufunc's memory layout (the
+    layout of an operand decides how a later product is summed); float64 arrays in
+    the compiled :func:`robnp.kernels.next_float`, which releases the GIL."""
+    x = np.asarray(x)
+    plain = (x.dtype == np.float64 and x.ndim
+             and all(stride > 0 for stride, size in zip(x.strides, x.shape) if size > 1))
+    if plain:  # (broadcast and reversed views: NumPy's own loop, whose layout differs)
+        out = np.empty_like(x)
+        # walk out's memory in order: its axes sorted by stride make it C-contiguous
+        axes = np.argsort([-stride for stride in out.strides], kind="stable")
+        target = out.transpose(axes)
+        if target.flags.c_contiguous:
+            source = np.ascontiguousarray(x.transpose(axes))
+            kernels.next_float(source.reshape(-1), target.reshape(-1), upward)
+            return out
+    return np.nextafter(x, _INF if upward else -_INF)
+
+
 def _down(x):
-    return np.nextafter(x, -_INF)
+    return _next(x, False)
 
 
 def _up(x):
-    return np.nextafter(x, _INF)
+    return _next(x, True)
 
 
 def _slack(abs_product, k):
@@ -171,6 +191,40 @@ class Float64Net:
     @property
     def layer_sizes(self) -> tuple:
         return (self.Ws[0].shape[0], *(W.shape[1] for W in self.Ws))
+
+    @cached_property
+    def _identity_specs(self) -> dict:
+        return {}
+
+    @cached_property
+    def weight_parts(self) -> tuple:
+        """``(W+, W-, -W-, |W|)`` of every layer's weights (exact, read-only), made
+        once per network instead of once per chunk of rows."""
+        parts = []
+        for W in self.Ws:
+            layer = (np.maximum(W, 0), np.minimum(W, 0), -np.minimum(W, 0), np.abs(W))
+            for array in layer:
+                array.flags.writeable = False
+            parts.append(layer)
+        return tuple(parts)
+
+    def identity_spec(self, k: int) -> tuple:
+        """What CROWN's backward pass starts from for both bounds of ``z_k`` itself,
+        the same for every region: ``Lam = [W_k^T; -W_k^T]``, its error (zero: the
+        rows are exact), the constant ``[b_k; -b_k]``, and ``Lam``'s positive part,
+        negative part and absolute value. Made once per network (each is a
+        ``2 w_k x w_{k-1}`` matrix, megabytes at width 512, which every chunk of rows
+        would otherwise allocate and fill anew) and read-only."""
+        spec = self._identity_specs.get(k)
+        if spec is None:
+            W, b = self.Ws[k - 1], self.bs[k - 1]
+            Lam = np.concatenate([W.T, -W.T])
+            spec = (Lam, np.zeros_like(Lam), np.concatenate([b, -b]), np.maximum(Lam, 0),
+                    np.minimum(Lam, 0), np.abs(Lam))
+            for array in spec:
+                array.flags.writeable = False
+            self._identity_specs[k] = spec
+        return spec
 
 
 # ---------------------------------------------------------------------------
@@ -257,16 +311,17 @@ class Ball:
         return _down(value - err - spread - penalty)
 
 
-def _affine_interval(lo, hi, W, b):
-    """Sound (lower, upper) of ``h W + b`` over ``lo <= h <= hi``, shape (n, fan_out).
+def _affine_interval(lo, hi, W, b, parts=None):
+    """Sound (lower, upper) of ``h W + b`` over ``lo <= h <= hi``, shape (n, fan_out);
+    ``parts``: ``(W+, W-, -W-)`` when already at hand (:attr:`Float64Net.weight_parts`).
 
     ``lower = lo W+ + hi W- + b`` as one dot product of ``2 fan_in + 1`` terms."""
-    Wp, Wn = np.maximum(W, 0), np.minimum(W, 0)
+    Wp, Wn, negWn = parts or (np.maximum(W, 0), np.minimum(W, 0), -np.minimum(W, 0))
     k = 2 * W.shape[0] + 1
     low = lo @ Wp + hi @ Wn + b
-    low_err = _slack(np.abs(lo) @ Wp + np.abs(hi) @ (-Wn) + np.abs(b), k)
+    low_err = _slack(np.abs(lo) @ Wp + np.abs(hi) @ negWn + np.abs(b), k)
     high = hi @ Wp + lo @ Wn + b
-    high_err = _slack(np.abs(hi) @ Wp + np.abs(lo) @ (-Wn) + np.abs(b), k)
+    high_err = _slack(np.abs(hi) @ Wp + np.abs(lo) @ negWn + np.abs(b), k)
     return _down(low - low_err), _up(high + high_err)
 
 
@@ -331,11 +386,10 @@ def _backward(net, region, inter, S, s0, k):
     n = region.magnitude().shape[0]
     W, b = net.Ws[k - 1], net.bs[k - 1]
     shared = S is None or S.ndim == 2
+    parts = None
     if S is None:
         # Both bounds of z_k itself: the rows of [W^T; -W^T] are exact, no product.
-        Lam = np.concatenate([W.T, -W.T])
-        E = np.zeros_like(Lam)
-        const = np.concatenate([b, -b])
+        Lam, E, const, *parts = net.identity_spec(k)
     else:
         # Through the linear layer k: S z_k = (S W^T) h_{k-1} + S b.
         Lam = S @ W.T
@@ -351,7 +405,10 @@ def _backward(net, region, inter, S, s0, k):
         g_low, _ = _relu_offsets(l, u, lower_slope)
         _, g_high = _relu_offsets(l, u, upper_slope)
         H = np.maximum(u, 0.0)                       # |h| <= relu(u)
-        Lp, Ln = np.maximum(Lam, 0), np.minimum(Lam, 0)
+        exact_rows = parts is not None   # E is the identity spec's zero
+        Lp, Ln, absLam = parts or (np.maximum(Lam, 0), np.minimum(Lam, 0), np.abs(Lam))
+        parts = None
+        absW = net.weight_parts[layer - 1][3]
         if shared:
             # Lam (m, w) is one matrix; per-row slopes enter through the right factor,
             # so every row's product is one GEMM over all rows at once.
@@ -360,25 +417,28 @@ def _backward(net, region, inter, S, s0, k):
             Dl = (lower_slope.T[:, :, None] * W.T[:, None, :]).reshape(w, n * w_prev)
             Du = (upper_slope.T[:, :, None] * W.T[:, None, :]).reshape(w, n * w_prev)
             Dabs = (np.maximum(lower_slope, upper_slope).T[:, :, None]
-                    * np.abs(W.T)[:, None, :]).reshape(w, n * w_prev)
+                    * absW.T[:, None, :]).reshape(w, n * w_prev)
             new = (Lp @ Dl + Ln @ Du).reshape(m, n, w_prev).transpose(1, 0, 2)
-            new_err = (np.abs(Lam) @ Dabs).reshape(m, n, w_prev).transpose(1, 0, 2)
+            new_err = (absLam @ Dabs).reshape(m, n, w_prev).transpose(1, 0, 2)
             kappa = Lp @ g_low.T + Ln @ g_high.T                      # (m, n)
-            kappa_err = np.abs(Lam) @ np.maximum(np.abs(g_low), np.abs(g_high)).T
+            kappa_err = absLam @ np.maximum(np.abs(g_low), np.abs(g_high)).T
             mub = Lp @ (lower_slope * b).T + Ln @ (upper_slope * b).T
-            mub_err = np.abs(Lam) @ (np.maximum(lower_slope, upper_slope) * np.abs(b)).T
-            penalty = (E @ H.T).T                                     # (n, m)
+            mub_err = absLam @ (np.maximum(lower_slope, upper_slope) * np.abs(b)).T
+            if exact_rows and np.isfinite(H).all():
+                penalty = np.zeros((n, m))            # E @ H.T, with E = 0 and H finite
+            else:
+                penalty = (E @ H.T).T                                 # (n, m)
             kappa, kappa_err, mub, mub_err = kappa.T, kappa_err.T, mub.T, mub_err.T
         else:
             mu = Lp * lower_slope[:, None, :] + Ln * upper_slope[:, None, :]
             smax = np.maximum(lower_slope, upper_slope)[:, None, :]
             new = mu @ W.T
-            new_err = (np.abs(Lam) * smax) @ np.abs(W.T)
+            new_err = (absLam * smax) @ absW.T
             kappa = (np.matmul(Lp, g_low[:, :, None]) + np.matmul(Ln, g_high[:, :, None]))[..., 0]
-            kappa_err = np.matmul(np.abs(Lam), np.maximum(np.abs(g_low),
+            kappa_err = np.matmul(absLam, np.maximum(np.abs(g_low),
                                                           np.abs(g_high))[:, :, None])[..., 0]
             mub = mu @ b
-            mub_err = (np.abs(Lam) * smax) @ np.abs(b)
+            mub_err = (absLam * smax) @ np.abs(b)
             penalty = np.matmul(E, H[:, :, None])[..., 0]
         w = l.shape[1]
         const = _add_down(const, _down(kappa - _slack(kappa_err, 2 * w)))
@@ -400,7 +460,7 @@ def _intermediate_bounds(net, region, method):
     for k in range(1, net.n_layers):
         if k > 1:
             il, iu = _affine_interval(np.maximum(inter[-1][0], 0), np.maximum(inter[-1][1], 0),
-                                      net.Ws[k - 1], net.bs[k - 1])
+                                      net.Ws[k - 1], net.bs[k - 1], net.weight_parts[k - 1][:3])
             l, u = il, iu
             if method != "ibp":
                 w = net.Ws[k - 1].shape[1]
@@ -415,7 +475,7 @@ def _rounding(net, k, mag):
     """Bound on the model's fresh rounding in layer k's output, given |h~| <= mag."""
     W, b = net.Ws[k], net.bs[k]
     fan_in = W.shape[0]
-    size = _up(mag @ np.abs(W) + np.abs(b))
+    size = _up(mag @ net.weight_parts[k][3] + np.abs(b))
     size = _up(size + _slack(size, fan_in + 1))
     return _up(_gamma(fan_in + 1, net.u_model) * (1 + 1e-6) * size + (fan_in + 2) * _TINY32)
 
@@ -431,7 +491,7 @@ def _model_error(net, region, inter, y):
     mag = region.magnitude()                 # the input is exact in the model's dtype
     herr = np.zeros_like(mag)
     for k in range(net.n_layers - 1):
-        absW = np.abs(net.Ws[k])
+        absW = net.weight_parts[k][3]
         carried = herr @ absW
         carried = _up(carried + _slack(carried, absW.shape[0]))
         zerr = _up(carried + _rounding(net, k, mag))
@@ -565,18 +625,19 @@ def region_margin_bounds(net, region, y, method, n_threads=None):
     the GIL); a row's bound does not depend on the number of threads."""
     if method not in METHODS:
         raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
-    from ..attacks._threat import over_chunks
+    from ..attacks._threat import chunk_bounds, over_chunks
 
     sizes = net.layer_sizes
     chunk = chunk_rows(sizes)
     n = y.shape[0]
     if n <= chunk:
         return _bounds_chunk(net, region, y, method)
-    parts = [None] * (-(-n // chunk))
+    index = {start: c for c, (start, _) in enumerate(chunk_bounds(n, chunk))}
+    parts = [None] * len(index)
 
     def work(start, stop):
-        parts[start // chunk] = _bounds_chunk(net, region.take(slice(start, stop)),
-                                              y[start:stop], method)
+        parts[index[start]] = _bounds_chunk(net, region.take(slice(start, stop)),
+                                            y[start:stop], method)
 
     over_chunks(work, n, n_threads, row_flops(sizes), chunk_rows=chunk)
     return MarginBounds(*(None if getattr(parts[0], f) is None
