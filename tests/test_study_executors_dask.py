@@ -18,7 +18,7 @@ from processes import descendants
 from robnp.errors import ConfigError, WorkerError
 from robnp.study import StudyConfig, run_study
 from robnp.study.executors import DaskExecutor, LocalExecutor
-from robnp.study.executors.dask import check_workers
+from robnp.study.executors.dask import LOCAL_CLUSTER_CONFIG, check_workers
 
 distributed = pytest.importorskip("distributed")
 
@@ -257,3 +257,30 @@ def test_a_scheduler_and_workers_started_by_hand_run_the_study(local_small, tmp_
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+
+
+def _cluster_settings():
+    import dask
+
+    return {name: dask.config.get(name) for name in LOCAL_CLUSTER_CONFIG}
+
+
+def test_the_local_cluster_runs_its_processes_quiet():
+    """What serves only a dashboard (the workers' profiler, the resource monitors) or a
+    placement the queue already makes (work stealing) is off in the scheduler and in
+    every worker process of the local cluster, and the settings do not leak out."""
+    before = _cluster_settings()
+    client, cluster = DaskExecutor(jobs=2).connect()
+    try:
+        for found in client.run(_cluster_settings).values():
+            for name, value in LOCAL_CLUSTER_CONFIG.items():
+                assert found[name] == value, name
+        assert client.run_on_scheduler(lambda dask_scheduler: "stealing"
+                                       not in dask_scheduler.extensions)
+        assert client.run(lambda dask_worker: "profile"
+                          not in dask_worker.periodic_callbacks) == {
+            address: True for address in client.scheduler_info()["workers"]}
+    finally:
+        client.close()
+        cluster.close()
+    assert _cluster_settings() == before
