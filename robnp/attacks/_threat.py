@@ -104,8 +104,9 @@ def check_threads(n_threads):
     return None if n_threads is None else _checks.integer("n_threads", n_threads, 1)
 
 
-#: Rows per chunk when an attack's batch is split across threads. Fixed, so that the
-#: split, and with it every result, is the same for any number of threads.
+#: Most rows of a chunk when an attack's batch is split across threads
+#: (:func:`chunk_bounds`). The split depends on the rows alone, so that it, and with it
+#: every result, is the same for any number of threads.
 ATTACK_CHUNK_ROWS = 256
 
 #: Floating-point operations a chunk must hold for a second thread to pay for itself

@@ -561,9 +561,10 @@ _CHUNK_ELEMENTS = 1 << 18
 
 #: Work (FLOPs, see :func:`row_flops`) a chunk of rows holds at most, so that rows run in
 #: several chunks that threads share. A chunk also pays a fixed cost (measured at width
-#: 512: about 19 ms, against 0.9 ms per row, mostly fresh allocations of the matrices
-#: its rows share), so chunks are not made smaller than this: at width 512 (2 inputs,
-#: two hidden layers) 106 rows, the study's 400 test points in four chunks.
+#: 512: about 5 ms, against 0.6-0.8 ms per row: the products with the matrices its rows
+#: share, which stream megabytes), and halving this made verification slower on one
+#: thread and on two (benchmarks/RESULTS.md): at width 512 (2 inputs, two hidden layers)
+#: chunks of at most 106 rows, the study's 400 test points in four chunks of 100.
 _CHUNK_FLOPS = 2 * 10 ** 9
 
 
