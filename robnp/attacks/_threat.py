@@ -18,6 +18,7 @@ import numpy as np
 from .. import _checks, _memory, kernels
 from ..errors import ConfigError, DataError
 from ..flops import forward_flops
+from ..threads import single_blas_thread
 
 __all__ = ["check_eps", "check_radii", "check_reach", "check_bounds", "gradient_sign", "NORMS",
            "check_norm", "check_threads", "thread_count", "chunk_bounds", "over_chunks",
@@ -246,6 +247,7 @@ def _in_chunk_thread(work, start, stop):
         _chunk_thread.busy = False
 
 
+@single_blas_thread
 def forward_chunks(model, n_rows: int, take, use, n_threads=None) -> None:
     """One forward pass of an MLP per fixed chunk of :data:`ATTACK_CHUNK_ROWS` of
     ``n_rows`` rows, on threads (:func:`over_chunks`): ``take(lo, hi)`` gives the
@@ -270,6 +272,7 @@ def chunked_logits(model, X: np.ndarray, n_threads=None) -> np.ndarray:
     return out
 
 
+@single_blas_thread
 def chunked_input_gradient(model, X: np.ndarray, y: np.ndarray, loss_kind: int,
                            n_threads=None) -> np.ndarray:
     """The gradient w.r.t. ``X`` of an MLP's mean loss (code ``loss_kind``) over the
