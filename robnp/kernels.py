@@ -1842,8 +1842,8 @@ def fab_rows(params, sizes, X, y, t, targeted, start, norm, n_iter, alpha_max, e
 def next_float(x, out, upward):
     """``out[i] = nextafter(x[i], +inf if upward else -inf)`` for flat float64 arrays,
     bit for bit NumPy's: the neighbouring double, by one step of the bit pattern
-    (zero of either sign steps to the smallest subnormal of the direction's sign; NaN
-    and the infinity of the direction stay). The verifier's outward rounding steps
+    (zero of either sign steps to the smallest subnormal of the direction's sign; the
+    infinity of the direction stays, and NaN stays NaN). The verifier's outward rounding steps
     every bound this way, NumPy's ufunc costing some 10 ns an element."""
     bits = x.view(np.int64)
     out_bits = out.view(np.int64)
@@ -1851,7 +1851,9 @@ def next_float(x, out, upward):
     end = np.inf if upward else -np.inf
     for i in range(x.shape[0]):
         v = x[i]
-        if v != v or v == end:
+        if v != v:
+            out[i] = v + end  # NaN, quieted (a signalling NaN's payload kept), as NumPy
+        elif v == end:
             out[i] = v
         elif v == 0.0:
             out_bits[i] = 1 if upward else np.int64(-9223372036854775807)  # -2^-1074

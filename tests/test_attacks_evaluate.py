@@ -426,3 +426,44 @@ def test_a_radius_the_dtype_cannot_hold_is_refused_naming_eps(blobs_model, dtype
                                     {name: _SMALL_BUDGETS[name] for name in singles})
     for result in evaluation.attacks.values():
         assert np.isfinite(result.adversarial).all()
+
+
+def _boundary_points(model, n, seed):
+    """Points within a few float32 steps of the model's decision boundary (bisection
+    between a point of each class), and the class each was labelled: their verdicts
+    turn on the last bits of the logits."""
+    rng = np.random.default_rng(seed)
+    probe = rng.normal(size=(4000, 2)).astype(np.float32) * 3
+    cls = model.predict(probe)
+    a, b = probe[cls == 0][:n].astype(np.float64), probe[cls == 1][:n].astype(np.float64)
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    for _ in range(60):
+        mid = (a + b) / 2
+        zero = model.predict(mid.astype(np.float32)) == 0
+        a[zero], b[~zero] = mid[zero], mid[~zero]
+    points = np.where(rng.random((n, 1)) < 0.5, a, b).astype(np.float32)
+    return points, rng.integers(0, 2, n)
+
+
+def test_a_verdict_is_the_same_whatever_else_is_evaluated(scratch_registry):
+    """A point's verdict at a radius is that of accuracy() on that radius's points, and
+    does not depend on the other radii evaluated beside it, even at margins within a
+    few units in the last place of zero."""
+    model = robnp.MLP(2, (512, 512), 2, seed=0)
+    points, y = _boundary_points(model, 300, 0)
+    found = [np.roll(points, shift, axis=0) for shift in (0, 7, 131)]
+
+    def run(model, X, y, radii, options, rng):  # the boundary points, in another order per radius
+        return [found[int(round(eps * 10)) - 1] for eps in radii]
+
+    register_attack("boundary", run, _Plain, "test")
+    X = points + 1.0  # where the clean points are does not matter here
+    together = robnp.evaluate(model, X, y, (0.1, 0.2, 0.3), ["boundary"])
+    success = together.attacks["boundary"].success
+    for k, eps in enumerate((0.1, 0.2, 0.3)):
+        alone = robnp.evaluate(model, X, y, (eps,), ["boundary"])
+        np.testing.assert_array_equal(success[k], alone.attacks["boundary"].success[0])
+        assert together.attacks["boundary"].robust_acc[k] == robnp.attacks.accuracy(
+            model, found[k], y)
+        np.testing.assert_array_equal(success[k], robnp.attacks.predict(model, found[k]) != y)

@@ -231,17 +231,42 @@ def test_a_forked_child_starts_its_own_chunk_threads():
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_a_failing_chunk_is_raised_after_every_chunk_has_finished():
+def test_a_failing_chunk_stops_the_rest_and_is_raised_once_none_runs():
+    import threading
     import time
 
-    finished = []
+    finished, running = [], []
+    lock = threading.Lock()
 
     def work(start, stop):
-        if start == 0:
-            raise ValueError("chunk 0")
-        time.sleep(0.05)
-        finished.append(start)
+        with lock:
+            running.append(start)
+        try:
+            if start == 0:
+                time.sleep(0.05)
+                raise ValueError("chunk 0")
+            time.sleep(0.2)
+            finished.append(start)
+        finally:
+            with lock:
+                running.remove(start)
 
     with pytest.raises(ValueError, match="chunk 0"):
-        threat.over_chunks(work, 8, 2, chunk_rows=2)
-    assert sorted(finished) == [2, 4, 6]
+        threat.over_chunks(work, 16, 2, chunk_rows=2)
+    assert running == []                 # nothing left running when it is raised
+    assert len(finished) <= 1            # at most the chunk beside it; no new one began
+
+
+def test_a_larger_thread_count_grows_the_one_pool():
+    seen = set()
+
+    def work(start, stop):
+        import threading
+        import time
+
+        seen.add(threading.get_ident())
+        time.sleep(0.01)
+
+    for n in (2, 3, 2, 4, 3):
+        threat.over_chunks(work, 40, n, chunk_rows=5)
+    assert len(threat._chunk_pools) == 1 and threat._chunk_pools[0][0] == 4

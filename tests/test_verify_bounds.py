@@ -205,8 +205,11 @@ def test_the_compiled_outward_step_is_numpy_nextafter_bit_for_bit():
     big = np.finfo(np.float64).max
     special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324, big, -big,
                         np.finfo(np.float64).tiny, -np.finfo(np.float64).tiny, 1.0, -1.0])
+    special = np.concatenate([special, np.array(  # signalling and quiet NaNs with payloads
+        [0x7FF0000000000001, 0xFFF0000000000002, 0x7FF8000000000003, 0x7FF4000000000000],
+        np.uint64).view(np.float64)])
     spread = rng.normal(size=20000) * 10.0 ** rng.integers(-320, 300, 20000)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         for x in (special, spread, spread.reshape(100, 200)):
             for ours, direction in ((_up, np.inf), (_down, -np.inf)):
                 got, want = ours(x), np.nextafter(x, direction)

@@ -18,8 +18,10 @@ from ._clean import CleanPoints
 from ._fab import MinimalPerturbation
 from ._projections import row_norm
 from ._registry import get_attack
+from ..flops import forward_flops
 from ._threat import (AttackedModel, as_generator, check_evaluation_fits, check_radii,
-                      check_reach, chunked_logits, forward_chunks, refuse_nan)
+                      check_reach, chunk_bounds, chunked_logits, over_chunks, refuse_nan,
+                      run_chunks, thread_count)
 
 __all__ = ["accuracy", "robust_accuracy", "evaluate", "Evaluation",
            "AttackResult", "predict"]
@@ -34,8 +36,16 @@ def accuracy(model, X, y) -> float:
         return int(np.count_nonzero(predict(model, X) == y)) / X.shape[0]
     X = model.check_input(X)
     y = model.check_labels(y, X.shape[0])
-    acts = model.workspace(X.shape[0]).acts
-    return kernels.count_correct(model.params, model.sizes, X, y, acts) / X.shape[0]
+    # in the chunks of chunked_logits, so that a point counts as the evaluation's
+    # checks (predict) count it, to the last bit of a near tie
+    counts = {}
+
+    def work(lo, hi):
+        counts[lo] = kernels.count_correct(model.params, model.sizes, X[lo:hi], y[lo:hi],
+                                           model.workspace(hi - lo).acts)
+
+    over_chunks(work, X.shape[0], None, forward_flops(model.layer_sizes))
+    return sum(counts.values()) / X.shape[0]
 
 
 @single_blas_thread
@@ -93,40 +103,49 @@ def _inputs(model, X, y):
 
 
 def _logits(model, X) -> np.ndarray:
-    """``model.logits(X)`` as an array (an MLP's in chunks on threads,
-    :func:`chunked_logits`); NaN refused (:func:`refuse_nan`)."""
+    """``model.logits(X)`` as an array; NaN refused (:func:`refuse_nan`). An MLP's are
+    computed in the fixed chunks of :func:`chunked_logits`, on threads: the same chunks
+    :func:`accuracy` counts in, so a batch gets the same verdicts from both. (The last
+    bits of a row's logits depend on the rows it is computed with, as BLAS blocks a
+    product; :meth:`robnp.MLP.logits` computes the whole batch at once, and at a margin
+    within a few units in the last place of zero may disagree with these.)"""
     if isinstance(model, MLP):
         return refuse_nan(chunked_logits(model, model.check_input(X)), "model.logits")
     return refuse_nan(np.asarray(model.logits(X)), "model.logits")
 
 
-def _misclassified(model, points, attacked, y, radii) -> np.ndarray:
-    """``success[k, i]``: whether ``points[k, i]``, the point found for point ``i`` at
-    radius ``k``, is misclassified, where ``attacked[k, i]`` (False elsewhere). On an
-    MLP every attacked pair is one batch in chunks on threads (:func:`forward_chunks`);
-    any other model is asked once per radius."""
+def _misclassified(model, points, attacked, y) -> np.ndarray:
+    """``success[k, i]``: whether ``points[k, i]``, what an attack found for point ``i``
+    at radius ``k``, is misclassified, where ``attacked[k, i]`` (False elsewhere). Each
+    radius's attacked points are one batch, checked as :func:`predict` (and
+    :func:`accuracy`) would check them; on an MLP the chunks of every radius go to the
+    threads at once."""
     success = np.zeros(attacked.shape, bool)
+    # every point attacked (the usual case): a slice, no index array held
+    per_radius = [slice(None) if mask.all() else np.flatnonzero(mask) for mask in attacked]
     if not isinstance(model, MLP):
-        for k in range(attacked.shape[0]):
-            rows = np.flatnonzero(attacked[k])
+        per_radius = [np.flatnonzero(mask) for mask in attacked]
+        for k, rows in enumerate(per_radius):
             if rows.size:
                 success[k, rows] = predict(model, points[k, rows]) != y[rows]
         return success
-    ks, rows = np.nonzero(attacked)
-    wrong = np.empty(rows.size, bool)
-    nan = np.empty(rows.size, bool)
+    for k, rows in enumerate(per_radius):
+        if not np.isfinite(points[k, rows]).all():
+            model.check_input(points[k, rows])  # says which point is not finite
+    chunks = [(k, lo, hi) for k, rows in enumerate(per_radius)
+              for lo, hi in chunk_bounds(attacked.shape[1] if isinstance(rows, slice)
+                                         else rows.size)]
 
-    def use(lo, hi, Z):
-        nan[lo:hi] = np.isnan(Z).any(axis=1)
-        wrong[lo:hi] = Z.argmax(axis=1) != y[rows[lo:hi]]
+    def work(k, lo, hi):
+        rows = per_radius[k]
+        rows = slice(lo, hi) if isinstance(rows, slice) else rows[lo:hi]
+        X = np.ascontiguousarray(points[k, rows], dtype=model.dtype)
+        Z = kernels.forward(model.params, model.sizes, X, model.workspace(hi - lo).acts)
+        refuse_nan(Z, "model.logits")
+        success[k, rows] = Z.argmax(axis=1) != y[rows]
 
-    forward_chunks(model, rows.size, lambda lo, hi: np.ascontiguousarray(
-        points[ks[lo:hi], rows[lo:hi]], dtype=model.dtype), use)
-    if nan.any():
-        first = int(np.argmax(nan))
-        raise DataError(f"model.logits returned NaN (at point {int(rows[first])} attacked "
-                        f"at eps {radii[ks[first]]!r})")
-    success[ks, rows] = wrong
+    run_chunks(work, chunks, thread_count(None, int(attacked.sum()),
+                                          forward_flops(model.layer_sizes)))
     return success
 
 
@@ -468,7 +487,7 @@ def evaluate(model, X, y, eps=(0.01, 0.05, 0.1, 0.2, 0.5), attacks=("fgsm", "pgd
             attacked[:] = True
             minimal = _found_minimal(found, minimal, np.arange(n_points), X)
             advance(n_eps * work[name])
-        success = _misclassified(model, adversarial, attacked, y, radii)
+        success = _misclassified(model, adversarial, attacked, y)
         for k in range(n_eps):
             new = success[k] & ~worst[k]
             worst_points[k, new] = adversarial[k, new]

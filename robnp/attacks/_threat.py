@@ -21,7 +21,7 @@ from ..flops import forward_flops
 from ..threads import single_blas_thread
 
 __all__ = ["check_eps", "check_radii", "check_reach", "check_bounds", "gradient_sign", "NORMS",
-           "check_norm", "check_threads", "thread_count", "chunk_bounds", "over_chunks",
+           "check_norm", "check_threads", "thread_count", "chunk_bounds", "over_chunks", "run_chunks",
            "default_threads",
            "forward_chunks", "chunked_logits", "chunked_input_gradient",
            "available_cores", "row_flops", "MIN_FLOPS_PER_CHUNK", "AttackedModel",
@@ -196,24 +196,56 @@ def over_chunks(work, n_rows: int, n_threads, flops_per_row: float | None = None
     every entry point sets), so that the threads run in parallel and the result does
     not depend on their number."""
     bounds = chunk_bounds(n_rows, chunk_rows)
-    threads = thread_count(n_threads, n_rows, flops_per_row, chunk_rows)
-    if threads == 1 or getattr(_chunk_thread, "busy", False):
+    run_chunks(work, bounds, thread_count(n_threads, n_rows, flops_per_row, chunk_rows))
+
+
+def run_chunks(work, chunks, threads: int) -> None:
+    """Call ``work(*chunk)`` for every chunk of ``chunks`` on up to ``threads`` threads
+    of the kept pool (:func:`over_chunks` with the chunks given): each chunk's work
+    must not depend on which thread runs it, or when."""
+    if threads == 1 or len(chunks) < 2 or getattr(_chunk_thread, "busy", False):
         # one thread, or a chunk's work asking for chunks of its own: here, in order
-        for start, stop in bounds:
-            work(start, stop)
+        for chunk in chunks:
+            work(*chunk)
         return
-    pool = _chunk_pool(threads)
-    futures = [pool.submit(_in_chunk_thread, work, start, stop) for start, stop in bounds]
-    wait(futures)  # every chunk done, or failed, before anything is raised or read
-    for future in futures:
+    threads = min(threads, len(chunks))
+    # ``threads`` runners on the kept pool, each taking the next chunk until none is
+    # left (or one has failed, or the caller was interrupted)
+    following = iter(chunks)
+    lock = threading.Lock()
+    stop_early = threading.Event()
+
+    def runner():
+        _chunk_thread.busy = True
+        try:
+            while not stop_early.is_set():
+                with lock:
+                    chunk = next(following, None)
+                if chunk is None:
+                    return
+                work(*chunk)
+        except BaseException:
+            stop_early.set()
+            raise
+        finally:
+            _chunk_thread.busy = False
+
+    runners = [_chunk_pool(threads).submit(runner) for _ in range(threads)]
+    try:
+        wait(runners)  # every chunk done, or failed, before anything is raised or read
+    except BaseException:  # interrupted: no new chunk starts; the running ones finish
+        stop_early.set()
+        wait(runners)
+        raise
+    for future in runners:
         future.result()
 
 
-#: Pools of chunk threads by size, kept for the life of the process: an evaluation
-#: hands out chunks several times, and starting a pool's threads each time costs
-#: about 0.5 ms on 2 cores. A forked child starts with none (its parent's threads
-#: do not exist in it).
-_chunk_pools: dict[int, ThreadPoolExecutor] = {}
+#: The pool of chunk threads, kept for the life of the process and grown to the most
+#: threads asked for: an evaluation hands out chunks several times, and starting
+#: threads each time costs about 0.5 ms on 2 cores. A forked child starts without one
+#: (its parent's threads do not exist in it).
+_chunk_pools: list[tuple[int, ThreadPoolExecutor]] = []
 _chunk_pools_lock = threading.Lock()
 _chunk_thread = threading.local()
 
@@ -229,25 +261,17 @@ if hasattr(os, "register_at_fork"):
 
 
 def _chunk_pool(threads: int) -> ThreadPoolExecutor:
+    """A pool of at least ``threads`` threads (a larger request replaces it; the old
+    one's threads end once idle)."""
     with _chunk_pools_lock:
-        pool = _chunk_pools.get(threads)
-        if pool is None:
-            pool = _chunk_pools[threads] = ThreadPoolExecutor(
-                threads, thread_name_prefix="robnp-chunks")
-        return pool
+        if not _chunk_pools or _chunk_pools[0][0] < threads:
+            if _chunk_pools:
+                _chunk_pools.pop()[1].shutdown(wait=False)
+            _chunk_pools.append((threads, ThreadPoolExecutor(
+                threads, thread_name_prefix="robnp-chunks")))
+        return _chunk_pools[0][1]
 
 
-def _in_chunk_thread(work, start, stop):
-    """``work(start, stop)`` on a pool thread, marked busy: chunks it hands out run on
-    it in order instead of waiting for threads of the pool it occupies."""
-    _chunk_thread.busy = True
-    try:
-        work(start, stop)
-    finally:
-        _chunk_thread.busy = False
-
-
-@single_blas_thread
 def forward_chunks(model, n_rows: int, take, use, n_threads=None) -> None:
     """One forward pass of an MLP per fixed chunk of :data:`ATTACK_CHUNK_ROWS` of
     ``n_rows`` rows, on threads (:func:`over_chunks`): ``take(lo, hi)`` gives the
