@@ -242,8 +242,7 @@ def test_a_failing_chunk_stops_the_rest_and_is_raised_once_none_runs():
         with lock:
             running.append(start)
         try:
-            if start == 0:
-                time.sleep(0.05)
+            if start == 0:  # the first chunk taken
                 raise ValueError("chunk 0")
             time.sleep(0.2)
             finished.append(start)
