@@ -24,7 +24,6 @@ Run: ``python benchmarks/bench_attacks.py [--repeats 5] [--widths 16 128 256]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -38,7 +37,7 @@ from robnp.attacks._threat import ATTACK_CHUNK_ROWS
 from robnp.threads import blas_threads
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_engine import machine, median_time  # noqa: E402
+from bench_engine import machine, median_time, report  # noqa: E402
 
 EPSILONS = (0.01, 0.05, 0.1, 0.2, 0.5)
 
@@ -181,11 +180,7 @@ def main():
     start = time.perf_counter()
     result = run(args.widths, args.points, args.repeats, args.big)
     result["seconds"] = time.perf_counter() - start
-    print(json.dumps(result["machine"]))
-    print(markdown(result))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=2)
+    report(result, markdown(result), args.json)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import re
 import sys
@@ -45,7 +44,7 @@ import robnp
 from robnp.data.synthetic import make_blobs
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_engine import machine  # noqa: E402
+from bench_engine import machine, report  # noqa: E402
 
 N_CLASSES = 10
 STAGES = ("aa-apgd-ce", "aa-apgd-t", "aa-fab-t", "aa-square")
@@ -192,11 +191,7 @@ def main():
     if args.smoke:
         args.width, args.points, args.repeats = 16, 40, 1
     result = run(args.width, args.points, args.eps, args.repeats)
-    print(json.dumps(result["machine"]))
-    print(markdown(result))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=2)
+    report(result, markdown(result), args.json)
 
 
 if __name__ == "__main__":

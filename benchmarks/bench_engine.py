@@ -91,6 +91,16 @@ def matmul_rate(m: int, k: int, n: int, repeats: int) -> float:
     return 2.0 * m * k * n / seconds
 
 
+def report(result: dict, table: str, json_path: str | None) -> None:
+    """What every benchmark ends with: the machine, the table, and the raw numbers in
+    ``json_path`` when one is given."""
+    print(json.dumps(result["machine"]))
+    print(table)
+    if json_path:
+        with open(json_path, "w") as handle:
+            json.dump(result, handle, indent=2)
+
+
 def machine() -> dict:
     model = platform.processor()
     try:
@@ -213,11 +223,7 @@ def main():
     parser.add_argument("--json", help="also write the raw numbers here")
     args = parser.parse_args()
     result = run(args.repeats)
-    print(json.dumps(result["machine"]))
-    print(markdown(result))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=2)
+    report(result, markdown(result), args.json)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,6 @@ Run: ``python benchmarks/bench_fab.py [--repeats 3] [--widths 128 256 512]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -59,7 +58,7 @@ from robnp.data.synthetic import make_blobs
 from robnp.threads import blas_threads
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_engine import machine, median_time  # noqa: E402
+from bench_engine import machine, median_time, report  # noqa: E402
 
 N_CLASSES = 10
 N_ITER = 100
@@ -237,11 +236,7 @@ def main():
     start = time.perf_counter()
     result = run(args.widths, args.points, args.repeats, not args.targeted_only)
     result["seconds"] = time.perf_counter() - start
-    print(json.dumps(result["machine"]))
-    print(markdown(result))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=2)
+    report(result, markdown(result), args.json)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ Run: ``python benchmarks/bench_training.py [--repeats 5] [--widths 16 64 256 512
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from robnp.training.fit import TRAIN_CHUNK_ROWS, TrainConfig
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_attacks import gemm_seconds  # noqa: E402
-from bench_engine import machine  # noqa: E402
+from bench_engine import machine, report  # noqa: E402
 
 EPS = 0.1
 STEPS = 10
@@ -208,11 +207,7 @@ def main():
         result = run(args.widths, args.repeats, args.points, max(args.widths))
         mem = memory()
     result["memory"] = mem
-    print(json.dumps(result["machine"]))
-    print(markdown(result, mem))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=2)
+    report(result, markdown(result, mem), args.json)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ from ._projections import row_norm
 from ._registry import get_attack
 from ..flops import forward_flops
 from ._threat import (AttackedModel, as_generator, check_evaluation_fits, check_radii,
-                      check_reach, chunk_bounds, chunked_logits, over_chunks, refuse_nan,
-                      run_chunks, thread_count)
+                      check_reach, chunk_bounds, chunked_logits, forward_chunks, over_chunks,
+                      refuse_nan, thread_count)
 
 __all__ = ["accuracy", "robust_accuracy", "evaluate", "Evaluation",
            "AttackResult", "predict"]
@@ -119,16 +119,16 @@ def _misclassified(model, points, attacked, y) -> np.ndarray:
     at radius ``k``, is misclassified, where ``attacked[k, i]`` (False elsewhere). Each
     radius's attacked points are one batch, checked as :func:`predict` (and
     :func:`accuracy`) would check them; on an MLP the chunks of every radius go to the
-    threads at once."""
+    threads at once (:func:`forward_chunks`)."""
     success = np.zeros(attacked.shape, bool)
-    # every point attacked (the usual case): a slice, no index array held
-    per_radius = [slice(None) if mask.all() else np.flatnonzero(mask) for mask in attacked]
     if not isinstance(model, MLP):
-        per_radius = [np.flatnonzero(mask) for mask in attacked]
-        for k, rows in enumerate(per_radius):
+        for k, mask in enumerate(attacked):
+            rows = np.flatnonzero(mask)
             if rows.size:
                 success[k, rows] = predict(model, points[k, rows]) != y[rows]
         return success
+    # every point attacked (the usual case): a slice, no index array held
+    per_radius = [slice(None) if mask.all() else np.flatnonzero(mask) for mask in attacked]
     for k, rows in enumerate(per_radius):
         if not np.isfinite(points[k, rows]).all():
             model.check_input(points[k, rows])  # says which point is not finite
@@ -136,16 +136,20 @@ def _misclassified(model, points, attacked, y) -> np.ndarray:
               for lo, hi in chunk_bounds(attacked.shape[1] if isinstance(rows, slice)
                                          else rows.size)]
 
-    def work(k, lo, hi):
+    def chunk_rows(k, lo, hi):
         rows = per_radius[k]
-        rows = slice(lo, hi) if isinstance(rows, slice) else rows[lo:hi]
-        X = np.ascontiguousarray(points[k, rows], dtype=model.dtype)
-        Z = kernels.forward(model.params, model.sizes, X, model.workspace(hi - lo).acts)
+        return slice(lo, hi) if isinstance(rows, slice) else rows[lo:hi]
+
+    def take(k, lo, hi):
+        return np.ascontiguousarray(points[k, chunk_rows(k, lo, hi)], dtype=model.dtype)
+
+    def use(k, lo, hi, Z):
         refuse_nan(Z, "model.logits")
+        rows = chunk_rows(k, lo, hi)
         success[k, rows] = Z.argmax(axis=1) != y[rows]
 
-    run_chunks(work, chunks, thread_count(None, int(attacked.sum()),
-                                          forward_flops(model.layer_sizes)))
+    forward_chunks(model, chunks, take, use,
+                   thread_count(None, int(attacked.sum()), forward_flops(model.layer_sizes)))
     return success
 
 

@@ -272,27 +272,33 @@ def _chunk_pool(threads: int) -> ThreadPoolExecutor:
         return _chunk_pools[0][1]
 
 
-def forward_chunks(model, n_rows: int, take, use, n_threads=None) -> None:
-    """One forward pass of an MLP per fixed chunk of :data:`ATTACK_CHUNK_ROWS` of
-    ``n_rows`` rows, on threads (:func:`over_chunks`): ``take(lo, hi)`` gives the
-    chunk's inputs (the model's dtype, C-contiguous) and ``use(lo, hi, Z)`` receives
-    its logits (a scratch view, valid during the call). The same numbers for any
-    number of threads. An evaluation's passes over all its points (the clean logits,
+@single_blas_thread
+def forward_chunks(model, chunks, take, use, threads: int) -> None:
+    """One forward pass of an MLP per chunk of ``chunks`` on up to ``threads`` threads
+    (:func:`run_chunks`): ``take(*chunk)`` gives the chunk's inputs (the model's dtype,
+    C-contiguous) and ``use(*chunk, Z)`` receives its logits (a scratch view, valid
+    during the call). An evaluation's passes over all its points (the clean logits,
     the checks of what each attack found) run this way, so that they do not stay on
     one core while the attacks between them use every core."""
-    def work(lo, hi):
-        acts = model.workspace(hi - lo).acts
-        use(lo, hi, kernels.forward(model.params, model.sizes, take(lo, hi), acts))
+    def work(*chunk):
+        X = take(*chunk)
+        use(*chunk, kernels.forward(model.params, model.sizes, X,
+                                    model.workspace(X.shape[0]).acts))
 
-    over_chunks(work, n_rows, n_threads, forward_flops(model.layer_sizes))
+    run_chunks(work, chunks, threads)
 
 
 def chunked_logits(model, X: np.ndarray, n_threads=None) -> np.ndarray:
-    """The logits of an MLP at the rows of ``X`` (checked, the model's dtype) by
-    :func:`forward_chunks`."""
+    """The logits of an MLP at the rows of ``X`` (checked, the model's dtype), one
+    forward pass per fixed chunk of :func:`chunk_bounds` (:func:`forward_chunks`): the
+    same numbers for any number of threads."""
     out = np.empty((X.shape[0], model.layer_sizes[-1]), X.dtype)
-    forward_chunks(model, X.shape[0], lambda lo, hi: X[lo:hi],
-                   lambda lo, hi, Z: out.__setitem__(slice(lo, hi), Z), n_threads)
+
+    def use(lo, hi, Z):
+        out[lo:hi] = Z
+
+    forward_chunks(model, chunk_bounds(X.shape[0]), lambda lo, hi: X[lo:hi], use,
+                   thread_count(n_threads, X.shape[0], forward_flops(model.layer_sizes)))
     return out
 
 
